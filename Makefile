@@ -1,0 +1,21 @@
+# The two commands of the README. Both set up .venv first (seconds when it is
+# already up to date).
+PY := .venv/bin/python
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	@$(PY) -m rollout_ros.demo $(DEMO_ARGS)
+
+test: setup
+	@$(PY) -m pytest -q rollout_ros/test
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .colcon .demo

@@ -1,0 +1,1 @@
+"""Deploy LeRobot policies on ROS 2 robots."""

@@ -1,0 +1,254 @@
+"""`rollout`: every node of a rollout in one process, on one multi-threaded
+executor, for machines without `ros2 launch` (and for the demo and tests).
+
+Flags follow lerobot-rollout's (`--robot.type=... --policy.path=...`), so a
+lerobot user keeps their command line. The nodes are the same ones the launch
+files start; only the composition differs.
+"""
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import rclpy
+import rclpy.logging
+import yaml
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from rollout_ros.core.errors import ConfigError
+from rollout_ros.nodes.camera_node import CameraNode
+from rollout_ros.nodes.policy_node import PolicyNode
+from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+from rollout_ros.nodes.spin import install_stop_signals, make_executor
+from rollout_ros.strategies.base_strategy import BaseStrategyNode
+
+STRATEGIES = {'base': BaseStrategyNode}
+SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
+                'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms')
+
+
+@dataclass
+class CameraConfig:
+    name: str
+    index_or_path: str
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    color_mode: str = 'rgb'
+
+
+@dataclass
+class RolloutConfig:
+    policy_path: str = ''
+    robot_type: str = 'koch_follower'
+    robot_port: str = '/dev/ttyACM0'
+    robot_id: str = 'follower'
+    calibration_dir: str = ''
+    use_degrees: bool = False
+    max_relative_target: float = 0.35
+    cameras: list[CameraConfig] = field(default_factory=list)
+    strategy: str = 'base'
+    fps: float = 30.0
+    duration: float = 0.0
+    task: str = ''
+    device: str = 'cpu'
+    rename_map: str = ''
+    policy_call: str = 'direct'    # 'direct' (in-process) or 'service'
+    action_log_len: int = 0
+
+
+def parse_cameras(text: str) -> list[CameraConfig]:
+    if not text:
+        return []
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError('--robot.cameras', f'not valid YAML/JSON ({e}).',
+                          'e.g. "{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}".')
+    if not isinstance(raw, dict):
+        raise ConfigError('--robot.cameras', 'must map camera names to settings.',
+                          'e.g. "{front: {type: opencv, index_or_path: 0}}".')
+    cams = []
+    for name, c in raw.items():
+        c = dict(c or {})
+        kind = c.pop('type', 'opencv')
+        if kind != 'opencv':
+            raise ConfigError(f'--robot.cameras.{name}.type', f'{kind!r} is not supported yet.',
+                              'use type: opencv, or publish images from your own driver and remap.')
+        if 'index_or_path' not in c:
+            raise ConfigError(f'--robot.cameras.{name}.index_or_path', 'is missing.',
+                              'give a device index, /dev/video path or a video file.')
+        allowed = {'index_or_path', 'width', 'height', 'fps', 'color_mode'}
+        unknown = set(c) - allowed
+        if unknown:
+            raise ConfigError(f'--robot.cameras.{name}', f'unknown keys {sorted(unknown)}.',
+                              f'use {sorted(allowed)}.')
+        c['index_or_path'] = str(c['index_or_path'])
+        c['color_mode'] = str(c.get('color_mode', 'rgb')).lower()
+        cams.append(CameraConfig(name=str(name), **c))
+    return cams
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='rollout', description=__doc__.splitlines()[0])
+    a = p.add_argument
+    a('--strategy.type', dest='strategy', default='base', help='base (others: later releases)')
+    a('--policy.path', dest='policy_path', default='', help='checkpoint dir or Hub id')
+    a('--policy.device', '--device', dest='device', default='cpu', help='cpu, cuda, mps or auto')
+    a('--robot.type', dest='robot_type', default='koch_follower')
+    a('--robot.port', dest='robot_port', default='/dev/ttyACM0')
+    a('--robot.id', dest='robot_id', default='follower')
+    a('--robot.calibration_dir', dest='calibration_dir', default='')
+    a('--robot.use_degrees', dest='use_degrees', default='false')
+    a('--robot.max_relative_target', dest='max_relative_target', type=float, default=0.35,
+      help='largest step per command from the present position [rad]')
+    a('--robot.cameras', dest='cameras', default='', help='YAML map of cameras (lerobot syntax)')
+    a('--fps', type=float, default=30.0)
+    a('--duration', type=float, default=0.0, help='seconds; 0 = until Ctrl-C')
+    a('--task', default='')
+    a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
+    a('--policy_call', choices=('direct', 'service'), default='direct',
+      help='direct: in-process call; service: through the policy node\'s ~/infer service')
+    a('--summary_json', default='', help='also write the summary to this file')
+    return p
+
+
+def config_from_args(ns) -> RolloutConfig:
+    if ns.strategy not in STRATEGIES:
+        raise ConfigError('--strategy.type', f'{ns.strategy!r} is not available.',
+                          f'use one of {sorted(STRATEGIES)}.')
+    return RolloutConfig(
+        policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
+        robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
+        use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
+        max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
+        strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task, device=ns.device,
+        rename_map=ns.rename_map, policy_call=ns.policy_call)
+
+
+def _params(**kw) -> list[Parameter]:
+    # An empty list carries no element type; camera lists are string arrays.
+    return [Parameter(k, Parameter.Type.STRING_ARRAY, v) if v == [] else Parameter(k, value=v)
+            for k, v in kw.items()]
+
+
+def build_nodes(cfg: RolloutConfig):
+    """The strategy and the nodes it manages, parameterised from one config."""
+    robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
+                 calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
+    cam_names = [c.name for c in cfg.cameras]
+    policy = PolicyNode(parameter_overrides=_params(
+        policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
+        camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task))
+    cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
+        camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
+        fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]
+    driver = RobotDriverNode(parameter_overrides=_params(
+        robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, **robot))
+    managed = [policy, *cameras, driver]
+    strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
+        fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
+        managed_nodes=[n.get_name() for n in managed], **robot))
+    strategy.local_nodes = {n.get_name(): n for n in managed}
+    if cfg.policy_call == 'direct':
+        strategy.local_policy = policy
+    strategy.action_log_len = cfg.action_log_len
+    return strategy, managed
+
+
+class Rollout:
+    """A composed rollout: start() brings it up, wait() runs it, stop() tears it down."""
+
+    def __init__(self, cfg: RolloutConfig):
+        self.cfg = cfg
+        self.strategy, self.managed = build_nodes(cfg)
+        # Transitions are triggered from this process's main thread, never
+        # from a callback, so one executor thread suffices (see make_executor).
+        self.executor = make_executor(concurrent=False)
+        for node in (self.strategy, *self.managed):
+            self.executor.add_node(node)
+        self._spinner = threading.Thread(target=self.executor.spin, name='executor', daemon=True)
+        self._spinner.start()
+
+    def start(self) -> None:
+        for step, want in ((self.strategy.trigger_configure, 'inactive'),
+                           (self.strategy.trigger_activate, 'active')):
+            step()
+            if self.strategy.state_label != want:
+                raise RuntimeError(self.strategy.last_error or 'strategy failed to start')
+
+    def wait(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        while not self.strategy.finished.wait(0.1):
+            if stop.is_set():
+                break
+
+    def stop(self) -> dict:
+        s = self.strategy
+        if s.state_label == 'active':
+            s.trigger_deactivate()
+        if s.state_label == 'inactive':
+            s.trigger_cleanup()
+        if s.state_label != 'finalized':
+            s.trigger_shutdown()
+        for node in self.managed:
+            if node.state_label != 'finalized':
+                node.trigger_shutdown()
+        self.executor.shutdown(timeout_sec=2.0)
+        for node in (s, *self.managed):
+            node.destroy_node()
+        return s.summary
+
+
+def format_summary(summary: dict, log_dir: str) -> str:
+    s = summary
+    lines = [
+        f"ticks {s['ticks']}  rate {s['rate_hz']:.2f} Hz",
+        f"period error p50 {s['period_err_p50_ms']:.2f} ms  p99 {s['period_err_p99_ms']:.2f} ms  "
+        f"max {s['period_err_max_ms']:.2f} ms  overruns {s['overruns']}  starved {s['starved_ticks']}",
+        f"inference p50 {s['infer_p50_ms']:.2f} ms  p99 {s['infer_p99_ms']:.2f} ms",
+        f'logs: {log_dir}',
+        json.dumps({k: s[k] for k in SUMMARY_KEYS}),
+    ]
+    return '\n'.join(lines)
+
+
+def run(cfg: RolloutConfig, stop: threading.Event | None = None) -> dict:
+    """Bring up, run until duration/stop, tear down in order; returns the summary."""
+    rollout = Rollout(cfg)
+    error = None
+    try:
+        rollout.start()
+        rollout.wait(stop)
+        error = rollout.strategy.last_error or None
+    finally:
+        summary = rollout.stop()
+    if error:
+        raise RuntimeError(error)
+    return summary
+
+
+def main(argv=None) -> int:
+    ns = build_parser().parse_args(argv)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    try:
+        summary = run(config_from_args(ns), stop)
+    except (ConfigError, RuntimeError) as e:
+        print(f'rollout: error: {e}', file=sys.stderr)
+        return 2
+    finally:
+        rclpy.try_shutdown()
+    print(format_summary(summary, rclpy.logging.get_logging_directory()))
+    if ns.summary_json:
+        with open(ns.summary_json, 'w') as f:
+            json.dump(summary, f)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The rollout control loop, free of ROS: observe -> policy -> command, paced
+on absolute deadlines, with every late, overrunning or starved tick counted.
+
+A starved tick (no observation, or no action from the policy in time) holds
+the last command instead of sending nothing, so position servos keep a
+consistent goal and the gap is visible in the figures.
+"""
+
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from rollout_ros.core.pacer import Pacer
+from rollout_ros.core.stats import SampleWindow
+
+Observation = Any
+Action = dict[str, float]
+
+
+class ControlLoop:
+
+    def __init__(self, fps: float, observe: Callable[[], Observation | None],
+                 policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
+                 duration_s: float = 0.0, action_log_len: int = 0):
+        self.pacer = Pacer(fps)
+        self.observe = observe
+        self.policy = policy
+        self.command = command
+        self.duration_s = duration_s
+        self.stop_event = threading.Event()
+        self.infer_ms = SampleWindow()
+        self.starved_ticks = 0
+        self.last_action: Action | None = None
+        # Actions in the order they were commanded; tests compare them with
+        # what the servos received.
+        self.action_log = deque(maxlen=action_log_len or None) if action_log_len else None
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        pacer = self.pacer
+        start = pacer.start()
+        try:
+            while not self.stop_event.is_set():
+                if self.duration_s and time.monotonic() - start >= self.duration_s:
+                    break
+                pacer.begin_tick()
+                self._tick()
+                pacer.wait()
+        except BaseException as e:  # noqa: BLE001 - reported by the owner, loop must end
+            self.error = e
+            raise
+
+    def _tick(self) -> None:
+        obs = self.observe()
+        action = None
+        if obs is not None:
+            t0 = time.perf_counter()
+            action = self.policy(obs)
+            self.infer_ms.add((time.perf_counter() - t0) * 1e3)
+        if action is None:
+            self.starved_ticks += 1
+            action = self.last_action
+            if action is None:
+                return
+        else:
+            self.last_action = action
+            if self.action_log is not None:
+                self.action_log.append(action)
+        self.command(action)
+
+    def summary(self) -> dict:
+        rep = self.pacer.report()
+        return {
+            'ticks': rep.ticks,
+            'rate_hz': round(rep.rate_hz, 3),
+            'period_err_p50_ms': round(rep.period_err_p50_ms, 3),
+            'period_err_p99_ms': round(rep.period_err_p99_ms, 3),
+            'period_err_max_ms': round(rep.period_err_max_ms, 3),
+            'overruns': rep.overruns,
+            'starved_ticks': self.starved_ticks,
+            'infer_p50_ms': round(self.infer_ms.percentile(50), 3),
+            'infer_p99_ms': round(self.infer_ms.percentile(99), 3),
+        }

@@ -1,0 +1,109 @@
+"""`make demo`: a real base rollout on the embedded default.
+
+An emulated Koch follower on a pseudo-terminal (its own process, driven
+through dynamixel-sdk by our driver node), a camera node reading a generated
+video file through OpenCV, a tiny random-weight ACT checkpoint saved in
+LeRobot's format, and the base strategy running the loop at 30 Hz.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from rollout_ros.core.calibration import MotorCalibration, calibration_path, save_calibration
+from rollout_ros.hardware.robots import get_robot_spec
+
+ROBOT_TYPE = 'koch_follower'
+ROBOT_ID = 'demo'
+CAMERA = 'front'
+IMAGE_HW = (96, 128)   # small enough that one ACT chunk inference fits a 33 ms tick on 2 cores
+# Calibrated ranges of the emulated arm (full-turn joints span the encoder).
+DEMO_RANGES = {'shoulder_pan': (0, 4095), 'shoulder_lift': (1024, 3072), 'elbow_flex': (1024, 3072),
+               'wrist_flex': (1024, 3072), 'wrist_roll': (0, 4095), 'gripper': (2048, 3072)}
+
+
+def prepare(workdir: Path) -> dict:
+    """Calibration, checkpoint and video for the demo (reused when present)."""
+    spec = get_robot_spec(ROBOT_TYPE)
+    calib = {m.name: MotorCalibration(m.id, 0, 0, *DEMO_RANGES[m.name]) for m in spec.motors}
+    calib_dir = workdir / 'calibration'
+    save_calibration(calibration_path(calib_dir, ROBOT_TYPE, ROBOT_ID), calib)
+
+    ckpt = workdir / 'checkpoints' / 'tiny_act'
+    if not (ckpt / 'config.json').is_file():
+        from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+        make_tiny_act_checkpoint(ckpt, spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
+
+    video = workdir / 'video' / 'demo.avi'
+    if not video.is_file():
+        from rollout_ros.hardware.emulator.test_video import write_test_video
+        write_test_video(video)
+    initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
+    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial}
+
+
+def start_emulator(log_path: Path, initial: list[int]) -> tuple[subprocess.Popen, str]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rollout_ros.hardware.emulator.servo_bus_emulator', '--preset', 'koch',
+         '--initial', ','.join(map(str, initial))],
+        stdout=subprocess.PIPE, stderr=open(log_path, 'w'), text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith('PORT '):
+        proc.kill()
+        raise RuntimeError(f'servo bus emulator did not start (see {log_path})')
+    return proc, line.split(' ', 1)[1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='rollout_demo', description=__doc__.splitlines()[0])
+    p.add_argument('--workdir', default='.demo', help='where checkpoint, video and logs go')
+    p.add_argument('--duration', type=float, default=15.0)
+    p.add_argument('--fps', type=float, default=30.0)
+    p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
+    args = p.parse_args(argv)
+
+    workdir = Path(args.workdir).resolve()
+    log_dir = workdir / 'logs'
+    os.environ['ROS_LOG_DIR'] = str(log_dir)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
+    assets = prepare(workdir)
+    emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'])
+    print(f'[demo] emulated Koch follower on {port}; running base rollout for {args.duration:g} s '
+          f'at {args.fps:g} Hz', flush=True)
+
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from rollout_ros.cli import CameraConfig, RolloutConfig, format_summary, run
+    from rollout_ros.nodes.spin import install_stop_signals
+
+    cfg = RolloutConfig(
+        policy_path=str(assets['checkpoint']), robot_type=ROBOT_TYPE, robot_port=port,
+        robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
+        cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], args.fps)],
+        fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    try:
+        summary = run(cfg, stop)
+    except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
+        print(f'[demo] error: {e}', file=sys.stderr)
+        return 1
+    finally:
+        rclpy.try_shutdown()
+        emulator.terminate()
+        emulator.wait(timeout=5)
+    (workdir / 'summary.json').write_text(json.dumps(summary))
+    print(format_summary(summary, str(log_dir)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

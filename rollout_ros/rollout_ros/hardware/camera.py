@@ -1,0 +1,149 @@
+"""OpenCV camera capture on its own thread.
+
+A device index (or /dev/video path) is read as fast as the device delivers;
+a video file is paced to `fps` and loops, so a file stands in for a camera in
+tests and the demo through the same code path. Each frame carries its
+capture time, so consumers can see how old it is.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rollout_ros.core.errors import ConfigError
+
+
+@dataclass
+class Frame:
+    image: np.ndarray       # HxWx3 uint8, in the configured color order
+    capture_time: float     # time.time() at capture (wall clock, for ROS stamps)
+    capture_mono: float     # time.monotonic() at capture (for ages)
+    seq: int
+
+
+def _parse_source(index_or_path: str):
+    text = str(index_or_path).strip()
+    if text.isdigit():
+        return int(text), False
+    path = Path(text).expanduser()
+    is_file = path.is_file()
+    if not is_file and not text.startswith('/dev/'):
+        raise ConfigError('index_or_path', f'{text!r} is neither a camera index, a /dev path '
+                          'nor an existing video file.',
+                          'give a device index (0), a device path (/dev/video0) or a video file.')
+    return str(path), is_file
+
+
+class OpenCVCamera:
+
+    def __init__(self, index_or_path: str, width: int, height: int, fps: float,
+                 color_mode: str = 'rgb', fourcc: str = ''):
+        if color_mode not in ('rgb', 'bgr'):
+            raise ConfigError('color_mode', f'{color_mode!r} is not supported.', "use 'rgb' or 'bgr'.")
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise ConfigError('width/height/fps', f'got {width}x{height}@{fps}.',
+                              'all three must be positive.')
+        self.source, self.is_file = _parse_source(index_or_path)
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.color_mode = color_mode
+        self.fourcc = fourcc
+        self._cap = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._new_frame = threading.Condition(self._lock)
+        self._seq = 0
+        self.on_frame = None   # optional callback(Frame), called on the capture thread
+
+    def open(self) -> None:
+        cap = cv2.VideoCapture(self.source)
+        if not cap.isOpened():
+            raise ConfigError('index_or_path', f'OpenCV could not open {self.source!r}.',
+                              'check the device exists and is not used by another program.')
+        if not self.is_file:
+            if self.fourcc:
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        ok, frame = cap.read()
+        if not ok:
+            cap.release()
+            raise ConfigError('index_or_path', f'{self.source!r} opened but returned no frame.',
+                              'check the camera or video file.')
+        self._cap = cap
+        self._store(frame)
+
+    def start(self) -> None:
+        if self._cap is None:
+            self.open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name='camera-capture', daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._latest
+
+    def wait_frame(self, after_seq: int, timeout: float) -> Frame | None:
+        with self._new_frame:
+            self._new_frame.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq,
+                                     timeout)
+            return self._latest
+
+    def _convert(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[1] != self.width or frame.shape[0] != self.height:
+            frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if self.color_mode == 'rgb':
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return np.ascontiguousarray(frame)
+
+    def _store(self, raw: np.ndarray) -> Frame:
+        wall, mono = time.time(), time.monotonic()
+        image = self._convert(raw)
+        with self._new_frame:
+            self._seq += 1
+            frame = Frame(image, wall, mono, self._seq)
+            self._latest = frame
+            self._new_frame.notify_all()
+        return frame
+
+    def _run(self) -> None:
+        period = 1.0 / self.fps
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            if self.is_file:
+                # A file decodes far faster than real time: pace it like a camera.
+                next_due += period
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                elif delay < -period:
+                    next_due = time.monotonic()
+            ok, raw = self._cap.read()
+            if not ok:
+                if self.is_file:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    continue
+                self._stop.wait(0.01)
+                continue
+            frame = self._store(raw)
+            if self.on_frame is not None:
+                self.on_frame(frame)

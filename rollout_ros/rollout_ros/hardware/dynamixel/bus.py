@@ -1,0 +1,228 @@
+"""Driver-side access to a Dynamixel X-series bus, through dynamixel_sdk only."""
+
+import threading
+
+import dynamixel_sdk as sdk
+
+from rollout_ros.hardware.dynamixel import control_table as ct
+
+PROTOCOL_VERSION = 2.0
+# Bit 7 of the status error byte is the hardware-alert flag: it only says
+# "look at Hardware_Error_Status" and the instruction itself still succeeded,
+# so it must not fail reads (or the error register could never be read).
+_ERROR_MASK = 0x7F
+_ERRNUM_ACCESS = 0x07
+
+
+READ_POLL_S = 0.002
+
+
+class BusError(RuntimeError):
+    """Communication with the servo bus failed or the bus is not what we expect."""
+
+
+class DynamixelBus:
+    def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
+                 read_retries: int = 2):
+        for name, (_, model) in motors.items():
+            if model not in ct.MODEL_NUMBER:
+                raise ValueError(f"motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
+        ids = [dxl_id for dxl_id, _ in motors.values()]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate servo ids in {motors}")
+        if read_retries < 0:
+            raise ValueError("read_retries must be >= 0")
+        self.port = port
+        self.motors = dict(motors)
+        self.baudrate = baudrate
+        self.read_retries = read_retries
+        self._port_handler: sdk.PortHandler | None = None
+        self._packet_handler = sdk.PacketHandler(PROTOCOL_VERSION)
+        self._sync_readers: dict[tuple[str, tuple[int, ...]], sdk.GroupSyncRead] = {}
+        self._sync_writers: dict[str, sdk.GroupSyncWrite] = {}
+        # The SDK marks the port busy but does not wait for it; callbacks of a
+        # multi-threaded executor would otherwise get spurious COMM_PORT_BUSY.
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._port_handler is not None
+
+    def connect(self) -> None:
+        if self.is_connected:
+            return
+        handler = sdk.PortHandler(self.port)
+        if handler.getCFlagBaud(self.baudrate) <= 0:
+            raise BusError(f"baudrate {self.baudrate} for {self.port!r} is not supported by dynamixel_sdk")
+        try:
+            opened = handler.openPort()
+            if opened and handler.getBaudRate() != self.baudrate:
+                opened = handler.setBaudRate(self.baudrate)
+        except OSError as exc:  # pyserial raises instead of returning False
+            raise BusError(f"cannot open servo port {self.port!r} ({exc}); check robot_port: is the arm "
+                           "powered and its USB cable connected?") from exc
+        if not opened:
+            raise BusError(f"cannot open servo port {self.port!r}; check robot_port: is the arm powered "
+                           "and its USB cable connected?")
+        # The SDK opens the port with timeout=0 and polls it in a Python loop
+        # until the reply is complete, holding the GIL the whole time: next to
+        # a policy in the same process that stalled inference for tens of ms.
+        # A short blocking timeout makes each poll wait in the kernel instead;
+        # the SDK's own packet timeout still bounds the transaction.
+        handler.ser.timeout = READ_POLL_S
+        self._port_handler = handler
+        try:
+            self._check_motors()
+        except BaseException:
+            self._close()
+            raise
+
+    def _check_motors(self) -> None:
+        missing, wrong = [], []
+        for name, (dxl_id, model) in self.motors.items():
+            model_number, result = self._ping(dxl_id)
+            if result != sdk.COMM_SUCCESS:
+                missing.append(f"{name} (id {dxl_id})")
+            elif model_number != ct.MODEL_NUMBER[model]:
+                wrong.append(f"{name} (id {dxl_id}) is model number {model_number}, "
+                             f"expected {ct.MODEL_NUMBER[model]} ({model})")
+        problems = []
+        if missing:
+            problems.append(f"no answer from {', '.join(missing)}: check power, cabling and ids/baud rate")
+        if wrong:
+            problems.append("wrong servo model: " + "; ".join(wrong))
+        if problems:
+            raise BusError(f"servo bus {self.port!r} at {self.baudrate} baud: " + ". ".join(problems))
+
+    def _ping(self, dxl_id: int) -> tuple[int, int]:
+        for _ in range(self.read_retries + 1):
+            with self._lock:
+                model_number, result, _ = self._packet_handler.ping(self._port_handler, dxl_id)
+            if result == sdk.COMM_SUCCESS:
+                break
+        return model_number, result
+
+    def disconnect(self, disable_torque: bool = True) -> None:
+        if not self.is_connected:
+            return
+        try:
+            if disable_torque:
+                self.set_torque(False)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        handler, self._port_handler = self._port_handler, None
+        self._sync_readers.clear()
+        self._sync_writers.clear()
+        if handler is not None and handler.is_open:
+            handler.closePort()
+
+    def __enter__(self) -> "DynamixelBus":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disconnect()
+
+    # -- single-servo access -----------------------------------------------------
+
+    def read(self, register: str, motor: str) -> int:
+        addr, size, _ = ct.lookup(register)
+        dxl_id = self._id(motor)
+        for _ in range(self.read_retries + 1):
+            with self._lock:
+                data, result, error = self._packet_handler.readTxRx(self._handler(), dxl_id, addr, size)
+            if result == sdk.COMM_SUCCESS and not error & _ERROR_MASK:
+                break
+        self._check(result, error, f"read {register} from {motor} (id {dxl_id})", addr)
+        return ct.decode_value(register, int.from_bytes(bytes(data[:size]), "little"))
+
+    def write(self, register: str, motor: str, value: int) -> None:
+        addr, size, _ = ct.lookup(register)
+        dxl_id = self._id(motor)
+        data = list(ct.encode_value(register, value).to_bytes(size, "little"))
+        with self._lock:
+            result, error = self._packet_handler.writeTxRx(self._handler(), dxl_id, addr, size, data)
+        self._check(result, error, f"write {register}={value} to {motor} (id {dxl_id})", addr)
+
+    # -- group access (the control loop) ---------------------------------------------
+
+    def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, int]:
+        addr, size, _ = ct.lookup(register)
+        names = list(self.motors) if motors is None else list(motors)
+        ids = tuple(self._id(m) for m in names)
+        for attempt in range(self.read_retries + 1):
+            with self._lock:
+                reader = self._sync_reader(register, ids)
+                if attempt:
+                    # Late replies to the failed attempt would otherwise be taken
+                    # as answers to this one (the SDK matches replies by id only).
+                    self._handler().ser.reset_input_buffer()
+                result = reader.txRxPacket()
+            if result == sdk.COMM_SUCCESS and all(reader.isAvailable(i, addr, size) for i in ids):
+                return {name: ct.decode_value(register, reader.getData(i, addr, size)) for name, i in zip(names, ids)}
+        raise BusError(f"sync read of {register} from {names} on {self.port!r} failed after "
+                       f"{self.read_retries + 1} attempts: {self._packet_handler.getTxRxResult(result)}")
+
+    def sync_write(self, register: str, values: dict[str, int]) -> None:
+        if not values:
+            return
+        addr, size, _ = ct.lookup(register)
+        params = {self._id(m): list(ct.encode_value(register, v).to_bytes(size, "little")) for m, v in values.items()}
+        with self._lock:
+            writer = self._sync_writers.get(register)
+            if writer is None:
+                writer = sdk.GroupSyncWrite(self._handler(), self._packet_handler, addr, size)
+                self._sync_writers[register] = writer
+            writer.clearParam()
+            for dxl_id, data in params.items():
+                writer.addParam(dxl_id, data)
+            result = writer.txPacket()
+        self._check(result, 0, f"sync write of {register} to {list(values)}", addr)
+
+    def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
+        # One acknowledged write per servo rather than a silent sync write: a
+        # servo left limp (or stiff) without anyone noticing is a safety issue.
+        failures = []
+        for motor in self.motors if motors is None else motors:
+            try:
+                self.write("Torque_Enable", motor, int(enabled))
+            except BusError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise BusError(f"torque {'enable' if enabled else 'disable'} failed: " + "; ".join(failures))
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _handler(self) -> sdk.PortHandler:
+        if self._port_handler is None:
+            raise BusError(f"servo bus {self.port!r} is not connected; call connect() first")
+        return self._port_handler
+
+    def _id(self, motor: str) -> int:
+        try:
+            return self.motors[motor][0]
+        except KeyError:
+            raise KeyError(f"unknown motor {motor!r}; known: {list(self.motors)}") from None
+
+    def _sync_reader(self, register: str, ids: tuple[int, ...]) -> sdk.GroupSyncRead:
+        reader = self._sync_readers.get((register, ids))
+        if reader is None:
+            addr, size, _ = ct.lookup(register)
+            reader = sdk.GroupSyncRead(self._handler(), self._packet_handler, addr, size)
+            for dxl_id in ids:
+                reader.addParam(dxl_id)
+            self._sync_readers[(register, ids)] = reader
+        return reader
+
+    def _check(self, result: int, error: int, what: str, addr: int) -> None:
+        if result != sdk.COMM_SUCCESS:
+            raise BusError(f"{what} on {self.port!r} failed: {self._packet_handler.getTxRxResult(result)}")
+        if error & _ERROR_MASK:
+            text = self._packet_handler.getRxPacketError(error)
+            if addr < ct.EEPROM_END and error & _ERROR_MASK == _ERRNUM_ACCESS:
+                text += " (EEPROM registers can only be written with torque disabled)"
+            raise BusError(f"{what} on {self.port!r}: servo reported {text}")

@@ -1,0 +1,110 @@
+"""Lifecycle node base: transition discipline shared by every rollout_ros node.
+
+rclpy lets an exception in a transition callback escape into the service
+handler (the caller then only sees a failed call, and the node can be left
+half-configured). Here every transition runs through one wrapper that logs
+the error, keeps it in `last_error` for the supervising strategy, releases
+what a failed configure acquired, and returns FAILURE.
+"""
+
+import traceback
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from rollout_ros.core.errors import ConfigError
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
+
+
+class ManagedNode(LifecycleNode):
+
+    def __init__(self, node_name: str, **kwargs):
+        self.last_error: str = ''
+        super().__init__(node_name, **kwargs)
+
+    # Parameters -------------------------------------------------------------
+    def declare(self, name: str, default, description: str, *, read_only: bool = True,
+                min_value=None, max_value=None, additional_constraints: str = ''):
+        """Declare a parameter with a descriptor (shown by `ros2 param describe`).
+
+        Structural parameters are read-only: they take effect at configure and
+        changing them under a running robot would be unsafe.
+        """
+        desc = ParameterDescriptor(description=description, read_only=read_only,
+                                   additional_constraints=additional_constraints)
+        if min_value is not None or max_value is not None:
+            if isinstance(default, float):
+                desc.floating_point_range = [FloatingPointRange(
+                    from_value=float(min_value if min_value is not None else -1e300),
+                    to_value=float(max_value if max_value is not None else 1e300))]
+            elif isinstance(default, int) and not isinstance(default, bool):
+                desc.integer_range = [IntegerRange(
+                    from_value=int(min_value if min_value is not None else -2**62),
+                    to_value=int(max_value if max_value is not None else 2**62), step=0)]
+        return self.declare_parameter(name, default, desc)
+
+    def param(self, name: str):
+        return self.get_parameter(name).value
+
+    @property
+    def state_label(self) -> str:
+        return self._state_machine.current_state[1]
+
+    # Hooks for subclasses ---------------------------------------------------
+    def configure(self) -> None: ...
+
+    def activate(self) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def cleanup(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """Called from any state on shutdown: must be safe when half set up."""
+
+    # Transition wrappers ----------------------------------------------------
+    def _run(self, name: str, fn, undo=None) -> TransitionCallbackReturn:
+        try:
+            fn()
+            self.last_error = ''
+            return SUCCESS
+        except ConfigError as e:
+            self.last_error = str(e)
+            self.get_logger().error(f'{name} failed: {e}')
+        except Exception as e:  # noqa: BLE001 - every failure must end as FAILURE, not a crash
+            self.last_error = f'{type(e).__name__}: {e}'
+            self.get_logger().error(f'{name} failed: {self.last_error}\n{traceback.format_exc()}')
+        if undo is not None:
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001
+                self.get_logger().error(f'releasing after failed {name}: {e}')
+        return FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._run('configure', self.configure, undo=self.cleanup)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = self._run('activate', self.activate, undo=self.deactivate)
+        if ret == SUCCESS:
+            return super().on_activate(state)
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Our own deactivate runs first so a safety command can still go out on
+        # lifecycle publishers before the base class disables them.
+        ret = self._run('deactivate', self.deactivate)
+        super().on_deactivate(state)
+        return ret
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._run('cleanup', self.cleanup)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._run('shutdown', self.shutdown)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._run('error recovery', self.shutdown)
+        return SUCCESS

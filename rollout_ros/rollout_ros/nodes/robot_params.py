@@ -1,0 +1,26 @@
+"""Robot parameters shared by the driver and the strategy (both need the
+calibration: the driver to turn ticks into radians, the strategy to turn
+radians into the policy's units)."""
+
+from rollout_ros.core.calibration import calibration_path, load_calibration
+from rollout_ros.hardware.robots import get_robot_spec
+
+
+def declare_robot_params(node) -> None:
+    node.declare('robot_type', 'koch_follower', 'Robot type, as lerobot names it (koch_follower).')
+    node.declare('robot_id', 'follower',
+                 'Calibration id: the file <calibration_dir>/robots/<robot_type>/<robot_id>.json.')
+    node.declare('calibration_dir', '',
+                 "lerobot calibration directory; '' = lerobot's default "
+                 '(~/.cache/huggingface/lerobot/calibration).')
+    node.declare('use_degrees', False,
+                 'Body joints in degrees instead of -100..100 (lerobot use_degrees; must match '
+                 'how the policy was trained).')
+    node.declare('joint_prefix', '', 'Prefix of ROS joint names (e.g. left_); LeRobot names lack it.')
+
+
+def load_robot(node, port: str = '<port>'):
+    """(spec, calibration) from the node's robot parameters; ConfigError on bad input."""
+    spec = get_robot_spec(node.param('robot_type'), node.param('use_degrees'))
+    path = calibration_path(node.param('calibration_dir') or None, spec.type, node.param('robot_id'))
+    return spec, load_calibration(path, spec.motor_names, spec.type, port)

@@ -1,0 +1,300 @@
+"""Base strategy: run the policy on the robot for `duration` seconds (0 = until
+stopped), recording nothing.
+
+A lifecycle node that supervises the others: on configure it configures
+`managed_nodes` in order (policy first, hardware last, so a bad checkpoint
+fails before any servo is touched), on activate it activates them in order
+and starts the control loop on its own thread, and on deactivate / cleanup /
+shutdown it walks them back in reverse.
+"""
+
+import threading
+import time
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
+from rollout_ros_interfaces.msg import RolloutStatus
+from rollout_ros_interfaces.srv import InferAction
+from sensor_msgs.msg import Image, JointState
+
+from rollout_ros.core.control_loop import ControlLoop
+from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.features import FeatureMapper
+from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
+from rollout_ros.nodes.managed_node import ManagedNode
+from rollout_ros.nodes.policy_node import image_from_msg
+from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
+from rollout_ros.nodes.spin import run_node
+
+
+class BaseStrategyNode(ManagedNode):
+
+    strategy_type = 'base'
+    supervises_nodes = True
+
+    def __init__(self, node_name: str = 'base_strategy', **kwargs):
+        super().__init__(node_name, **kwargs)
+        declare_robot_params(self)
+        self.declare('fps', 30.0, 'Control-loop and policy rate [Hz].', min_value=0.1, max_value=1000.0)
+        self.declare('duration', 0.0, 'Run time [s]; 0 = until stopped.', min_value=0.0)
+        self.declare('task', '', 'Language instruction given to the policy.', read_only=False)
+        self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
+        self.declare('camera_topic_template', '/camera_{name}/image_raw',
+                     'Image topic per camera; {name} is replaced by the camera name.')
+        self.declare('policy_service', '/policy/infer', 'InferAction service of the policy node.')
+        self.declare('policy_timeout_s', 1.0,
+                     'A policy call slower than this is abandoned and the tick counted starved [s].',
+                     min_value=0.001)
+        self.declare('max_frame_age_s', 0.5,
+                     'Observations with an older camera frame or joint state are not fed to the '
+                     'policy (starved tick) [s].', min_value=0.001)
+        self.declare('managed_nodes', ['policy', 'camera_front', 'robot_driver'],
+                     'Lifecycle nodes this strategy brings up, in order (torn down in reverse).')
+        self.declare('transition_timeout_s', 120.0,
+                     'How long one managed node may take for a transition (loading a policy) [s].',
+                     min_value=0.1)
+        self.declare('startup_timeout_s', 10.0,
+                     'How long to wait for the first joint state and frames after activation [s].',
+                     min_value=0.1)
+        self.local_policy = None       # set when composed in one process with the policy node
+        self.local_nodes: dict = {}    # name -> node, to report their errors in-process
+        self.finished = threading.Event()
+        self.loop: ControlLoop | None = None
+        self.summary: dict = {}
+        self.action_log_len = 0
+        self._managed: dict[str, LifecycleClient] = {}
+        self._managed_states: dict[str, str] = {}
+        self._subs = []
+        self._joint_state = None
+        self._images: dict[str, Image] = {}
+        self._thread = None
+        self._status_timer = None
+        self._cmd_pub = self._status_pub = None
+        self._infer_client = None
+        self._io_group = ReentrantCallbackGroup()
+
+    # Managed nodes ----------------------------------------------------------
+    def _node_error(self, name: str) -> str:
+        node = self.local_nodes.get(name.strip('/'))
+        if node is not None and getattr(node, 'last_error', ''):
+            return node.last_error
+        return f'see the log of node {name}'
+
+    def _transition_all(self, transition: str, names, strict: bool) -> None:
+        timeout = self.param('transition_timeout_s')
+        for name in names:
+            client = self._managed[name]
+            ok = client.change(transition, timeout)
+            if ok:
+                self._managed_states[name] = {'configure': 'inactive', 'activate': 'active',
+                                      'deactivate': 'inactive', 'cleanup': 'unconfigured',
+                                      'shutdown': 'finalized'}[transition]
+            elif strict:
+                raise ConfigError(f'{name}', f'failed to {transition}: {self._node_error(name)}')
+            else:
+                self.get_logger().error(f'{name} failed to {transition}: {self._node_error(name)}')
+
+    def _walk_back(self, target: str) -> None:
+        """Bring every managed node back to `target` (inactive/unconfigured/finalized), in reverse."""
+        order = list(reversed(list(self._managed)))
+        if target in ('inactive', 'unconfigured', 'finalized'):
+            self._transition_all('deactivate', [n for n in order if self._managed_states.get(n) == 'active'], False)
+        if target in ('unconfigured', 'finalized'):
+            self._transition_all('cleanup', [n for n in order if self._managed_states.get(n) == 'inactive'], False)
+        if target == 'finalized':
+            self._transition_all('shutdown', [n for n in order if self._managed_states.get(n) == 'unconfigured'],
+                                 False)
+
+    # Transitions ------------------------------------------------------------
+    def configure(self) -> None:
+        spec, calibration = load_robot(self)
+        self.mapper = FeatureMapper(spec.joint_maps(calibration), self.param('joint_prefix'))
+        self.camera_names = list(self.param('camera_names'))
+        template = self.param('camera_topic_template')
+        if self.camera_names and '{name}' not in template:
+            raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}.',
+                              'e.g. /camera_{name}/image_raw.')
+        self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
+        self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
+        self._subs.append(self.create_subscription(JointState, 'joint_states', self._on_joint_state, 10,
+                                                   callback_group=self._io_group))
+        for cam in self.camera_names:
+            self._subs.append(self.create_subscription(
+                Image, template.format(name=cam), lambda m, c=cam: self._images.__setitem__(c, m),
+                qos_profile_sensor_data, callback_group=self._io_group))
+        if self.local_policy is None:
+            self._infer_client = self.create_client(InferAction, self.param('policy_service'),
+                                                    callback_group=ReentrantCallbackGroup())
+        timeout = self.param('transition_timeout_s')
+        for name in self.param('managed_nodes'):
+            client = LifecycleClient(self, name if name.startswith('/') else f'/{name}')
+            self._managed[name] = client
+            if not client.wait_ready(min(timeout, 10.0)):
+                raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
+                                  'start it (launch file / rollout CLI) or remove it from managed_nodes.')
+            self._managed_states[name] = client.state()
+        try:
+            self._transition_all('configure', list(self._managed), strict=True)
+        except ConfigError:
+            self._walk_back('unconfigured')
+            raise
+
+    def activate(self) -> None:
+        try:
+            self._transition_all('activate', list(self._managed), strict=True)
+            self._wait_for_inputs()
+        except ConfigError:
+            self._walk_back('inactive')
+            raise
+        self.finished.clear()
+        self.loop = ControlLoop(self.param('fps'), self._observe, self._policy, self._command,
+                                self.param('duration'), self.action_log_len)
+        self._thread = threading.Thread(target=self._run_loop, name='control-loop', daemon=True)
+        self._thread.start()
+        self._status_timer = self.create_timer(1.0, self._publish_status,
+                                               callback_group=MutuallyExclusiveCallbackGroup())
+
+    def deactivate(self) -> None:
+        self._stop_loop()
+        self._walk_back('inactive')
+
+    def cleanup(self) -> None:
+        self._walk_back('unconfigured')
+        for client in self._managed.values():
+            client.destroy()
+        self._managed.clear()
+        self._managed_states.clear()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs.clear()
+        for pub in (self._cmd_pub, self._status_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._cmd_pub = self._status_pub = None
+        if self._infer_client is not None:
+            self.destroy_client(self._infer_client)
+            self._infer_client = None
+
+    def shutdown(self) -> None:
+        self._stop_loop()
+        self._walk_back('finalized')
+
+    def _stop_loop(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+            self._status_timer = None
+        if self.loop is not None and self.loop.pacer.started:
+            self.summary = self.loop.summary()
+            self._publish_status(final=True)
+
+    # Loop -------------------------------------------------------------------
+    def _wait_for_inputs(self) -> None:
+        deadline = time.monotonic() + self.param('startup_timeout_s')
+        while time.monotonic() < deadline:
+            missing = self._missing_inputs()
+            if not missing:
+                return
+            time.sleep(0.02)
+        raise ConfigError('startup_timeout_s', f'no data within the timeout on {missing}.',
+                          'check the driver and camera topics (remappings, camera_topic_template).')
+
+    def _missing_inputs(self) -> list[str]:
+        missing = [] if self._joint_state is not None else ['joint_states']
+        return missing + [self.param('camera_topic_template').format(name=c)
+                          for c in self.camera_names if c not in self._images]
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._joint_state = msg
+
+    def _run_loop(self) -> None:
+        try:
+            self.loop.run()
+        except Exception as e:  # noqa: BLE001 - reported, then the node is stopped by its owner
+            self.last_error = f'control loop: {type(e).__name__}: {e}'
+            self.get_logger().error(self.last_error)
+        finally:
+            self.finished.set()
+
+    def _age_s(self, stamp) -> float:
+        return (self.get_clock().now() - Time.from_msg(stamp)).nanoseconds * 1e-9
+
+    def _observe(self):
+        js = self._joint_state
+        max_age = self.param('max_frame_age_s')
+        if js is None or self._age_s(js.header.stamp) > max_age:
+            return None
+        images = {}
+        for cam in self.camera_names:
+            img = self._images.get(cam)
+            if img is None or self._age_s(img.header.stamp) > max_age:
+                return None
+            images[cam] = img
+        state = self.mapper.observation_state(js.name, js.position)
+        return state, images, js.header.stamp
+
+    def _policy(self, obs):
+        state, images, stamp = obs
+        task = self.param('task')
+        if self.local_policy is not None:
+            return self.local_policy.infer(state, {c: image_from_msg(m) for c, m in images.items()}, task)
+        req = InferAction.Request()
+        req.stamp = stamp
+        req.state_names = list(state)
+        req.state = [float(v) for v in state.values()]
+        req.images = list(images.values())
+        req.task = task
+        resp = call_blocking(self._infer_client, req, self.param('policy_timeout_s'))
+        if resp is None or not resp.success:
+            if resp is not None:
+                self.get_logger().error(f'policy call failed: {resp.message}', throttle_duration_sec=2.0)
+            return None
+        return dict(zip(resp.action_names, resp.action))
+
+    def _command(self, action) -> None:
+        names, positions = self.mapper.joint_command(action)
+        msg = JointState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.name = names
+        msg.position = positions
+        self._cmd_pub.publish(msg)
+
+    def _publish_status(self, final: bool = False) -> None:
+        if self._status_pub is None or self.loop is None:
+            return
+        s = self.loop.summary()
+        msg = RolloutStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.strategy = self.strategy_type
+        msg.state = 'stopped' if final else 'running'
+        msg.target_rate_hz = float(self.param('fps'))
+        for key in ('ticks', 'overruns', 'starved_ticks'):
+            setattr(msg, key, int(s[key]))
+        for key in ('rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
+                    'infer_p50_ms', 'infer_p99_ms'):
+            setattr(msg, key, float(s[key]))
+        self._status_pub.publish(msg)
+
+    def autostart(self, stop: threading.Event) -> None:
+        """Standalone process: configure and activate at start (like nav2's autostart)."""
+        for step, want in ((self.trigger_configure, 'inactive'), (self.trigger_activate, 'active')):
+            if stop.is_set():
+                return
+            step()
+            if self.state_label != want:
+                self.get_logger().error(f'autostart stopped: {self.last_error}')
+                self.finished.set()
+                return
+
+
+def main(args=None):
+    run_node(BaseStrategyNode, args, autostart=True)
+
+
+if __name__ == '__main__':
+    main()

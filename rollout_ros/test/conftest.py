@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny ACT checkpoint, a demo calibration, a test video and
+an emulated Koch follower on a pty; ROS isolated on a random domain."""
+
+import os
+import random
+
+# Before rclpy is imported anywhere: keep test traffic on this host and off
+# the default domain, so parallel runs and a live robot never see it.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+import pytest  # noqa: E402
+
+from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID, ROBOT_TYPE, prepare  # noqa: E402
+from rollout_ros.hardware.emulator.servo_bus_emulator import KOCH_IDS, KOCH_MODELS, ServoBusEmulator  # noqa: E402,E501
+
+
+@pytest.fixture(scope='session')
+def assets(tmp_path_factory):
+    """Calibration, tiny ACT checkpoint and video, as the demo makes them."""
+    return prepare(tmp_path_factory.mktemp('assets'))
+
+
+@pytest.fixture
+def emulator(assets):
+    initial = dict(zip(KOCH_IDS, assets['initial']))
+    with ServoBusEmulator(dict(zip(KOCH_IDS, KOCH_MODELS)), initial_positions=initial) as emu:
+        yield emu
+
+
+@pytest.fixture
+def ros():
+    import rclpy
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def rollout_config(assets, emulator):
+    from rollout_ros.cli import CameraConfig, RolloutConfig
+
+    def make(**overrides):
+        cfg = RolloutConfig(
+            policy_path=str(assets['checkpoint']), robot_type=ROBOT_TYPE, robot_port=emulator.port,
+            robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
+            cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], 30.0)],
+            fps=30.0, duration=2.0, task='test')
+        for k, v in overrides.items():
+            setattr(cfg, k, v)
+        return cfg
+    return make

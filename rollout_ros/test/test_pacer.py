@@ -1,0 +1,79 @@
+"""The pacer keeps an absolute schedule: lateness is measured, overruns are
+counted, and a stall does not shift later deadlines."""
+
+import pytest
+
+from rollout_ros.core.pacer import Pacer
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, dt):
+        assert dt >= 0
+        self.t += dt
+
+
+def run(pacer, clock, work_s):
+    pacer.start()
+    for w in work_s:
+        pacer.begin_tick()
+        clock.t += w
+        pacer.wait()
+
+
+def test_on_time_loop_keeps_grid_and_rate():
+    clock = FakeClock()
+    pacer = Pacer(50, clock=clock, sleep=clock.sleep)
+    run(pacer, clock, [0.005] * 100)
+    assert clock.t == pytest.approx(100.0 + 100 * 0.02)
+    rep = pacer.report()
+    assert rep.ticks == 100 and rep.overruns == 0 and rep.skipped_slots == 0
+    assert rep.rate_hz == pytest.approx(50.0)
+    assert rep.period_err_max_ms == pytest.approx(0.0, abs=1e-6)
+
+
+def test_small_overrun_is_caught_up_not_absorbed():
+    clock = FakeClock()
+    pacer = Pacer(50, clock=clock, sleep=clock.sleep)
+    # One tick takes 30 ms (1.5 periods): the next starts 10 ms late, then the
+    # schedule is back on the original grid (a relative sleep would drift).
+    run(pacer, clock, [0.005, 0.030, 0.001, 0.001])
+    rep = pacer.report()
+    assert rep.overruns == 1
+    assert rep.skipped_slots == 0
+    assert rep.period_err_max_ms == pytest.approx(10.0)
+    assert clock.t == pytest.approx(100.0 + 4 * 0.02)
+
+
+def test_late_start_measured_against_its_deadline():
+    clock = FakeClock()
+    pacer = Pacer(100, clock=clock, sleep=clock.sleep)
+    run(pacer, clock, [0.0125, 0.001, 0.001])
+    rep = pacer.report()
+    # Tick 1 ran past its period by 2.5 ms: tick 2 starts 2.5 ms late.
+    assert rep.overruns == 1 and rep.skipped_slots == 0
+    assert rep.period_err_max_ms == pytest.approx(2.5)
+
+
+def test_long_stall_skips_missed_slots_instead_of_bursting():
+    clock = FakeClock()
+    pacer = Pacer(100, clock=clock, sleep=clock.sleep)
+    run(pacer, clock, [0.001, 0.055, 0.001, 0.001])
+    rep = pacer.report()
+    # Ends at 65 ms: slots due at 20..50 ms are skipped, the 60 ms one runs
+    # immediately (5 ms late) rather than four ticks in a burst.
+    assert rep.skipped_slots == 4
+    assert rep.overruns == 1
+    assert rep.period_err_max_ms == pytest.approx(5.0)
+    # After the stall ticks are on the 10 ms grid again.
+    assert (clock.t - 100.0) / 0.01 == pytest.approx(round((clock.t - 100.0) / 0.01))
+
+
+def test_bad_rate_rejected():
+    with pytest.raises(ValueError):
+        Pacer(0)

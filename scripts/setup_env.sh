@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Creates or refreshes .venv: Python 3.12, ROS 2 Kilted wheels, LeRobot, the
+# colcon-built rollout_ros_interfaces and an editable rollout_ros.
+# Idempotent: when nothing it depends on changed, it returns in about a second.
+# Works as root without a tty (CI) and as a normal user.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+STAMP="$VENV/.rollout_ros_setup"
+LOCK="$ROOT/requirements/lock.txt"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+find_python312() {
+  if [ -n "${PYTHON312:-}" ]; then echo "$PYTHON312"; return; fi
+  if command -v pyenv >/dev/null 2>&1; then
+    for p in "$(pyenv root)"/versions/3.12*/bin/python3.12; do
+      [ -x "$p" ] && { echo "$p"; return; }
+    done
+  fi
+  command -v python3.12 || true
+}
+
+# Everything that should trigger a rebuild when it changes.
+fingerprint() {
+  cat "$LOCK" "$ROOT/scripts/setup_env.sh" \
+      "$ROOT/rollout_ros/setup.py" "$ROOT/rollout_ros/setup.cfg" \
+      "$ROOT"/rollout_ros_interfaces/package.xml "$ROOT"/rollout_ros_interfaces/CMakeLists.txt \
+      "$ROOT"/rollout_ros_interfaces/msg/* "$ROOT"/rollout_ros_interfaces/srv/* 2>/dev/null |
+    sha256sum | cut -d' ' -f1
+}
+
+want=$(fingerprint)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+start=$(date +%s)
+PY=$(find_python312)
+if [ -z "$PY" ]; then
+  echo "[setup] error: Python 3.12 not found (ROS 2 Kilted and LeRobot need 3.12)." >&2
+  echo "[setup] fix: 'pyenv install 3.12' or set PYTHON312=/path/to/python3.12" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $PY"
+  "$PY" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+
+log "installing pinned packages (requirements/lock.txt)"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+python -m pip install -q -r "$LOCK" 2>&1 | grep -v "^WARNING: Location" || true
+python -c "import rclpy, lerobot, dynamixel_sdk" || { echo "[setup] error: package install failed" >&2; exit 1; }
+
+# The ROS wheels were built in a manylinux container whose interpreter lived
+# in /opt/python/cp3XX-cp3XX; their exported CMake targets still name that
+# interpreter's include dir and numpy's include dir there. CMake rejects
+# imported targets whose include dirs do not exist, so point those paths at
+# this venv's interpreter and numpy. Editing our own venv's copies needs no
+# root, unlike creating /opt/python links.
+PYINC=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+NPINC=$(python -c "import numpy; print(numpy.get_include())")
+TAG=$(python -c "import sys; v=sys.version_info; print(f'cp{v.major}{v.minor}-cp{v.major}{v.minor}')")
+PYVER=$(python -c "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')")
+grep -rlZ "/opt/python/$TAG/" "$VENV/share" --include='*.cmake' 2>/dev/null |
+  xargs -0 -r sed -i \
+    -e "s#/opt/python/$TAG/include/python$PYVER#$PYINC#g" \
+    -e "s#/opt/python/$TAG/lib/python$PYVER/site-packages/numpy/_core/include#$NPINC#g"
+
+# Installing the interfaces into the venv prefix puts their libraries in
+# .venv/lib, which ros_wheels_bootstrapper already adds to LD_LIBRARY_PATH,
+# and their Python package in site-packages: importable with no sourcing.
+log "building rollout_ros_interfaces with colcon"
+export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
+(cd "$ROOT" && colcon --log-base "$ROOT/.colcon/log" build \
+    --base-paths rollout_ros_interfaces \
+    --build-base "$ROOT/.colcon/build" --install-base "$VENV" --merge-install \
+    --event-handlers console_direct- >/dev/null) || {
+  echo "[setup] error: colcon build of rollout_ros_interfaces failed; see $ROOT/.colcon/log/latest_build" >&2
+  exit 1
+}
+
+log "installing rollout_ros (editable)"
+python -m pip install -q --no-deps --no-build-isolation -e "$ROOT/rollout_ros" 2>&1 | grep -v "^WARNING: Location" || true
+python -c "import rollout_ros, rollout_ros_interfaces.srv" || { echo "[setup] error: rollout_ros import failed" >&2; exit 1; }
+
+echo "$want" > "$STAMP"
+log "done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
