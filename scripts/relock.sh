@@ -8,5 +8,5 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 "$PY" -m venv "$TMP/venv"
 "$TMP/venv/bin/python" -m pip install -q -r "$ROOT/requirements/top-level.txt"
-"$TMP/venv/bin/python" -m pip freeze --exclude-editable | grep -v '^rollout_ros' > "$ROOT/requirements/lock.txt"
+"$TMP/venv/bin/python" "$ROOT/scripts/pin_installed.py" > "$ROOT/requirements/lock.txt"
 echo "pinned $(wc -l < "$ROOT/requirements/lock.txt") packages"
