@@ -20,7 +20,6 @@ setup(
     maintainer_email='maintainers@rollout-ros.dev',
     description='Deploy LeRobot policies on ROS 2 robots.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'rollout = rollout_ros.cli:main',

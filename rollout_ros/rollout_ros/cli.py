@@ -57,6 +57,7 @@ class RolloutConfig:
     device: str = 'cpu'
     rename_map: str = ''
     policy_call: str = 'direct'    # 'direct' (in-process) or 'service'
+    torch_threads: int = 0
     action_log_len: int = 0
 
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
     a('--policy_call', choices=('direct', 'service'), default='direct',
       help='direct: in-process call; service: through the policy node\'s ~/infer service')
+    a('--torch_threads', type=int, default=0, help='torch intra-op CPU threads; 0 = torch default')
     a('--summary_json', default='', help='also write the summary to this file')
     return p
 
@@ -126,7 +128,7 @@ def config_from_args(ns) -> RolloutConfig:
         use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
         strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task, device=ns.device,
-        rename_map=ns.rename_map, policy_call=ns.policy_call)
+        rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads)
 
 
 def _params(**kw) -> list[Parameter]:
@@ -142,7 +144,8 @@ def build_nodes(cfg: RolloutConfig):
     cam_names = [c.name for c in cfg.cameras]
     policy = PolicyNode(parameter_overrides=_params(
         policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
-        camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task))
+        camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task,
+        torch_threads=cfg.torch_threads))
     cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
         camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
         fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]

@@ -87,7 +87,10 @@ def main(argv=None) -> int:
         policy_path=str(assets['checkpoint']), robot_type=ROBOT_TYPE, robot_port=port,
         robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
         cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], args.fps)],
-        fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call)
+        fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,
+        # One intra-op thread: on 2 cores shared with the loop, camera and bus,
+        # a second torch worker woken from idle each chunk costs more than it gives.
+        torch_threads=1)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)

@@ -62,6 +62,9 @@ class PolicyNode(ManagedNode):
                      '{"observation.images.front": "observation.images.top"}.')
         self.declare('task', '', 'Default language instruction for policies that take one.',
                      read_only=False)
+        self.declare('torch_threads', 0,
+                     'Intra-op CPU threads for torch (process-wide); 0 = torch default. On a small '
+                     'CPU shared with the loop, 1 avoids waking idle workers every chunk.', min_value=0)
         self.engine: SyncPolicyEngine | None = None
         self.loaded = None
         self._srv = None
@@ -73,6 +76,9 @@ class PolicyNode(ManagedNode):
             raise ConfigError('policy_path', 'is empty.',
                               'set it to a checkpoint directory or a Hub id, e.g. lerobot/act_koch_real.')
         spec = get_robot_spec(self.param('robot_type'))
+        if self.param('torch_threads') > 0:
+            import torch
+            torch.set_num_threads(self.param('torch_threads'))
         try:
             self.loaded = load_policy(path, self.param('device'), self.param('policy_revision') or None)
             binding = check_features(self.loaded, spec.feature_names, list(self.param('camera_names')),
