@@ -7,7 +7,7 @@ torque handling. No rclpy here: the driver node and the Python API share it.
 import threading
 
 from rollout_ros.core.calibration import MotorCalibration
-from rollout_ros.hardware.dynamixel.bus import DynamixelBus
+from rollout_ros.hardware.buses import make_bus
 from rollout_ros.hardware.robots import RobotSpec
 
 # Registers lerobot's calibration writes to Dynamixel servos.
@@ -27,7 +27,7 @@ class FollowerArm:
         self.calibration = calibration
         self.joint_maps = spec.joint_maps(calibration)
         self.max_relative_target = max_relative_target or None
-        self.bus = bus or DynamixelBus(port, {m.name: (m.id, m.model) for m in spec.motors})
+        self.bus = bus or make_bus(spec, port)
         self._lock = threading.Lock()
         self.present: dict[str, float] = {}
         self.torque_enabled = False
@@ -52,9 +52,9 @@ class FollowerArm:
                     if self.bus.read(register, motor) != getattr(cal, field):
                         self.bus.write(register, motor, getattr(cal, field))
                         rewritten.append(motor)
-            for motor, mode in self.spec.operating_modes:
-                if self.bus.read('Operating_Mode', motor) != mode:
-                    self.bus.write('Operating_Mode', motor, mode)
+            for motor, register, value in self.spec.setup_registers:
+                if self.bus.read(register, motor) != value:
+                    self.bus.write(register, motor, value)
         return sorted(set(rewritten))
 
     def read(self) -> dict[str, float]:

@@ -22,12 +22,13 @@ class MotorSpec:
 @dataclass(frozen=True)
 class RobotSpec:
     type: str
-    bus: str            # 'dynamixel' (feetech comes with the hardware layer)
+    bus: str            # 'dynamixel' or 'feetech': which bus class drives it (hardware.buses)
     motors: tuple[MotorSpec, ...]
     resolution: int = 4096
     apply_drive_mode: bool = False
-    # Operating mode per motor written at configure (X-series values).
-    operating_modes: tuple[tuple[str, int], ...] = ()
+    # (motor, register, value) written at configure with torque off: operating
+    # modes, gains and limits the robot class in lerobot sets.
+    setup_registers: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def motor_names(self) -> list[str]:
@@ -54,9 +55,12 @@ def _koch_follower(use_degrees: bool) -> RobotSpec:
     )
     # Extended position for the body (a mis-assembled horn near 0/4095 must not
     # wrap), current-based position for the gripper so it grasps without
-    # forcing: the modes lerobot's Koch follower uses.
-    modes = tuple((m.name, 5 if m.name == 'gripper' else 4) for m in motors)
-    return RobotSpec('koch_follower', 'dynamixel', motors, operating_modes=modes)
+    # forcing, stiffer elbow gains: what lerobot's Koch follower sets.
+    setup = tuple(('Operating_Mode', m.name, 5 if m.name == 'gripper' else 4) for m in motors)
+    setup += (('Position_P_Gain', 'elbow_flex', 1500), ('Position_I_Gain', 'elbow_flex', 0),
+              ('Position_D_Gain', 'elbow_flex', 600))
+    return RobotSpec('koch_follower', 'dynamixel', motors,
+                     setup_registers=tuple((m, r, v) for r, m, v in setup))
 
 
 ROBOTS = {
