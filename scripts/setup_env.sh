@@ -66,7 +66,7 @@ PYINC=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 NPINC=$(python -c "import numpy; print(numpy.get_include())")
 TAG=$(python -c "import sys; v=sys.version_info; print(f'cp{v.major}{v.minor}-cp{v.major}{v.minor}')")
 PYVER=$(python -c "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')")
-grep -rlZ "/opt/python/$TAG/" "$VENV/share" --include='*.cmake' 2>/dev/null |
+{ grep -rlZ "/opt/python/$TAG/" "$VENV/share" --include='*.cmake' 2>/dev/null || true; } |
   xargs -0 -r sed -i \
     -e "s#/opt/python/$TAG/include/python$PYVER#$PYINC#g" \
     -e "s#/opt/python/$TAG/lib/python$PYVER/site-packages/numpy/_core/include#$NPINC#g"
