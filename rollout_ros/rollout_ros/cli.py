@@ -58,6 +58,7 @@ class RolloutConfig:
     rename_map: str = ''
     policy_call: str = 'direct'    # 'direct' (in-process) or 'service'
     torch_threads: int = 0
+    policy_node_name: str = 'policy'
     action_log_len: int = 0
 
 
@@ -142,7 +143,7 @@ def build_nodes(cfg: RolloutConfig):
     robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
                  calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
     cam_names = [c.name for c in cfg.cameras]
-    policy = PolicyNode(parameter_overrides=_params(
+    policy = PolicyNode(cfg.policy_node_name, parameter_overrides=_params(
         policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
         camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task,
         torch_threads=cfg.torch_threads))
@@ -154,6 +155,7 @@ def build_nodes(cfg: RolloutConfig):
     managed = [policy, *cameras, driver]
     strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
+        policy_service=f'/{cfg.policy_node_name}/infer',
         managed_nodes=[n.get_name() for n in managed], **robot))
     strategy.local_nodes = {n.get_name(): n for n in managed}
     if cfg.policy_call == 'direct':

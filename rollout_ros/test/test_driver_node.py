@@ -107,3 +107,81 @@ def test_missing_calibration_is_a_configure_error(ros, emulator, tmp_path):
     assert node.state_label == 'unconfigured'
     assert 'lerobot-calibrate' in node.last_error and 'robot_id' in node.last_error
     node.destroy_node()
+
+
+def make_driver(assets, emulator, **params):
+    base = dict(robot_port=emulator.port, robot_type=ROBOT_TYPE, robot_id=ROBOT_ID,
+                calibration_dir=str(assets['calibration_dir']))
+    base.update(params)
+    node = RobotDriverNode(parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    return node, ex
+
+
+def test_watchdog_holds_within_two_periods(ros, assets, emulator):
+    rate, timeout = 50.0, 0.1
+    node, ex = make_driver(assets, emulator, state_rate_hz=rate, command_timeout_s=timeout,
+                           max_relative_target=1.0)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        pub = node.create_publisher(JointState, 'joint_commands', 10)
+        emulator.clear_goal_writes()
+        pub.publish(JointState(name=['shoulder_pan'], position=[0.5]))
+        assert wait_for(lambda: len(emulator.goal_writes) >= 1)
+        assert wait_for(lambda: len(emulator.goal_writes) >= 2, timeout=2.0)
+        (t_cmd, _, goal), (t_hold, _, held) = emulator.goal_writes[0], emulator.goal_writes[1]
+        assert held != goal            # the hold is the present position, short of the goal
+        # Slack for a loaded 2-core machine; the budget itself is two periods.
+        assert t_hold - t_cmd <= timeout + 2 / rate + 0.03, t_hold - t_cmd
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+
+
+def test_return_to_start_is_speed_capped(ros, assets, emulator):
+    rate, speed = 50.0, 1.0
+    node, ex = make_driver(assets, emulator, state_rate_hz=rate, return_to_start=True,
+                           return_speed=speed, max_relative_target=0.5, command_timeout_s=5.0)
+    jmaps = maps(assets)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        start = dict(node.start_pose)
+        pub = node.create_publisher(JointState, 'joint_commands', 10)
+        for _ in range(3):
+            pub.publish(JointState(name=['shoulder_pan', 'elbow_flex'], position=[0.9, -0.6]))
+            time.sleep(0.3)
+        assert abs(emulator.register(1, 'Present_Position') - jmaps['shoulder_pan'].rad_to_ticks(0.9)) < 10
+        emulator.clear_goal_writes()
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        pan = [ticks for _, dxl_id, ticks in emulator.goal_writes if dxl_id == 1]
+        # A hold write, then the return: every step within the speed cap.
+        step_cap = jmaps['shoulder_pan'].rad_to_ticks(speed / rate) - jmaps['shoulder_pan'].rad_to_ticks(0)
+        steps = [abs(b - a) for a, b in zip(pan[1:], pan[2:])]
+        assert len(steps) >= int(0.9 / speed * rate) - 2
+        assert max(steps) <= step_cap + 1
+        assert abs(pan[-1] - jmaps['shoulder_pan'].rad_to_ticks(start['shoulder_pan'])) <= 1
+        assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+
+
+def test_dead_bus_ends_in_error_transition(ros, assets, emulator):
+    node, ex = make_driver(assets, emulator, max_bus_errors=3)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        emulator.stop()   # the adapter is unplugged
+        assert wait_for(lambda: node.state_label == 'unconfigured', timeout=5.0), node.state_label
+        assert node.faulted and 'servo bus failed' in node.last_error
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()

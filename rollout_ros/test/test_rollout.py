@@ -81,14 +81,15 @@ def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, r
 def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
     """Policy node in its own process, configured through its lifecycle
     services and called through ~/infer over DDS."""
-    cmd = [sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args',
+    name = f'policy_xproc_{os.getpid()}'   # unique: no other /policy can answer
+    cmd = [sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args', '-r', f'__node:={name}',
            '-p', f"policy_path:={assets['checkpoint']}", '-p', 'camera_names:=[front]',
            '-p', f'robot_type:={ROBOT_TYPE}']
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         cfg = rollout_config(duration=2.0, max_relative_target=6.3, action_log_len=10_000,
-                             policy_call='service')
+                             policy_call='service', policy_node_name=name)
         from rollout_ros.cli import Rollout
         rollout = Rollout(cfg)
         # The in-process policy node stays out of the graph: the strategy must
@@ -97,7 +98,7 @@ def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
         rollout.executor.remove_node(local_policy)
         local_policy.destroy_node()
         rollout.managed.remove(local_policy)
-        rollout.strategy.local_nodes.pop('policy')
+        rollout.strategy.local_nodes.pop(name)
         try:
             rollout.start()
             rollout.wait()

@@ -5,6 +5,7 @@ torque handling. No rclpy here: the driver node and the Python API share it.
 """
 
 import threading
+import time
 
 from rollout_ros.core.calibration import MotorCalibration
 from rollout_ros.hardware.buses import make_bus
@@ -94,6 +95,28 @@ class FollowerArm:
         with self._lock:
             self.bus.sync_write('Goal_Position', ticks)
         return present
+
+    def move_to(self, target: dict[str, float], max_speed: float, rate_hz: float,
+                timeout_s: float = 30.0, sleep=None) -> bool:
+        """Go to `target` along a straight line in joint space at no more than
+        `max_speed` rad/s on any joint; the duration grows with the distance
+        instead of being fixed (a fixed-time ramp is fast over long distances).
+
+        Returns False if it ran out of time before arriving.
+        """
+        sleep = sleep or time.sleep
+        start = self.read()
+        distance = max(abs(target[m] - start[m]) for m in target)
+        duration = distance / max_speed
+        if duration > timeout_s:
+            return False
+        steps = max(1, int(duration * rate_hz))
+        for k in range(1, steps + 1):
+            frac = k / steps
+            self.send({m: start[m] + frac * (target[m] - start[m]) for m in target})
+            self.read()
+            sleep(1.0 / rate_hz)
+        return True
 
     def enable_torque(self) -> None:
         # Goal = present first, or the arm would jump to a stale goal.

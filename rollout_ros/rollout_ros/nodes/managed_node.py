@@ -68,7 +68,6 @@ class ManagedNode(LifecycleNode):
     def _run(self, name: str, fn, undo=None) -> TransitionCallbackReturn:
         try:
             fn()
-            self.last_error = ''
             return SUCCESS
         except ConfigError as e:
             self.last_error = str(e)
@@ -84,6 +83,7 @@ class ManagedNode(LifecycleNode):
         return FAILURE
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.last_error = ''   # the latest failure since the last configure
         return self._run('configure', self.configure, undo=self.cleanup)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -5,15 +5,20 @@ Publishes `joint_states` (radians) at `state_rate_hz`, executes
 clipping, and publishes each executed command on `~/executed_commands`.
 A watchdog holds the present position when commands stop arriving for
 `command_timeout_s`. Torque goes on at activate (goal = present first), the
-arm holds at deactivate, and torque goes off at cleanup/shutdown when
+arm holds at deactivate, and at cleanup/shutdown it optionally drives back to
+the pose it had at activation (speed-capped) and turns torque off when
 `disable_torque_on_shutdown` is set.
+
+A bus that keeps failing (`max_bus_errors` transactions in a row) takes the
+node through ErrorProcessing to unconfigured: nothing more is written, so
+the servos keep their last goal, and supervisors see the transition.
 """
 
 import threading
 import time
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 
 from rollout_ros.core.errors import ConfigError
@@ -39,6 +44,13 @@ class RobotDriverNode(ManagedNode):
                      read_only=False, min_value=0.01, max_value=10.0)
         self.declare('disable_torque_on_shutdown', True,
                      'Turn torque off at cleanup/shutdown (the arm goes limp).')
+        self.declare('return_to_start', False,
+                     'At cleanup/shutdown, first drive back to the pose the arm had at activation.')
+        self.declare('return_speed', 0.5, 'Joint speed cap of the return to start [rad/s].',
+                     min_value=0.01, max_value=10.0)
+        self.declare('max_bus_errors', 5,
+                     'Consecutive failed bus transactions before the node gives up (error transition).',
+                     min_value=1)
         self.arm: FollowerArm | None = None
         self._state_pub = None
         self._exec_pub = None
@@ -49,6 +61,9 @@ class RobotDriverNode(ManagedNode):
         self._active = False
         self._group = MutuallyExclusiveCallbackGroup()
         self.bus_errors = 0
+        self._consecutive_errors = 0
+        self.faulted = False
+        self.start_pose: dict[str, float] | None = None
 
     def configure(self) -> None:
         port = self.param('robot_port')
@@ -70,6 +85,7 @@ class RobotDriverNode(ManagedNode):
         self._exec_pub = self.create_lifecycle_publisher(JointState, '~/executed_commands', 10)
 
     def activate(self) -> None:
+        self.start_pose = self.arm.read()
         self.arm.enable_torque()
         self._holding = True
         self._active = True
@@ -85,8 +101,13 @@ class RobotDriverNode(ManagedNode):
             if ent is not None:
                 destroy(ent)
         self._timer = self._cmd_sub = None
-        if self.arm is not None and self.arm.torque_enabled:
+        if self.arm is not None and self.arm.torque_enabled and not self.faulted:
             self.arm.hold()
+
+    def on_deactivate(self, state):
+        ret = super().on_deactivate(state)
+        # ERROR (not FAILURE) routes a faulted driver through ErrorProcessing.
+        return TransitionCallbackReturn.ERROR if self.faulted else ret
 
     def cleanup(self) -> None:
         self._release()
@@ -100,12 +121,23 @@ class RobotDriverNode(ManagedNode):
         self._release()
 
     def _release(self) -> None:
-        if self.arm is not None:
-            try:
-                self.arm.disconnect(self.param('disable_torque_on_shutdown'))
-            except BusError as e:
-                self.get_logger().error(f'disconnect: {e}')
+        if self.arm is None:
+            return
+        if self.faulted:
+            # The bus is unreliable: touch nothing, the servos keep their last goal.
+            self.arm.bus = None
             self.arm = None
+            return
+        try:
+            if self.param('return_to_start') and self.start_pose and self.arm.torque_enabled:
+                self.get_logger().info('returning to the start pose')
+                if not self.arm.move_to(self.start_pose, self.param('return_speed'),
+                                        self.param('state_rate_hz')):
+                    self.get_logger().warning('start pose too far for the return timeout; stopped')
+            self.arm.disconnect(self.param('disable_torque_on_shutdown'))
+        except BusError as e:
+            self.get_logger().error(f'disconnect: {e}')
+        self.arm = None
 
     def _stamp_msg(self, positions: dict[str, float]) -> JointState:
         msg = JointState()
@@ -114,20 +146,38 @@ class RobotDriverNode(ManagedNode):
         msg.position = [positions[m] for m in self.arm.joint_names]
         return msg
 
+    def _bus_failed(self, what: str, error: BusError) -> None:
+        self.bus_errors += 1
+        self._consecutive_errors += 1
+        self.get_logger().error(f'{what}: {error}', throttle_duration_sec=1.0)
+        if self._consecutive_errors >= self.param('max_bus_errors') and not self.faulted:
+            self.faulted = True
+            self._active = False
+            self.last_error = (f'servo bus failed {self._consecutive_errors} times in a row ({error}); '
+                               'servos keep their last goal')
+            self.get_logger().error(self.last_error)
+            # A transition cannot run inside this callback (it destroys the
+            # callback's own timer), so it goes to a thread.
+            threading.Thread(target=self.trigger_deactivate, daemon=True).start()
+
     def _on_timer(self) -> None:
         if not self._active or self.arm is None:
             return
         try:
             present = self.arm.read()
         except BusError as e:
-            self.bus_errors += 1
-            self.get_logger().error(f'reading joint states: {e}', throttle_duration_sec=1.0)
+            self._bus_failed('reading joint states', e)
             return
+        self._consecutive_errors = 0
         self._state_pub.publish(self._stamp_msg(present))
         stale = time.monotonic() - self._last_cmd_time > self.param('command_timeout_s')
         if stale and not self._holding:
             self.get_logger().warning('commands stopped: holding the present position')
-            self.arm.hold()
+            try:
+                self.arm.hold()
+            except BusError as e:
+                self._bus_failed('holding', e)
+                return
             self._holding = True
 
     def _on_command(self, msg: JointState) -> None:
@@ -146,8 +196,7 @@ class RobotDriverNode(ManagedNode):
         try:
             sent = self.arm.send(target)
         except BusError as e:
-            self.bus_errors += 1
-            self.get_logger().error(f'sending command: {e}', throttle_duration_sec=1.0)
+            self._bus_failed('sending command', e)
             return
         self._last_cmd_time = time.monotonic()
         self._holding = False

@@ -1,5 +1,7 @@
 """Driver-side access to a Dynamixel X-series bus, through dynamixel_sdk only."""
 
+import functools
+import termios
 import threading
 
 import dynamixel_sdk as sdk
@@ -19,6 +21,19 @@ READ_POLL_S = 0.002
 
 class BusError(RuntimeError):
     """Communication with the servo bus failed or the bus is not what we expect."""
+
+
+def _os_errors_as_bus_errors(method):
+    """An unplugged adapter surfaces as OSError (pyserial's SerialException is
+    one) or termios.error; callers handle bus trouble through BusError alone."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, termios.error) as exc:
+            raise BusError(f'{method.__name__} on {self.port!r} failed: {exc} '
+                           '(adapter unplugged or port closed?)') from exc
+    return wrapper
 
 
 class DynamixelBus:
@@ -129,6 +144,7 @@ class DynamixelBus:
 
     # -- single-servo access -----------------------------------------------------
 
+    @_os_errors_as_bus_errors
     def read(self, register: str, motor: str) -> int:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
@@ -140,6 +156,7 @@ class DynamixelBus:
         self._check(result, error, f"read {register} from {motor} (id {dxl_id})", addr)
         return ct.decode_value(register, int.from_bytes(bytes(data[:size]), "little"))
 
+    @_os_errors_as_bus_errors
     def write(self, register: str, motor: str, value: int) -> None:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
@@ -150,6 +167,7 @@ class DynamixelBus:
 
     # -- group access (the control loop) ---------------------------------------------
 
+    @_os_errors_as_bus_errors
     def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, int]:
         addr, size, _ = ct.lookup(register)
         names = list(self.motors) if motors is None else list(motors)
@@ -167,6 +185,7 @@ class DynamixelBus:
         raise BusError(f"sync read of {register} from {names} on {self.port!r} failed after "
                        f"{self.read_retries + 1} attempts: {self._packet_handler.getTxRxResult(result)}")
 
+    @_os_errors_as_bus_errors
     def sync_write(self, register: str, values: dict[str, int]) -> None:
         if not values:
             return
@@ -183,6 +202,7 @@ class DynamixelBus:
             result = writer.txPacket()
         self._check(result, 0, f"sync write of {register} to {list(values)}", addr)
 
+    @_os_errors_as_bus_errors
     def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
         # One acknowledged write per servo rather than a silent sync write: a
         # servo left limp (or stiff) without anyone noticing is a safety issue.
