@@ -29,6 +29,8 @@ setup(
             'camera = rollout_ros.nodes.camera_node:main',
             'policy = rollout_ros.nodes.policy_node:main',
             'base_strategy = rollout_ros.strategies.base_strategy:main',
+            'keyboard = rollout_ros.nodes.keyboard_node:main',
+            'pedal = rollout_ros.nodes.pedal_node:main',
         ],
     },
 )

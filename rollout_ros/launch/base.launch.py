@@ -37,8 +37,11 @@ ARGS = [
     ('camera_width', '640', 'Camera width [px].'),
     ('camera_height', '480', 'Camera height [px].'),
     ('camera_fps', '30.0', 'Camera rate [Hz].'),
+    ('camera_topic', '', "Image topic fed to the policy; '' = our camera node's "
+     '(<namespace>/camera_<camera_name>/image_raw). Set it with use_camera:=false.'),
+    ('torch_threads', '1', 'Torch CPU threads of the policy process; 0 = torch default.'),
     ('use_driver', 'true', 'Start our driver; false = your stack provides joint_states/joint_commands.'),
-    ('use_camera', 'true', 'Start our camera; false = remap your own Image topic.'),
+    ('use_camera', 'true', 'Start our camera node; false = use camera_topic from your own driver.'),
 ]
 
 
@@ -57,7 +60,7 @@ def _nodes(context):
         package='rollout_ros', executable='policy', name='policy', namespace=ns, output='screen',
         parameters=[params_file, {'policy_path': arg['policy_path'], 'device': arg['device'],
                                   'robot_type': arg['robot_type'], 'camera_names': [cam],
-                                  'task': arg['task']}])]
+                                  'task': arg['task'], 'torch_threads': int(arg['torch_threads'])}])]
     if use_camera:
         nodes.append(LifecycleNode(
             package='rollout_ros', executable='camera', name=f'camera_{cam}', namespace=ns,
@@ -76,11 +79,14 @@ def _nodes(context):
             **robot, 'fps': float(arg['fps']), 'duration': float(arg['duration']), 'task': arg['task'],
             'camera_names': [cam], 'managed_nodes': [f'{prefix}/{n}' for n in managed],
             'policy_service': f'{prefix}/policy/infer',
-            'camera_topic_template': f'{prefix}/camera_{{name}}/image_raw'}])
+            'camera_topic_template': arg['camera_topic'] or f'{prefix}/camera_{{name}}/image_raw'}])
     nodes.append(strategy)
     # The strategy ends when its duration is over or it fails: end the launch.
-    nodes.append(RegisterEventHandler(OnProcessExit(target_action=strategy,
-                                                    on_exit=[EmitEvent(event=Shutdown())])))
+    nodes.append(RegisterEventHandler(OnProcessExit(
+        target_action=strategy,
+        on_exit=lambda event, _: [EmitEvent(event=Shutdown(
+            reason='base_strategy finished' if event.returncode == 0
+            else f'base_strategy failed (exit code {event.returncode}); see its log'))])))
     return nodes
 
 

@@ -70,7 +70,7 @@ def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, r
         actions = list(rollout.strategy.loop.action_log)
     finally:
         summary = rollout.stop()
-    assert summary['ticks'] >= 50
+    assert summary['ticks'] >= 20
     assert summary['starved_ticks'] == 0
     assert len(actions) == summary['ticks']
     assert_servos_got_actions(assets, emulator, actions)
@@ -109,8 +109,8 @@ def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err[-2000:]
-    assert summary['ticks'] >= 50
-    assert summary['starved_ticks'] <= 2
+    assert summary['ticks'] >= 20
+    assert summary['starved_ticks'] <= summary['ticks'] // 10
     assert_servos_got_actions(assets, emulator, actions)
 
 
@@ -153,3 +153,20 @@ def test_stop_event_ends_an_unbounded_run(ros, emulator, rollout_config):
     assert time.monotonic() - t0 < 15
     assert summary['ticks'] > 10
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_dead_bus_mid_run_stops_the_rollout(ros, emulator, rollout_config):
+    """The driver's error transition ends the run with an error naming it."""
+    import threading
+    from rollout_ros.cli import Rollout
+    rollout = Rollout(rollout_config(duration=0.0))
+    try:
+        rollout.start()
+        threading.Timer(1.0, emulator.stop).start()
+        t0 = time.monotonic()
+        rollout.wait()
+        assert time.monotonic() - t0 < 10
+        assert 'robot_driver' in rollout.strategy.last_error
+        assert 'servo bus failed' in rollout.strategy.last_error
+    finally:
+        rollout.stop()

@@ -2,6 +2,8 @@
 the capture time, from the capture thread so a slow executor never delays
 frames. Run one node per camera."""
 
+import sys
+
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -73,8 +75,8 @@ class CameraNode(ManagedNode):
 
 
 def main(args=None):
-    run_node(CameraNode, args)
+    return run_node(CameraNode, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -7,6 +7,7 @@ directly instead and skips serialisation; the service is what lets the policy
 run in another process or on another host.
 """
 
+import sys
 import json
 import threading
 import time
@@ -156,8 +157,8 @@ class PolicyNode(ManagedNode):
 
 
 def main(args=None):
-    run_node(PolicyNode, args)
+    return run_node(PolicyNode, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ node through ErrorProcessing to unconfigured: nothing more is written, so
 the servos keep their last goal, and supervisors see the transition.
 """
 
+import sys
 import threading
 import time
 
@@ -208,8 +209,8 @@ class RobotDriverNode(ManagedNode):
 
 
 def main(args=None):
-    run_node(RobotDriverNode, args)
+    return run_node(RobotDriverNode, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

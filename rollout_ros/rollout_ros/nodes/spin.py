@@ -2,6 +2,7 @@
 shutdown (rclpy does not call on_shutdown by itself on a signal)."""
 
 import signal
+import sys
 import threading
 
 import rclpy
@@ -33,7 +34,12 @@ def make_executor(concurrent: bool):
     return MultiThreadedExecutor(num_threads=2) if concurrent else SingleThreadedExecutor()
 
 
-def run_node(node_cls, args=None, autostart=False):
+def run_node(node_cls, args=None, autostart=False) -> int:
+    """Spin one node until a signal (or, for a strategy, until it finishes).
+
+    Returns the process exit code: 1 when the node ends with an error, so
+    launch reports a failed run as failed.
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
@@ -52,5 +58,12 @@ def run_node(node_cls, args=None, autostart=False):
         if node.state_label not in ('finalized',):
             node.trigger_shutdown()
         executor.shutdown(timeout_sec=2.0)
+        # A spin thread still inside a callback when the interpreter exits
+        # aborts the process ('terminate called without an active exception').
+        spinner.join(timeout=2.0)
+        error = node.last_error
         node.destroy_node()
         rclpy.try_shutdown()
+    if error:
+        print(f'{node_cls.__name__}: {error}', file=sys.stderr)
+    return 1 if error else 0

@@ -8,9 +8,12 @@ and starts the control loop on its own thread, and on deactivate / cleanup /
 shutdown it walks them back in reverse.
 """
 
+import json
+import sys
 import threading
 import time
 
+from lifecycle_msgs.msg import TransitionEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
@@ -112,8 +115,9 @@ class BaseStrategyNode(ManagedNode):
         self.mapper = FeatureMapper(spec.joint_maps(calibration), self.param('joint_prefix'))
         self.camera_names = list(self.param('camera_names'))
         template = self.param('camera_topic_template')
-        if self.camera_names and '{name}' not in template:
-            raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}.',
+        if len(self.camera_names) > 1 and '{name}' not in template:
+            raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}, so all '
+                              f'{len(self.camera_names)} cameras would read one topic.',
                               'e.g. /camera_{name}/image_raw.')
         self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
@@ -130,7 +134,11 @@ class BaseStrategyNode(ManagedNode):
         for name in self.param('managed_nodes'):
             client = LifecycleClient(self, name if name.startswith('/') else f'/{name}')
             self._managed[name] = client
-            if not client.wait_ready(min(timeout, 10.0)):
+            self._subs.append(self.create_subscription(
+                TransitionEvent, f'{client.target}/transition_event',
+                lambda msg, n=name: self._on_managed_transition(n, msg), 10,
+                callback_group=self._io_group))
+            if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
             self._managed_states[name] = client.state()
@@ -141,6 +149,7 @@ class BaseStrategyNode(ManagedNode):
             raise
 
     def activate(self) -> None:
+        self.summary = {}
         try:
             self._transition_all('activate', list(self._managed), strict=True)
             self._wait_for_inputs()
@@ -189,9 +198,10 @@ class BaseStrategyNode(ManagedNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
-        if self.loop is not None and self.loop.pacer.started:
+        if self.loop is not None and self.loop.pacer.started and not self.summary:
             self.summary = self.loop.summary()
             self._publish_status(final=True)
+            self.get_logger().info('run summary: ' + json.dumps(self.summary))
 
     # Loop -------------------------------------------------------------------
     def _wait_for_inputs(self) -> None:
@@ -208,6 +218,21 @@ class BaseStrategyNode(ManagedNode):
         missing = [] if self._joint_state is not None else ['joint_states']
         return missing + [self.param('camera_topic_template').format(name=c)
                           for c in self.camera_names if c not in self._images]
+
+    def _on_managed_transition(self, name: str, msg: TransitionEvent) -> None:
+        """A managed node leaving `active` on its own (a driver whose bus died,
+        a node someone deactivated) ends the run: the loop must not keep
+        commanding a robot whose pieces are gone."""
+        label = msg.goal_state.label
+        if label not in ('unconfigured', 'inactive', 'active', 'finalized'):
+            return   # intermediate states; the event that ends the transition follows
+        was = self._managed_states.get(name)
+        self._managed_states[name] = label
+        if was != 'active' or label == 'active' or self.loop is None or self.loop.stop_event.is_set():
+            return
+        self.last_error = f'{name} left the active state ({label}): {self._node_error(name)}'
+        self.get_logger().error(self.last_error)
+        self.loop.stop()
 
     def _on_joint_state(self, msg: JointState) -> None:
         self._joint_state = msg
@@ -293,8 +318,8 @@ class BaseStrategyNode(ManagedNode):
 
 
 def main(args=None):
-    run_node(BaseStrategyNode, args, autostart=True)
+    return run_node(BaseStrategyNode, args, autostart=True)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
