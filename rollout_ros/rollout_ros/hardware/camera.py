@@ -17,6 +17,11 @@ import numpy as np
 from rollout_ros.core.errors import ConfigError
 
 
+# Degrees clockwise, as lerobot's camera rotation (-90 = 270).
+ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
+             -90: cv2.ROTATE_90_COUNTERCLOCKWISE, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
 @dataclass
 class Frame:
     image: np.ndarray       # HxWx3 uint8, in the configured color order
@@ -41,9 +46,14 @@ def _parse_source(index_or_path: str):
 class OpenCVCamera:
 
     def __init__(self, index_or_path: str, width: int, height: int, fps: float,
-                 color_mode: str = 'rgb', fourcc: str = ''):
+                 color_mode: str = 'rgb', fourcc: str = '', rotation: int = 0, warmup_s: float = 0.0):
         if color_mode not in ('rgb', 'bgr'):
             raise ConfigError('color_mode', f'{color_mode!r} is not supported.', "use 'rgb' or 'bgr'.")
+        if rotation not in ROTATIONS:
+            raise ConfigError('rotation', f'{rotation} is not supported.', f'use one of {sorted(ROTATIONS)}.')
+        self.rotation = rotation
+        self.warmup_s = warmup_s
+        self._stall_until = 0.0
         if width <= 0 or height <= 0 or fps <= 0:
             raise ConfigError('width/height/fps', f'got {width}x{height}@{fps}.',
                               'all three must be positive.')
@@ -72,6 +82,11 @@ class OpenCVCamera:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
             cap.set(cv2.CAP_PROP_FPS, self.fps)
         ok, frame = cap.read()
+        if not self.is_file:
+            # Auto exposure and white balance settle in the first frames.
+            deadline = time.monotonic() + self.warmup_s
+            while ok and time.monotonic() < deadline:
+                ok, frame = cap.read()
         if not ok:
             cap.release()
             raise ConfigError('index_or_path', f'{self.source!r} opened but returned no frame.',
@@ -108,9 +123,19 @@ class OpenCVCamera:
                                      timeout)
             return self._latest
 
+    def stall(self, seconds: float) -> None:
+        """Deliver no frames for a while, as a camera that hangs does (tests, demos)."""
+        self._stall_until = time.monotonic() + seconds
+
+    def age_s(self) -> float | None:
+        latest = self.latest()
+        return None if latest is None else time.monotonic() - latest.capture_mono
+
     def _convert(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[1] != self.width or frame.shape[0] != self.height:
             frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if ROTATIONS[self.rotation] is not None:
+            frame = cv2.rotate(frame, ROTATIONS[self.rotation])
         if self.color_mode == 'rgb':
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         return np.ascontiguousarray(frame)
@@ -137,6 +162,9 @@ class OpenCVCamera:
                     self._stop.wait(delay)
                 elif delay < -period:
                     next_due = time.monotonic()
+            if time.monotonic() < self._stall_until:
+                self._stop.wait(0.01)
+                continue
             ok, raw = self._cap.read()
             if not ok:
                 if self.is_file:

@@ -4,6 +4,7 @@ frames. Run one node per camera."""
 
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -27,27 +28,64 @@ class CameraNode(ManagedNode):
                      min_value=0.1, max_value=1000.0)
         self.declare('color_mode', 'rgb', "Channel order of published images: 'rgb' or 'bgr'.")
         self.declare('fourcc', '', "Capture format for devices, e.g. 'MJPG'; '' = driver default.")
+        self.declare('rotation', 0, 'Rotate published images clockwise by 0, 90, 180 or -90 degrees.')
+        self.declare('warmup_s', 1.0, 'Frames read and dropped at configure so exposure settles [s] '
+                     '(devices only).', min_value=0.0)
+        self.declare('stall_timeout_s', 0.5, 'No new frame for this long = stalled: reported on '
+                     '/diagnostics and in the log [s].', min_value=0.01)
         self.camera: OpenCVCamera | None = None
         self._pub = None
+        self._diag_pub = None
+        self._diag_timer = None
         self._active = False
         self.published = 0
+        self.stalled = False
 
     def configure(self) -> None:
         cam = OpenCVCamera(self.param('index_or_path'), self.param('width'), self.param('height'),
-                           self.param('fps'), self.param('color_mode'), self.param('fourcc'))
+                           self.param('fps'), self.param('color_mode'), self.param('fourcc'),
+                           self.param('rotation'), self.param('warmup_s'))
         cam.open()
         self.camera = cam
         self._pub = self.create_lifecycle_publisher(Image, '~/image_raw', qos_profile_sensor_data)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         cam.on_frame = self._publish
 
     def activate(self) -> None:
         self._active = True
+        self.stalled = False
         self.camera.start()
+        self._diag_timer = self.create_timer(min(1.0, self.param('stall_timeout_s') / 2), self._check)
 
     def deactivate(self) -> None:
         self._active = False
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
         if self.camera is not None:
             self.camera.stop()
+
+    def _check(self) -> None:
+        """Report the frame age: consumers see the capture stamp, operators see this."""
+        age = self.camera.age_s() if self.camera is not None else None
+        stalled = age is None or age > self.param('stall_timeout_s')
+        if stalled and not self.stalled:
+            self.get_logger().error(f'camera {self.param("camera_name")!r} stalled: no frame for '
+                                    f'{age if age is not None else float("inf"):.2f} s')
+        elif self.stalled and not stalled:
+            self.get_logger().info(f'camera {self.param("camera_name")!r} delivers frames again')
+        self.stalled = stalled
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.ERROR if stalled else DiagnosticStatus.OK,
+            name=f'{self.get_fully_qualified_name()}: camera {self.param("camera_name")}',
+            hardware_id=str(self.param('index_or_path')),
+            message=f'stalled for {age:.2f} s' if stalled and age is not None else
+                    ('no frame yet' if stalled else 'streaming'),
+            values=[KeyValue(key='frame_age_s', value=f'{age:.3f}' if age is not None else 'none'),
+                    KeyValue(key='frames_published', value=str(self.published))])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
 
     def cleanup(self) -> None:
         if self.camera is not None:
@@ -56,8 +94,12 @@ class CameraNode(ManagedNode):
         if self._pub is not None:
             self.destroy_lifecycle_publisher(self._pub)
             self._pub = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
 
     def shutdown(self) -> None:
+        self.deactivate()
         self.cleanup()
 
     def _publish(self, frame: Frame) -> None:
@@ -66,7 +108,7 @@ class CameraNode(ManagedNode):
         msg = Image()
         msg.header.stamp = Time(nanoseconds=int(frame.capture_time * 1e9)).to_msg()
         msg.header.frame_id = self.param('camera_name')
-        msg.height, msg.width = frame.image.shape[:2]
+        msg.height, msg.width = frame.image.shape[:2]   # after rotation
         msg.encoding = 'rgb8' if self.param('color_mode') == 'rgb' else 'bgr8'
         msg.step = msg.width * 3
         msg.data = frame.image.tobytes()

@@ -1,0 +1,89 @@
+"""The camera node over a video file: images carry their capture time, a
+stall is reported on /diagnostics and recovers, rotation swaps the shape."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+
+from rollout_ros.core.errors import ConfigError
+from rollout_ros.hardware.camera import OpenCVCamera
+from rollout_ros.nodes.camera_node import CameraNode
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def camera_node(ros, assets):
+    nodes = []
+
+    def make(**params):
+        base = dict(index_or_path=str(assets['video']), width=128, height=96, fps=30.0,
+                    stall_timeout_s=0.3)
+        base.update(params)
+        node = CameraNode('camera_test', parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        threading.Thread(target=ex.spin, daemon=True).start()
+        nodes.append((node, ex))
+        return node
+    yield make
+    for node, ex in nodes:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+
+
+def test_images_stamped_with_capture_time_and_stall_reported(camera_node):
+    node = camera_node()
+    images, diags = [], []
+    node.create_subscription(Image, '~/image_raw', images.append, qos_profile_sensor_data)
+    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+    node.trigger_configure()
+    node.trigger_activate()
+    assert wait_for(lambda: len(images) > 10)
+    img = images[-1]
+    assert (img.width, img.height, img.encoding) == (128, 96, 'rgb8')
+    age = (node.get_clock().now() - Time.from_msg(img.header.stamp)).nanoseconds * 1e-9
+    assert 0 <= age < 1.0
+    assert np.frombuffer(img.data, np.uint8).size == 128 * 96 * 3
+    assert wait_for(lambda: diags and diags[-1].status[0].level == DiagnosticStatus.OK)
+
+    node.camera.stall(1.2)
+    count = len(images)
+    assert wait_for(lambda: node.stalled and diags[-1].status[0].level == DiagnosticStatus.ERROR)
+    assert 'stalled' in diags[-1].status[0].message
+    assert len(images) <= count + 1            # nothing new while stalled
+    assert wait_for(lambda: not node.stalled and diags[-1].status[0].level == DiagnosticStatus.OK)
+    assert len(images) > count + 1
+
+
+def test_rotation_swaps_width_and_height(camera_node):
+    node = camera_node(rotation=90)
+    images = []
+    node.create_subscription(Image, '~/image_raw', images.append, qos_profile_sensor_data)
+    node.trigger_configure()
+    node.trigger_activate()
+    assert wait_for(lambda: images)
+    assert (images[-1].width, images[-1].height) == (96, 128)
+
+
+def test_bad_source_and_rotation_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match='index_or_path'):
+        OpenCVCamera(str(tmp_path / 'missing.mp4'), 64, 48, 30)
+    with pytest.raises(ConfigError, match='rotation'):
+        OpenCVCamera('0', 64, 48, 30, rotation=45)
