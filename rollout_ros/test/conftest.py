@@ -29,8 +29,10 @@ def emulator(assets):
         yield emu
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def ros():
+    """One rclpy context for the session: re-creating the DDS participant
+    between tests left a later subprocess's service replies undelivered."""
     import rclpy
     rclpy.init()
     yield

@@ -63,8 +63,44 @@ def _koch_follower(use_degrees: bool) -> RobotSpec:
                      setup_registers=tuple((m, r, v) for r, m, v in setup))
 
 
+def _so_follower(robot_type: str, use_degrees: bool) -> RobotSpec:
+    body = NormMode.DEGREES if use_degrees else NormMode.RANGE_M100_100
+    motors = (
+        MotorSpec('shoulder_pan', 1, 'sts3215', body),
+        MotorSpec('shoulder_lift', 2, 'sts3215', body),
+        MotorSpec('elbow_flex', 3, 'sts3215', body),
+        MotorSpec('wrist_flex', 4, 'sts3215', body),
+        MotorSpec('wrist_roll', 5, 'sts3215', body),
+        MotorSpec('gripper', 6, 'sts3215', NormMode.RANGE_0_100),
+    )
+    # What lerobot's SO follower configure() writes: minimal return delay and
+    # full acceleration (configure_motors), position mode with its default
+    # gains, and a gripper limited to half torque/current so a long grasp
+    # does not burn it out. lerobot also clears bit 4 of Phase on STS3215
+    # (single-turn feedback); a read-modify-write does not fit this table.
+    setup = []
+    for m in motors:
+        setup += [(m.name, 'Return_Delay_Time', 0), (m.name, 'Maximum_Acceleration', 254),
+                  (m.name, 'Acceleration', 254), (m.name, 'Operating_Mode', 0),
+                  (m.name, 'P_Coefficient', 16), (m.name, 'I_Coefficient', 0), (m.name, 'D_Coefficient', 32)]
+    setup += [('gripper', 'Max_Torque_Limit', 500), ('gripper', 'Protection_Current', 250),
+              ('gripper', 'Overload_Torque', 25)]
+    # lerobot's Feetech bus applies drive_mode in software when normalising.
+    return RobotSpec(robot_type, 'feetech', motors, apply_drive_mode=True, setup_registers=tuple(setup))
+
+
+def _so100_follower(use_degrees: bool) -> RobotSpec:
+    return _so_follower('so100_follower', use_degrees)
+
+
+def _so101_follower(use_degrees: bool) -> RobotSpec:
+    return _so_follower('so101_follower', use_degrees)
+
+
 ROBOTS = {
     'koch_follower': _koch_follower,
+    'so100_follower': _so100_follower,
+    'so101_follower': _so101_follower,
 }
 
 

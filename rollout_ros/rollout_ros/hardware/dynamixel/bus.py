@@ -6,6 +6,7 @@ import threading
 
 import dynamixel_sdk as sdk
 
+from rollout_ros.hardware.bus_errors import BusError  # shared by all buses; still importable from here
 from rollout_ros.hardware.dynamixel import control_table as ct
 
 PROTOCOL_VERSION = 2.0
@@ -17,10 +18,6 @@ _ERRNUM_ACCESS = 0x07
 
 
 READ_POLL_S = 0.002
-
-
-class BusError(RuntimeError):
-    """Communication with the servo bus failed or the bus is not what we expect."""
 
 
 def _os_errors_as_bus_errors(method):

@@ -6,17 +6,12 @@ Run standalone with ``python -m rollout_ros.hardware.emulator.servo_bus_emulator
 """
 
 import argparse
-import math
-import os
-import select
-import signal
 import sys
-import threading
-import time
-import tty
 
 from rollout_ros.hardware.dynamixel import control_table as ct
 from rollout_ros.hardware.emulator import dynamixel_protocol as proto
+from rollout_ros.hardware.emulator.pty_bus import (FirstOrderServo, PtyBusEmulator, add_common_arguments,
+                                                   initial_positions, int_list, serve_until_signal)
 
 # Big enough for the whole X-series table including the indirect-data area, so
 # reads of registers we do not model return zeros instead of access errors.
@@ -57,16 +52,12 @@ _MODEL_DEFAULTS = {
 }
 
 
-class EmulatedServo:
+class EmulatedServo(FirstOrderServo):
     def __init__(self, dxl_id: int, model: str, tau: float = 0.05, position: int = 2048):
         if model not in ct.MODEL_NUMBER:
             raise ValueError(f"unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
+        super().__init__(tau, position)
         self.model = model
-        self.tau = tau
-        self.actual_position = float(position)
-        self._velocity = 0.0  # ticks/s
-        self._last = time.monotonic()
-        self._lock = threading.RLock()
         self._pending: tuple[int, bytes] | None = None  # REG_WRITE
         self.table = bytearray(TABLE_SIZE)
         values = {**_COMMON_DEFAULTS, **_MODEL_DEFAULTS[model],
@@ -94,11 +85,6 @@ class EmulatedServo:
     @property
     def model_number(self) -> int:
         return ct.MODEL_NUMBER[self.model]
-
-    def register(self, name: str) -> int:
-        with self._lock:
-            self._update()
-            return self._get(name)
 
     # -- bus-facing operations -----------------------------------------------
 
@@ -146,14 +132,6 @@ class EmulatedServo:
 
     # -- physics ---------------------------------------------------------------
 
-    def set_actual_position(self, ticks: float) -> None:
-        """Move the shaft from outside (a hand moving the arm, a test)."""
-        with self._lock:
-            self._update()
-            self.actual_position = float(ticks)
-            self._velocity = 0.0
-            self._publish()
-
     def _target(self) -> float:
         goal = self._get("Goal_Position")
         if self._get("Operating_Mode") == ct.POSITION:
@@ -161,25 +139,16 @@ class EmulatedServo:
         return goal - self._get("Homing_Offset")
 
     def _update(self) -> None:
-        now = time.monotonic()
-        dt, self._last = now - self._last, now
+        dt = self._elapsed()
         mode = self._get("Operating_Mode")
         if not self.table[_TORQUE_ADDR]:
-            self._velocity = 0.0
+            self._halt()
         elif mode in _POSITION_MODES:
-            target = self._target()
-            if self.tau > 0:
-                self.actual_position += (target - self.actual_position) * (1.0 - math.exp(-dt / self.tau))
-            else:
-                self.actual_position = target
-            if abs(target - self.actual_position) < 1e-3:
-                self.actual_position = target  # an exponential never lands; real servos do
-            self._velocity = (target - self.actual_position) / self.tau if self.tau > 0 else 0.0
+            self._track(self._target(), dt)
         elif mode == ct.VELOCITY:
-            self._velocity = self._get("Goal_Velocity") * _TICKS_PER_S_PER_UNIT
-            self.actual_position += self._velocity * dt
+            self._spin(self._get("Goal_Velocity") * _TICKS_PER_S_PER_UNIT, dt)
         else:
-            self._velocity = 0.0  # current/PWM modes: no load model, the shaft stays put
+            self._halt()  # current/PWM modes: no load model, the shaft stays put
         self._publish()
 
     def _publish(self) -> None:
@@ -193,131 +162,20 @@ class EmulatedServo:
 
 
 _GOAL_SPAN = range(_GOAL_ADDR, _GOAL_ADDR + ct.CONTROL_TABLE["Goal_Position"][1])
-# A partial packet still incomplete after a whole poll period is line noise;
-# real servos likewise drop a packet whose bytes stop arriving.
-_POLL_S = 0.05
 
 KOCH_IDS = [1, 2, 3, 4, 5, 6]
 KOCH_MODELS = ["xl430-w250", "xl430-w250", "xl330-m288", "xl330-m288", "xl330-m288", "xl330-m288"]
 
 
-class ServoBusEmulator:
+class ServoBusEmulator(PtyBusEmulator):
+    """Dynamixel X-series servos on a pty; see PtyBusEmulator for lifecycle,
+    test accessors and fault knobs (emulator.faults, close_port())."""
+
     def __init__(self, servos: dict[int, str], tau: float = 0.05,
                  initial_positions: dict[int, int] | None = None, link_path: str | None = None):
         initial_positions = initial_positions or {}
-        self._servos = {i: EmulatedServo(i, m, tau, initial_positions.get(i, 2048)) for i, m in sorted(servos.items())}
-        self._link_path = link_path
-        self._lock = threading.RLock()
-        self._goal_writes: list[tuple[float, int, int]] = []
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._port: str | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._parser = proto.PacketParser()
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def port(self) -> str | None:
-        """The pty slave path (valid after start()); link_path, if set, points at it."""
-        return self._port
-
-    @property
-    def link_path(self) -> str | None:
-        return self._link_path
-
-    def start(self) -> str:
-        if self._thread is not None:
-            return self.port
-        self._master, self._slave = os.openpty()
-        # Raw mode so the line discipline neither echoes our replies back nor
-        # rewrites bytes like 0x0D/0x11 before the SDK has configured the port;
-        # we keep the slave open so the master never sees EIO between clients.
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self._port = os.ttyname(self._slave)
-        if self._link_path:
-            if os.path.islink(self._link_path):
-                os.unlink(self._link_path)  # stale link from an earlier run
-            os.symlink(self._port, self._link_path)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="servo-bus-emulator", daemon=True)
-        self._thread.start()
-        return self.port
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
-        if self._link_path and os.path.islink(self._link_path):
-            os.unlink(self._link_path)
-
-    def __enter__(self) -> "ServoBusEmulator":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- test accessors ------------------------------------------------------------
-
-    def servo(self, dxl_id: int) -> EmulatedServo:
-        with self._lock:
-            return self._servos[dxl_id]
-
-    @property
-    def ids(self) -> list[int]:
-        with self._lock:
-            return sorted(self._servos)
-
-    @property
-    def goal_writes(self) -> list[tuple[float, int, int]]:
-        """Snapshot of (monotonic_time, id, goal_ticks) for every Goal_Position write received."""
-        with self._lock:
-            return list(self._goal_writes)
-
-    def clear_goal_writes(self) -> None:
-        with self._lock:
-            self._goal_writes.clear()
-
-    def register(self, dxl_id: int, name: str) -> int:
-        return self.servo(dxl_id).register(name)
-
-    # -- serving -----------------------------------------------------------------
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], _POLL_S)
-            if not ready:
-                self._parser.reset()
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                return
-            for packet in self._parser.feed(data):
-                with self._lock:
-                    reply = self._handle(packet)
-                if reply:
-                    self._send(reply)
-
-    def _send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._master, view):]
-            except BlockingIOError:
-                return  # nobody is reading the slave: a real bus would lose these bytes too
-            except OSError:
-                return
+        emulated = {i: EmulatedServo(i, m, tau, initial_positions.get(i, 2048)) for i, m in sorted(servos.items())}
+        super().__init__(emulated, proto.PacketParser(), link_path)
 
     def _targets(self, dxl_id: int) -> list[EmulatedServo]:
         if dxl_id == proto.BROADCAST_ID:
@@ -339,7 +197,7 @@ class ServoBusEmulator:
         if error:
             return error
         if any(a in _GOAL_SPAN for a in range(addr, addr + len(data))):
-            self._goal_writes.append((time.monotonic(), old_id, servo.register("Goal_Position")))
+            self._record_goal(old_id, servo.register("Goal_Position"))
         if servo.id != old_id and servo.id not in self._servos:
             self._servos[servo.id] = self._servos.pop(old_id)
         return error
@@ -458,19 +316,12 @@ _HANDLERS = {
 # -- command line ------------------------------------------------------------------
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Emulate a Dynamixel X-series servo bus on a pseudo-terminal.")
-    parser.add_argument("--ids", type=_int_list, help="comma-separated servo ids, e.g. 1,2,3")
+    parser.add_argument("--ids", type=int_list, help="comma-separated servo ids, e.g. 1,2,3")
     parser.add_argument("--models", help="one model per id (comma-separated) or a single model for all")
     parser.add_argument("--preset", choices=["koch"], help="koch: the Koch v1.1 follower (ids 1-6)")
-    parser.add_argument("--link", help="also expose the port under this symlink path")
-    parser.add_argument("--tau", type=float, default=0.05, help="position time constant in seconds")
-    parser.add_argument("--initial", type=_int_list, default=[2048],
-                        help="initial position in ticks, one for all or one per id")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.preset == "koch":
         args.ids, args.models = args.ids or KOCH_IDS, args.models or ",".join(KOCH_MODELS)
@@ -484,11 +335,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(models) - set(ct.MODEL_NUMBER))
     if unknown:
         parser.error(f"unknown model(s) {unknown}; known: {sorted(ct.MODEL_NUMBER)}")
-    if len(args.initial) not in (1, len(args.ids)):
-        parser.error("--initial takes one value or one per id")
     args.servos = dict(zip(args.ids, models))
-    initial = args.initial * len(args.ids) if len(args.initial) == 1 else args.initial
-    args.initial_positions = dict(zip(args.ids, initial))
+    args.initial_positions = initial_positions(parser, args, args.ids)
     return args
 
 
@@ -496,17 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     emulator = ServoBusEmulator(args.servos, tau=args.tau, initial_positions=args.initial_positions,
                                 link_path=args.link)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    emulator.start()
-    try:
-        print(f"PORT {emulator.port}", flush=True)
-        while not stop.wait(0.2):
-            pass
-    finally:
-        emulator.stop()
-    return 0
+    return serve_until_signal(emulator, args)
 
 
 if __name__ == "__main__":
