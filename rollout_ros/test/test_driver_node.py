@@ -185,3 +185,31 @@ def test_dead_bus_ends_in_error_transition(ros, assets, emulator):
         node.trigger_shutdown()
         ex.shutdown(timeout_sec=1.0)
         node.destroy_node()
+
+
+def test_persistent_bus_fault_stops_all_writes(ros, assets, emulator):
+    """Replies stop (a servo cable half-unplugged): after max_bus_errors the
+    driver goes through ErrorProcessing and writes nothing more, so the servos
+    keep their last goal."""
+    node, ex = make_driver(assets, emulator, max_bus_errors=3, command_timeout_s=0.05)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        pub = node.create_publisher(JointState, 'joint_commands', 10)
+        pub.publish(JointState(name=['shoulder_pan'], position=[0.2]))
+        assert wait_for(lambda: len(emulator.goal_writes) > 6)
+        emulator.faults.drop_replies(probability=1.0)
+        assert wait_for(lambda: node.state_label == 'unconfigured', timeout=5.0), node.state_label
+        writes = len(emulator.goal_writes)
+        torque = [emulator.register(i, 'Torque_Enable') for i in range(1, 7)]
+        for _ in range(10):
+            pub.publish(JointState(name=['shoulder_pan'], position=[0.3]))
+            time.sleep(0.03)
+        assert len(emulator.goal_writes) == writes
+        assert torque == [1] * 6    # torque stays on: the arm holds its last goal
+        assert 'servo bus failed 3 times' in node.last_error
+    finally:
+        emulator.faults.clear()
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
