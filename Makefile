@@ -8,8 +8,10 @@ export HF_HUB_OFFLINE ?= 1
 setup:
 	@bash scripts/setup_env.sh
 
+ROBOT ?= koch_follower
+
 demo: setup
-	@$(PY) -m rollout_ros.demo $(DEMO_ARGS)
+	@$(PY) -m rollout_ros.demo --robot $(ROBOT) $(DEMO_ARGS)
 
 test: setup
 	@$(PY) -m pytest -q rollout_ros/test

@@ -1,7 +1,8 @@
 """`make demo`: a real base rollout on the embedded default.
 
-An emulated Koch follower on a pseudo-terminal (its own process, driven
-through dynamixel-sdk by our driver node), a camera node reading a generated
+An emulated arm on a pseudo-terminal (its own process: a Koch follower driven
+through dynamixel-sdk by our driver node, or an SO-100/SO-101 through our
+Feetech protocol over pyserial), a camera node reading a generated
 video file through OpenCV, a tiny random-weight ACT checkpoint saved in
 LeRobot's format, and the base strategy running the loop at 30 Hz.
 """
@@ -26,12 +27,20 @@ DEMO_RANGES = {'shoulder_pan': (0, 4095), 'shoulder_lift': (1024, 3072), 'elbow_
                'wrist_flex': (1024, 3072), 'wrist_roll': (0, 4095), 'gripper': (2048, 3072)}
 
 
-def prepare(workdir: Path) -> dict:
+# The emulator (module, preset) standing in for each robot's servo bus.
+EMULATORS = {'dynamixel': ('rollout_ros.hardware.emulator.servo_bus_emulator', {'koch_follower': 'koch'}),
+             'feetech': ('rollout_ros.hardware.emulator.feetech_emulator',
+                         {'so100_follower': 'so100', 'so101_follower': 'so101'})}
+
+
+def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     """Calibration, checkpoint and video for the demo (reused when present)."""
-    spec = get_robot_spec(ROBOT_TYPE)
-    calib = {m.name: MotorCalibration(m.id, 0, 0, *DEMO_RANGES[m.name]) for m in spec.motors}
+    spec = get_robot_spec(robot_type)
+    # drive_mode on the elbow: exercises the inverted joints of Feetech arms.
+    calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
+                                      *DEMO_RANGES[m.name]) for m in spec.motors}
     calib_dir = workdir / 'calibration'
-    save_calibration(calibration_path(calib_dir, ROBOT_TYPE, ROBOT_ID), calib)
+    save_calibration(calibration_path(calib_dir, robot_type, ROBOT_ID), calib)
 
     ckpt = workdir / 'checkpoints' / 'tiny_act'
     if not (ckpt / 'config.json').is_file():
@@ -43,13 +52,15 @@ def prepare(workdir: Path) -> dict:
         from rollout_ros.hardware.emulator.test_video import write_test_video
         write_test_video(video)
     initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
-    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial}
+    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
+            'robot_type': robot_type}
 
 
-def start_emulator(log_path: Path, initial: list[int]) -> tuple[subprocess.Popen, str]:
+def start_emulator(log_path: Path, initial: list[int], robot_type: str = ROBOT_TYPE):
+    module, presets = EMULATORS[get_robot_spec(robot_type).bus]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'rollout_ros.hardware.emulator.servo_bus_emulator', '--preset', 'koch',
+        [sys.executable, '-m', module, '--preset', presets[robot_type],
          '--initial', ','.join(map(str, initial))],
         stdout=subprocess.PIPE, stderr=open(log_path, 'w'), text=True)
     line = proc.stdout.readline().strip()
@@ -65,6 +76,9 @@ def main(argv=None) -> int:
     p.add_argument('--duration', type=float, default=15.0)
     p.add_argument('--fps', type=float, default=30.0)
     p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
+    p.add_argument('--robot', default=ROBOT_TYPE,
+                   choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
+                   help='which emulated arm')
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir).resolve()
@@ -72,9 +86,9 @@ def main(argv=None) -> int:
     os.environ['ROS_LOG_DIR'] = str(log_dir)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
-    assets = prepare(workdir)
-    emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'])
-    print(f'[demo] emulated Koch follower on {port}; running base rollout for {args.duration:g} s '
+    assets = prepare(workdir, args.robot)
+    emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
+    print(f'[demo] emulated {args.robot} on {port}; running base rollout for {args.duration:g} s '
           f'at {args.fps:g} Hz', flush=True)
 
     import rclpy
@@ -84,7 +98,7 @@ def main(argv=None) -> int:
     from rollout_ros.nodes.spin import install_stop_signals
 
     cfg = RolloutConfig(
-        policy_path=str(assets['checkpoint']), robot_type=ROBOT_TYPE, robot_port=port,
+        policy_path=str(assets['checkpoint']), robot_type=args.robot, robot_port=port,
         robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
         cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], args.fps)],
         fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,

@@ -18,23 +18,31 @@ from rollout_ros.hardware.robots import get_robot_spec
 SPEC = get_robot_spec(ROBOT_TYPE)
 
 
-def lerobot_ticks(assets, actions):
+def lerobot_ticks(assets, actions, robot_type=ROBOT_TYPE):
     """Expected goal ticks per action, computed by lerobot's motor bus."""
     motors_mod = pytest.importorskip('lerobot.motors')
-    dxl = pytest.importorskip('lerobot.motors.dynamixel')
-    path = calibration_path(assets['calibration_dir'], ROBOT_TYPE, ROBOT_ID)
-    calib = load_calibration(path, SPEC.motor_names)
+    spec = get_robot_spec(robot_type)
+    path = calibration_path(assets['calibration_dir'], robot_type, ROBOT_ID)
+    calib = load_calibration(path, spec.motor_names)
     mode = {'range_m100_100': motors_mod.MotorNormMode.RANGE_M100_100,
             'range_0_100': motors_mod.MotorNormMode.RANGE_0_100}
-    bus = dxl.DynamixelMotorsBus(
-        port='/dev/null',
-        motors={m.name: motors_mod.Motor(m.id, m.model, mode[m.norm_mode.value]) for m in SPEC.motors},
-        calibration={k: motors_mod.MotorCalibration(**vars(v)) for k, v in calib.items()})
-    return [tuple(bus._unnormalize({m.id: a[f'{m.name}.pos'] for m in SPEC.motors})[m.id]
-                  for m in SPEC.motors) for a in actions]
+    motors = {m.name: motors_mod.Motor(m.id, m.model, mode[m.norm_mode.value]) for m in spec.motors}
+    lr_calib = {k: motors_mod.MotorCalibration(**vars(v)) for k, v in calib.items()}
+    if spec.bus == 'dynamixel':
+        dxl = pytest.importorskip('lerobot.motors.dynamixel')
+        bus = dxl.DynamixelMotorsBus(port='/dev/null', motors=motors, calibration=lr_calib)
+    else:
+        feetech = pytest.importorskip('lerobot.motors.feetech')
+        from lerobot.motors.motors_bus import SerialMotorsBus
+        bus = feetech.FeetechMotorsBus.__new__(feetech.FeetechMotorsBus)
+        # Without scservo_sdk only the base class can be set up; normalisation
+        # lives there.
+        SerialMotorsBus.__init__(bus, '/dev/null', motors, lr_calib)
+    return [tuple(bus._unnormalize({m.id: a[f'{m.name}.pos'] for m in spec.motors})[m.id]
+                  for m in spec.motors) for a in actions]
 
 
-def received_goal_tuples(emulator):
+def received_goal_tuples(emulator, spec=SPEC):
     """Goal_Position writes grouped per sync write (ids 1..6 in one packet)."""
     tuples, current = [], {}
     for _, dxl_id, ticks in emulator.goal_writes:
@@ -44,12 +52,12 @@ def received_goal_tuples(emulator):
         current[dxl_id] = ticks
     if current:
         tuples.append(current)
-    return [tuple(t[m.id] for m in SPEC.motors) for t in tuples if len(t) == len(SPEC.motors)]
+    return [tuple(t[m.id] for m in spec.motors) for t in tuples if len(t) == len(spec.motors)]
 
 
-def assert_servos_got_actions(assets, emulator, actions):
-    expected = lerobot_ticks(assets, actions)
-    received = received_goal_tuples(emulator)
+def assert_servos_got_actions(assets, emulator, actions, robot_type=ROBOT_TYPE):
+    expected = lerobot_ticks(assets, actions, robot_type)
+    received = received_goal_tuples(emulator, get_robot_spec(robot_type))
     # Walk the received writes in order; holds (goal = present) sit between.
     matched = 0
     for got in received:
@@ -76,6 +84,30 @@ def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, r
     assert_servos_got_actions(assets, emulator, actions)
     # Torque off after the ordered shutdown.
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_so101_rollout_through_feetech(ros, assets, tmp_path, rollout_config):
+    """The same loop on an SO-101 (Feetech protocol, drive_mode on the elbow)."""
+    from rollout_ros.cli import Rollout
+    from rollout_ros.demo import prepare
+    from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
+    so101 = prepare(tmp_path, 'so101_follower')
+    so101['checkpoint'] = assets['checkpoint']
+    initial = dict(zip(range(1, 7), so101['initial']))
+    with FeetechBusEmulator({i: 'sts3215' for i in range(1, 7)}, initial_positions=initial) as emu:
+        cfg = rollout_config(robot_type='so101_follower', robot_port=emu.port,
+                             calibration_dir=str(so101['calibration_dir']), duration=1.5,
+                             max_relative_target=6.3, action_log_len=10_000)
+        rollout = Rollout(cfg)
+        try:
+            rollout.start()
+            rollout.wait()
+            actions = list(rollout.strategy.loop.action_log)
+        finally:
+            summary = rollout.stop()
+        assert summary['ticks'] >= 20
+        assert_servos_got_actions(so101, emu, actions, 'so101_follower')
+        assert all(emu.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
 def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
