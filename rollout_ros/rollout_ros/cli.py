@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.camera_node import CameraNode
 from rollout_ros.nodes.policy_node import PolicyNode
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
@@ -45,6 +46,7 @@ class RolloutConfig:
     policy_path: str = ''
     robot_type: str = 'koch_follower'
     robot_port: str = '/dev/ttyACM0'
+    arm_ports: dict[str, str] = field(default_factory=dict)   # bimanual: 'left'/'right' -> port
     robot_id: str = 'follower'
     calibration_dir: str = ''
     use_degrees: bool = False
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     a('--policy.device', '--device', dest='device', default='cpu', help='cpu, cuda, mps or auto')
     a('--robot.type', dest='robot_type', default='koch_follower')
     a('--robot.port', dest='robot_port', default='/dev/ttyACM0')
+    a('--robot.left_arm_config.port', dest='left_port', default='', help='bi_* robots: left arm port')
+    a('--robot.right_arm_config.port', dest='right_port', default='', help='bi_* robots: right arm port')
     a('--robot.id', dest='robot_id', default='follower')
     a('--robot.calibration_dir', dest='calibration_dir', default='')
     a('--robot.use_degrees', dest='use_degrees', default='false')
@@ -125,6 +129,7 @@ def config_from_args(ns) -> RolloutConfig:
                           f'use one of {sorted(STRATEGIES)}.')
     return RolloutConfig(
         policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
+        arm_ports={side: port for side, port in (('left', ns.left_port), ('right', ns.right_port)) if port},
         robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
         use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
@@ -143,6 +148,7 @@ def build_nodes(cfg: RolloutConfig):
     robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
                  calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
     cam_names = [c.name for c in cfg.cameras]
+    drivers = build_drivers(cfg, robot)
     policy = PolicyNode(cfg.policy_node_name, parameter_overrides=_params(
         policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
         camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task,
@@ -150,9 +156,7 @@ def build_nodes(cfg: RolloutConfig):
     cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
         camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
         fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]
-    driver = RobotDriverNode(parameter_overrides=_params(
-        robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, **robot))
-    managed = [policy, *cameras, driver]
+    managed = [policy, *cameras, *drivers]
     strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
         policy_service=f'/{cfg.policy_node_name}/infer',
@@ -162,6 +166,29 @@ def build_nodes(cfg: RolloutConfig):
         strategy.local_policy = policy
     strategy.action_log_len = cfg.action_log_len
     return strategy, managed
+
+
+def build_drivers(cfg: RolloutConfig, robot: dict) -> list[RobotDriverNode]:
+    """One driver per bus: a bimanual robot gets one per arm, with the joint
+    prefixes and calibration ids lerobot uses for its bi_* robots."""
+    try:
+        spec = get_robot_spec(cfg.robot_type, cfg.use_degrees)
+    except ConfigError:
+        spec = None    # the driver's configure reports it, before anything moves
+    if spec is None or not spec.arms:
+        return [RobotDriverNode(parameter_overrides=_params(
+            robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, **robot))]
+    drivers = []
+    for prefix, arm in spec.arms:
+        side = prefix.rstrip('_')
+        if side not in cfg.arm_ports:
+            raise ConfigError(f'--robot.{side}_arm_config.port', f'{cfg.robot_type} needs the port of '
+                              f'its {side} arm.', f'pass --robot.{side}_arm_config.port=/dev/ttyACM1.')
+        drivers.append(RobotDriverNode(f'robot_driver_{side}', parameter_overrides=_params(
+            **{**robot, 'robot_type': arm.type, 'robot_id': f'{cfg.robot_id}_{side}'},
+            robot_port=cfg.arm_ports[side], joint_prefix=prefix,
+            max_relative_target=cfg.max_relative_target)))
+    return drivers
 
 
 class Rollout:

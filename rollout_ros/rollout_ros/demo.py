@@ -40,7 +40,7 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
                                       *DEMO_RANGES[m.name]) for m in spec.motors}
     calib_dir = workdir / 'calibration'
-    save_calibration(calibration_path(calib_dir, robot_type, ROBOT_ID), calib)
+    save_calibration(calibration_path(calib_dir, spec.calibration_dir_name, ROBOT_ID), calib)
 
     ckpt = workdir / 'checkpoints' / 'tiny_act'
     if not (ckpt / 'config.json').is_file():

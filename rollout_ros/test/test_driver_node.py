@@ -213,3 +213,27 @@ def test_persistent_bus_fault_stops_all_writes(ros, assets, emulator):
         node.trigger_shutdown()
         ex.shutdown(timeout_sec=1.0)
         node.destroy_node()
+
+
+def test_command_beyond_joint_limit_never_reaches_the_bus(ros, assets, emulator):
+    node, ex = make_driver(assets, emulator, max_relative_target=0.0, command_timeout_s=5.0)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        executed = []
+        node.create_subscription(JointState, '~/executed_commands', executed.append, 10)
+        pub = node.create_publisher(JointState, 'joint_commands', 10)
+        emulator.clear_goal_writes()
+        pub.publish(JointState(name=['shoulder_lift', 'gripper'], position=[10.0, -10.0]))
+        assert wait_for(lambda: executed)
+        lo, hi = maps(assets)['shoulder_lift'].limits_rad
+        assert executed[-1].position[0] == pytest.approx(hi)
+        writes = {i: t for _, i, t in emulator.goal_writes}
+        cal = load_calibration(calibration_path(assets['calibration_dir'], ROBOT_TYPE, ROBOT_ID),
+                               SPEC.motor_names)
+        assert writes[2] == cal['shoulder_lift'].range_max
+        assert writes[6] == cal['gripper'].range_min
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()

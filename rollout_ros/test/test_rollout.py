@@ -4,6 +4,7 @@ to ticks (checked with lerobot's own unnormalisation), and bad input must fail
 at configure with the robot untouched."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ def lerobot_ticks(assets, actions, robot_type=ROBOT_TYPE):
     """Expected goal ticks per action, computed by lerobot's motor bus."""
     motors_mod = pytest.importorskip('lerobot.motors')
     spec = get_robot_spec(robot_type)
-    path = calibration_path(assets['calibration_dir'], robot_type, ROBOT_ID)
+    path = calibration_path(assets['calibration_dir'], get_robot_spec(robot_type).calibration_dir_name, ROBOT_ID)
     calib = load_calibration(path, spec.motor_names)
     mode = {'range_m100_100': motors_mod.MotorNormMode.RANGE_M100_100,
             'range_0_100': motors_mod.MotorNormMode.RANGE_0_100}
@@ -202,3 +203,54 @@ def test_dead_bus_mid_run_stops_the_rollout(ros, emulator, rollout_config):
         assert 'servo bus failed' in rollout.strategy.last_error
     finally:
         rollout.stop()
+
+
+def test_bimanual_so_follower_drives_both_arms(ros, assets, tmp_path, rollout_config):
+    """bi_so_follower: one driver per arm (left_/right_ joints, <id>_left and
+    <id>_right calibrations as lerobot files them), one policy over 12 joints."""
+    from rollout_ros.cli import Rollout
+    from rollout_ros.core.calibration import MotorCalibration, save_calibration
+    from rollout_ros.demo import CAMERA, DEMO_RANGES, IMAGE_HW
+    from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
+    from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+    bi = get_robot_spec('bi_so_follower')
+    arm = bi.arms[0][1]
+    calib_dir = tmp_path / 'calibration'
+    for side, drive in (('left', 0), ('right', 1)):
+        save_calibration(calibration_path(calib_dir, 'so_follower', f'{ROBOT_ID}_{side}'),
+                         {m.name: MotorCalibration(m.id, drive, 0, *DEMO_RANGES[m.name]) for m in arm.motors})
+    ckpt = make_tiny_act_checkpoint(tmp_path / 'ckpt', bi.feature_names, {CAMERA: (3, *IMAGE_HW)})
+    initial = {m.id: sum(DEMO_RANGES[m.name]) // 2 for m in arm.motors}
+    sts = {i: 'sts3215' for i in range(1, 7)}
+    with FeetechBusEmulator(sts, initial_positions=initial) as left, \
+            FeetechBusEmulator(sts, initial_positions=initial) as right:
+        cfg = rollout_config(robot_type='bi_so_follower', policy_path=str(ckpt),
+                             arm_ports={'left': left.port, 'right': right.port},
+                             calibration_dir=str(calib_dir), duration=1.5, max_relative_target=6.3,
+                             action_log_len=10_000)
+        rollout = Rollout(cfg)
+        try:
+            rollout.start()
+            rollout.wait()
+            actions = list(rollout.strategy.loop.action_log)
+        finally:
+            summary = rollout.stop()
+        assert summary['ticks'] >= 20 and summary['starved_ticks'] == 0
+        so_assets = {'calibration_dir': calib_dir}
+        for side, emu in (('left', left), ('right', right)):
+            # Each arm got its half, mapped with its own calibration.
+            side_dir = tmp_path / f'as_{side}'
+            shutil.copytree(calib_dir, side_dir, dirs_exist_ok=True)
+            src = calibration_path(side_dir, 'so_follower', f'{ROBOT_ID}_{side}')
+            src.rename(calibration_path(side_dir, 'so_follower', ROBOT_ID))
+            half = [{k.removeprefix(f'{side}_'): v for k, v in a.items() if k.startswith(f'{side}_')}
+                    for a in actions]
+            so_assets['calibration_dir'] = side_dir
+            assert_servos_got_actions(so_assets, emu, half, 'so101_follower')
+
+
+def test_bimanual_needs_both_ports(ros, emulator, rollout_config):
+    from rollout_ros.core.errors import ConfigError
+    with pytest.raises(ConfigError, match='right_arm_config.port'):
+        run(rollout_config(robot_type='bi_so_follower', arm_ports={'left': emulator.port}))
+    assert_robot_untouched(emulator)

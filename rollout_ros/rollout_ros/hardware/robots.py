@@ -6,7 +6,7 @@ checkpoint trained with lerobot on the same arm sees identical numbers.
 
 from dataclasses import dataclass
 
-from rollout_ros.core.calibration import MotorCalibration
+from rollout_ros.core.calibration import MotorCalibration, calibration_path, load_calibration
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.joint_units import JointMap, NormMode
 
@@ -29,6 +29,11 @@ class RobotSpec:
     # (motor, register, value) written at configure with torque off: operating
     # modes, gains and limits the robot class in lerobot sets.
     setup_registers: tuple[tuple[str, str, int], ...] = ()
+    # lerobot files calibrations under its robot class name, which several
+    # types share (so100/so101 -> so_follower); '' = the type itself.
+    calibration_name: str = ''
+    # Bimanual robots: (prefix, arm spec) per arm, each driven by its own driver.
+    arms: tuple[tuple[str, 'RobotSpec'], ...] = ()
 
     @property
     def motor_names(self) -> list[str]:
@@ -37,6 +42,10 @@ class RobotSpec:
     @property
     def feature_names(self) -> list[str]:
         return [f'{m.name}.pos' for m in self.motors]
+
+    @property
+    def calibration_dir_name(self) -> str:
+        return self.calibration_name or self.type
 
     def joint_maps(self, calibration: dict[str, MotorCalibration]) -> dict[str, JointMap]:
         return {m.name: JointMap(m.name, m.norm_mode, calibration[m.name], self.resolution,
@@ -86,7 +95,8 @@ def _so_follower(robot_type: str, use_degrees: bool) -> RobotSpec:
     setup += [('gripper', 'Max_Torque_Limit', 500), ('gripper', 'Protection_Current', 250),
               ('gripper', 'Overload_Torque', 25)]
     # lerobot's Feetech bus applies drive_mode in software when normalising.
-    return RobotSpec(robot_type, 'feetech', motors, apply_drive_mode=True, setup_registers=tuple(setup))
+    return RobotSpec(robot_type, 'feetech', motors, apply_drive_mode=True, setup_registers=tuple(setup),
+                     calibration_name='so_follower')
 
 
 def _so100_follower(use_degrees: bool) -> RobotSpec:
@@ -97,11 +107,36 @@ def _so101_follower(use_degrees: bool) -> RobotSpec:
     return _so_follower('so101_follower', use_degrees)
 
 
+def bimanual(robot_type: str, arm: RobotSpec) -> RobotSpec:
+    """Two arms as lerobot's bi_* robots name them: joints and features get
+    `left_`/`right_` prefixes, and arm calibrations are `<id>_left`/`<id>_right`."""
+    motors = tuple(MotorSpec(f'{prefix}{m.name}', m.id, m.model, m.norm_mode)
+                   for prefix in ('left_', 'right_') for m in arm.motors)
+    return RobotSpec(robot_type, 'composite', motors, arm.resolution, arm.apply_drive_mode,
+                     calibration_name=arm.calibration_dir_name,
+                     arms=(('left_', arm), ('right_', arm)))
+
+
 ROBOTS = {
     'koch_follower': _koch_follower,
     'so100_follower': _so100_follower,
     'so101_follower': _so101_follower,
+    'bi_so_follower': lambda use_degrees: bimanual('bi_so_follower', _so101_follower(use_degrees)),
 }
+
+
+def load_robot_calibration(spec: RobotSpec, calibration_dir, robot_id: str,
+                           port: str = '<port>') -> dict[str, MotorCalibration]:
+    """The calibration lerobot would use for this robot and id, by joint name."""
+    if not spec.arms:
+        path = calibration_path(calibration_dir, spec.calibration_dir_name, robot_id)
+        return load_calibration(path, spec.motor_names, spec.type, port)
+    merged = {}
+    for prefix, arm in spec.arms:
+        side = prefix.rstrip('_')
+        calib = load_robot_calibration(arm, calibration_dir, f'{robot_id}_{side}', f'<{side} port>')
+        merged.update({f'{prefix}{name}': c for name, c in calib.items()})
+    return merged
 
 
 def get_robot_spec(robot_type: str, use_degrees: bool = False) -> RobotSpec:

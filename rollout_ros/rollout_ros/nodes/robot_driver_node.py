@@ -69,6 +69,11 @@ class RobotDriverNode(ManagedNode):
     def configure(self) -> None:
         port = self.param('robot_port')
         spec, calibration = load_robot(self, port)
+        if spec.arms:
+            raise ConfigError('robot_type', f'{spec.type} has {len(spec.arms)} arms on separate buses.',
+                              'run one robot_driver per arm (robot_type of the arm, robot_id '
+                              '<id>_left/<id>_right, joint_prefix left_/right_); the rollout CLI and '
+                              'the launch file do this for bi_* robots.')
         try:
             arm = FollowerArm(spec, port, calibration, self.param('max_relative_target'))
             rewritten = arm.connect()
@@ -188,11 +193,11 @@ class RobotDriverNode(ManagedNode):
             self.get_logger().error('joint_commands: name and position lengths differ; ignored',
                                     throttle_duration_sec=1.0)
             return
-        try:
-            target = {self._by_ros_name[n]: p for n, p in zip(msg.name, msg.position)}
-        except KeyError as e:
-            self.get_logger().error(f'joint_commands: unknown joint {e}; ignored',
-                                    throttle_duration_sec=1.0)
+        # Commands may address several drivers (one per arm): take our joints.
+        target = {self._by_ros_name[n]: p for n, p in zip(msg.name, msg.position) if n in self._by_ros_name}
+        if not target:
+            self.get_logger().warning(f'joint_commands names none of our joints {self._names} '
+                                      f'(got {list(msg.name)}); ignored', throttle_duration_sec=5.0)
             return
         try:
             sent = self.arm.send(target)
@@ -203,8 +208,8 @@ class RobotDriverNode(ManagedNode):
         self._holding = False
         out = JointState()
         out.header = msg.header
-        out.name = [n for n in msg.name]
-        out.position = [sent[self._by_ros_name[n]] for n in msg.name]
+        out.name = [n for n in msg.name if n in self._by_ros_name]
+        out.position = [sent[self._by_ros_name[n]] for n in out.name]
         self._exec_pub.publish(out)
 
 

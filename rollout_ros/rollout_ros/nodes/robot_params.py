@@ -2,8 +2,7 @@
 calibration: the driver to turn ticks into radians, the strategy to turn
 radians into the policy's units)."""
 
-from rollout_ros.core.calibration import calibration_path, load_calibration
-from rollout_ros.hardware.robots import get_robot_spec
+from rollout_ros.hardware.robots import get_robot_spec, load_robot_calibration
 
 
 def declare_robot_params(node) -> None:
@@ -22,5 +21,5 @@ def declare_robot_params(node) -> None:
 def load_robot(node, port: str = '<port>'):
     """(spec, calibration) from the node's robot parameters; ConfigError on bad input."""
     spec = get_robot_spec(node.param('robot_type'), node.param('use_degrees'))
-    path = calibration_path(node.param('calibration_dir') or None, spec.type, node.param('robot_id'))
-    return spec, load_calibration(path, spec.motor_names, spec.type, port)
+    return spec, load_robot_calibration(spec, node.param('calibration_dir') or None,
+                                        node.param('robot_id'), port)

@@ -69,7 +69,7 @@ class BaseStrategyNode(ManagedNode):
         self._managed: dict[str, LifecycleClient] = {}
         self._managed_states: dict[str, str] = {}
         self._subs = []
-        self._joint_state = None
+        self._joints: dict[str, tuple[float, object]] = {}   # name -> (radians, stamp)
         self._images: dict[str, Image] = {}
         self._thread = None
         self._status_timer = None
@@ -215,7 +215,7 @@ class BaseStrategyNode(ManagedNode):
                           'check the driver and camera topics (remappings, camera_topic_template).')
 
     def _missing_inputs(self) -> list[str]:
-        missing = [] if self._joint_state is not None else ['joint_states']
+        missing = [] if all(n in self._joints for n in self.mapper.ros_joint_names) else ['joint_states']
         return missing + [self.param('camera_topic_template').format(name=c)
                           for c in self.camera_names if c not in self._images]
 
@@ -235,7 +235,9 @@ class BaseStrategyNode(ManagedNode):
         self.loop.stop()
 
     def _on_joint_state(self, msg: JointState) -> None:
-        self._joint_state = msg
+        # Several drivers (one per arm) may publish parts of the robot.
+        for name, pos in zip(msg.name, msg.position):
+            self._joints[name] = (pos, msg.header.stamp)
 
     def _run_loop(self) -> None:
         try:
@@ -250,9 +252,10 @@ class BaseStrategyNode(ManagedNode):
         return (self.get_clock().now() - Time.from_msg(stamp)).nanoseconds * 1e-9
 
     def _observe(self):
-        js = self._joint_state
         max_age = self.param('max_frame_age_s')
-        if js is None or self._age_s(js.header.stamp) > max_age:
+        joints = self._joints
+        names = self.mapper.ros_joint_names
+        if any(n not in joints or self._age_s(joints[n][1]) > max_age for n in names):
             return None
         images = {}
         for cam in self.camera_names:
@@ -260,8 +263,8 @@ class BaseStrategyNode(ManagedNode):
             if img is None or self._age_s(img.header.stamp) > max_age:
                 return None
             images[cam] = img
-        state = self.mapper.observation_state(js.name, js.position)
-        return state, images, js.header.stamp
+        state = self.mapper.observation_state(names, [joints[n][0] for n in names])
+        return state, images, min((joints[n][1] for n in names), key=lambda t: (t.sec, t.nanosec))
 
     def _policy(self, obs):
         state, images, stamp = obs
