@@ -31,6 +31,7 @@ setup(
             'base_strategy = rollout_ros.strategies.base_strategy:main',
             'keyboard = rollout_ros.nodes.keyboard_node:main',
             'pedal = rollout_ros.nodes.pedal_node:main',
+            'teleop = rollout_ros.nodes.teleop_node:main',
         ],
     },
 )

@@ -19,6 +19,8 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
+from rollout_ros.hardware.robots import get_robot_spec
+
 ARGS = [
     ('namespace', '', 'Namespace of every node and topic.'),
     ('params_file', os.path.join(get_package_share_directory('rollout_ros'), 'config', 'base.yaml'),
@@ -27,6 +29,8 @@ ARGS = [
     ('device', 'cpu', 'Torch device: cpu, cuda, mps or auto (lerobot --policy.device).'),
     ('robot_type', 'koch_follower', 'lerobot --robot.type.'),
     ('robot_port', '/dev/ttyACM0', 'Servo bus port (lerobot --robot.port).'),
+    ('left_robot_port', '', 'bi_* robots: left arm port (lerobot --robot.left_arm_config.port).'),
+    ('right_robot_port', '', 'bi_* robots: right arm port (lerobot --robot.right_arm_config.port).'),
     ('robot_id', 'follower', 'Calibration id (lerobot --robot.id).'),
     ('calibration_dir', '', "lerobot calibration directory; '' = lerobot's default."),
     ('task', '', 'Instruction given to the policy (lerobot --task).'),
@@ -53,7 +57,15 @@ def _nodes(context):
              'calibration_dir': arg['calibration_dir']}
     use_driver = arg['use_driver'].lower() == 'true'
     use_camera = arg['use_camera'].lower() == 'true'
-    managed = ['policy'] + ([f'camera_{cam}'] if use_camera else []) + (['robot_driver'] if use_driver else [])
+    # One driver per bus: bi_* robots get one per arm (left_/right_ joints).
+    spec = get_robot_spec(arg['robot_type'])
+    drivers = {'robot_driver': (arg['robot_type'], arg['robot_id'], arg['robot_port'], '')}
+    if spec.arms:
+        drivers = {f'robot_driver_{p.rstrip("_")}': (arm.type, f'{arg["robot_id"]}_{p.rstrip("_")}',
+                                                      arg[f'{p}robot_port'], p) for p, arm in spec.arms}
+    if not use_driver:
+        drivers = {}
+    managed = ['policy'] + ([f'camera_{cam}'] if use_camera else []) + list(drivers)
     prefix = f'/{ns.strip("/")}' if ns.strip('/') else ''
 
     nodes = [LifecycleNode(
@@ -68,10 +80,11 @@ def _nodes(context):
             parameters=[params_file, {'camera_name': cam, 'index_or_path': arg['camera_index_or_path'],
                                       'width': int(arg['camera_width']), 'height': int(arg['camera_height']),
                                       'fps': float(arg['camera_fps'])}]))
-    if use_driver:
+    for name, (arm_type, arm_id, port, joint_prefix) in drivers.items():
         nodes.append(LifecycleNode(
-            package='rollout_ros', executable='robot_driver', name='robot_driver', namespace=ns,
-            output='screen', parameters=[params_file, {'robot_port': arg['robot_port'], **robot}]))
+            package='rollout_ros', executable='robot_driver', name=name, namespace=ns, output='screen',
+            parameters=[params_file, {**robot, 'robot_type': arm_type, 'robot_id': arm_id,
+                                      'robot_port': port, 'joint_prefix': joint_prefix}]))
     strategy = LifecycleNode(
         package='rollout_ros', executable='base_strategy', name='base_strategy', namespace=ns,
         output='screen',

@@ -5,10 +5,10 @@ torque handling. No rclpy here: the driver node and the Python API share it.
 """
 
 import threading
-import time
 
 from rollout_ros.core.calibration import MotorCalibration
 from rollout_ros.hardware.buses import make_bus
+from rollout_ros.hardware.motion import MoveOutcome, linear_move
 from rollout_ros.hardware.robots import RobotSpec
 
 # Registers lerobot's calibration writes to Dynamixel servos.
@@ -102,21 +102,16 @@ class FollowerArm:
         `max_speed` rad/s on any joint; the duration grows with the distance
         instead of being fixed (a fixed-time ramp is fast over long distances).
 
-        Returns False if it ran out of time before arriving.
+        Returns False if it would take longer than `timeout_s` (nothing is
+        sent then) or ran out of time on the way.
         """
-        sleep = sleep or time.sleep
-        start = self.read()
-        distance = max(abs(target[m] - start[m]) for m in target)
-        duration = distance / max_speed
-        if duration > timeout_s:
-            return False
-        steps = max(1, int(duration * rate_hz))
-        for k in range(1, steps + 1):
-            frac = k / steps
-            self.send({m: start[m] + frac * (target[m] - start[m]) for m in target})
-            self.read()
-            sleep(1.0 / rate_hz)
-        return True
+        def send_and_track(goal):
+            self.send(goal)
+            self.read()   # the max_relative_target clip of the next step measures from here
+
+        outcome = linear_move(self.read(), target, max_speed, rate_hz, send_and_track,
+                              timeout_s=timeout_s, sleep=sleep)
+        return outcome is MoveOutcome.ARRIVED
 
     def enable_torque(self) -> None:
         # Goal = present first, or the arm would jump to a stale goal.
