@@ -16,15 +16,9 @@ from sensor_msgs.msg import Image
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.camera import OpenCVCamera
 from rollout_ros.nodes.camera_node import CameraNode
+from helpers import wait_for
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture

@@ -14,17 +14,11 @@ from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+from helpers import wait_for
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
 
-def wait_for(pred, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture

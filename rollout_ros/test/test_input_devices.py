@@ -24,18 +24,12 @@ from rollout_ros.hardware.input.pedal import (DEFAULT_KEY_CODES, INPUT_EVENT, Pe
 from rollout_ros.nodes.keyboard_node import EVENTS_QOS, KeyboardNode
 from rollout_ros.nodes.pedal_node import PedalNode
 from rollout_ros_interfaces.msg import InputEvent
+from helpers import wait_for
 
 PKG = Path(__file__).resolve().parents[1]
 KEY_A, KEY_B, KEY_S = 30, 48, 31   # KEY_S is not configured
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def record(code, value, type_=1, t=1700000000.25):

@@ -15,6 +15,7 @@ from rollout_ros.cli import CameraConfig, run
 from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
+from helpers import run_logged
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
@@ -72,13 +73,7 @@ def assert_servos_got_actions(assets, emulator, actions, robot_type=ROBOT_TYPE):
 def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, rollout_config):
     cfg = rollout_config(duration=2.0, max_relative_target=6.3, action_log_len=10_000)
     from rollout_ros.cli import Rollout
-    rollout = Rollout(cfg)
-    try:
-        rollout.start()
-        rollout.wait()
-        actions = list(rollout.strategy.loop.action_log)
-    finally:
-        summary = rollout.stop()
+    summary, actions = run_logged(Rollout(cfg))
     assert summary['ticks'] >= 20
     assert summary['starved_ticks'] == 0
     assert len(actions) == summary['ticks']
@@ -99,13 +94,7 @@ def test_so101_rollout_through_feetech(ros, assets, tmp_path, rollout_config):
         cfg = rollout_config(robot_type='so101_follower', robot_port=emu.port,
                              calibration_dir=str(so101['calibration_dir']), duration=1.5,
                              max_relative_target=6.3, action_log_len=10_000)
-        rollout = Rollout(cfg)
-        try:
-            rollout.start()
-            rollout.wait()
-            actions = list(rollout.strategy.loop.action_log)
-        finally:
-            summary = rollout.stop()
+        summary, actions = run_logged(Rollout(cfg))
         assert summary['ticks'] >= 20
         assert_servos_got_actions(so101, emu, actions, 'so101_follower')
         assert all(emu.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
@@ -132,12 +121,7 @@ def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
         local_policy.destroy_node()
         rollout.managed.remove(local_policy)
         rollout.strategy.local_nodes.pop(name)
-        try:
-            rollout.start()
-            rollout.wait()
-            actions = list(rollout.strategy.loop.action_log)
-        finally:
-            summary = rollout.stop()
+        summary, actions = run_logged(rollout)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
@@ -228,13 +212,7 @@ def test_bimanual_so_follower_drives_both_arms(ros, assets, tmp_path, rollout_co
                              arm_ports={'left': left.port, 'right': right.port},
                              calibration_dir=str(calib_dir), duration=1.5, max_relative_target=6.3,
                              action_log_len=10_000)
-        rollout = Rollout(cfg)
-        try:
-            rollout.start()
-            rollout.wait()
-            actions = list(rollout.strategy.loop.action_log)
-        finally:
-            summary = rollout.stop()
+        summary, actions = run_logged(Rollout(cfg))
         assert summary['ticks'] >= 20 and summary['starved_ticks'] == 0
         so_assets = {'calibration_dir': calib_dir}
         for side, emu in (('left', left), ('right', right)):

@@ -24,6 +24,7 @@ from rollout_ros.hardware.motion import MoveOutcome, linear_move
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.teleop_node import TeleopNode
 from rollout_ros_interfaces.srv import MoveToPose
+from helpers import wait_for
 
 IDS = [1, 2, 3, 4, 5, 6]
 PREFIX = 'left_'
@@ -55,13 +56,6 @@ def calib(table):
     return {name: MotorCalibration(i, *table[name]) for i, name in zip(IDS, table)}
 
 
-def wait_for(pred, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def write_calibrations(root, teleop_type, teleop_id='leader1', robot_id='follower1'):
