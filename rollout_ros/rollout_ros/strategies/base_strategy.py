@@ -150,6 +150,9 @@ class BaseStrategyNode(ManagedNode):
 
     def activate(self) -> None:
         self.summary = {}
+        # Data from before a deactivate must not pass for fresh inputs.
+        self._joints.clear()
+        self._images.clear()
         try:
             self._transition_all('activate', list(self._managed), strict=True)
             self._wait_for_inputs()
