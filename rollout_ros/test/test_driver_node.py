@@ -231,3 +231,38 @@ def test_command_beyond_joint_limit_never_reaches_the_bus(ros, assets, emulator)
         node.trigger_shutdown()
         ex.shutdown(timeout_sec=1.0)
         node.destroy_node()
+
+
+def test_per_joint_step_cap(ros, assets, emulator):
+    node, ex = make_driver(assets, emulator, max_relative_target=0.1,
+                           max_relative_target_per_joint='{"gripper": 0.3}', command_timeout_s=5.0)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        start = node.arm.read()
+        executed = []
+        node.create_subscription(JointState, '~/executed_commands', executed.append, 10)
+        node.create_publisher(JointState, 'joint_commands', 10).publish(
+            JointState(name=['elbow_flex', 'gripper'], position=[start['elbow_flex'] + 1.0,
+                                                                 start['gripper'] + 1.0]))
+        assert wait_for(lambda: executed)
+        sent = dict(zip(executed[-1].name, executed[-1].position))
+        assert sent['elbow_flex'] - start['elbow_flex'] == pytest.approx(0.1, abs=0.01)
+        assert sent['gripper'] - start['gripper'] == pytest.approx(0.3, abs=0.01)
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+
+
+def test_bad_per_joint_cap_is_a_configure_error(ros, assets, emulator):
+    node, ex = make_driver(assets, emulator, max_relative_target_per_joint='{"elbow": 0.3}')
+    try:
+        node.trigger_configure()
+        assert node.state_label == 'unconfigured'
+        assert 'max_relative_target_per_joint' in node.last_error and 'elbow_flex' in node.last_error
+        assert emulator.goal_writes == []
+    finally:
+        node.trigger_shutdown()
+        ex.shutdown(timeout_sec=1.0)
+        node.destroy_node()

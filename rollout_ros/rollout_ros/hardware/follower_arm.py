@@ -22,12 +22,16 @@ CALIBRATION_REGISTERS = {
 class FollowerArm:
 
     def __init__(self, spec: RobotSpec, port: str, calibration: dict[str, MotorCalibration],
-                 max_relative_target: float | None = None, bus=None):
+                 max_relative_target: float | dict[str, float] | None = None, bus=None):
         self.spec = spec
         self.port = port
         self.calibration = calibration
         self.joint_maps = spec.joint_maps(calibration)
-        self.max_relative_target = max_relative_target or None
+        # One cap for every joint, or a cap per joint name (0/None = no cap).
+        if isinstance(max_relative_target, dict):
+            self._step_caps = {m: max_relative_target.get(m) or None for m in spec.motor_names}
+        else:
+            self._step_caps = {m: max_relative_target or None for m in spec.motor_names}
         self.bus = bus or make_bus(spec, port)
         self._lock = threading.Lock()
         self.present: dict[str, float] = {}
@@ -70,9 +74,9 @@ class FollowerArm:
         for motor, rad in target.items():
             lo, hi = self.joint_maps[motor].limits_rad
             rad = min(hi, max(lo, rad))
-            if self.max_relative_target and motor in self.present:
+            step = self._step_caps[motor]
+            if step and motor in self.present:
                 cur = self.present[motor]
-                step = self.max_relative_target
                 rad = min(cur + step, max(cur - step, rad))
             out[motor] = rad
         return out

@@ -14,6 +14,7 @@ node through ErrorProcessing to unconfigured: nothing more is written, so
 the servos keep their last goal, and supervisors see the transition.
 """
 
+import json
 import sys
 import threading
 import time
@@ -40,6 +41,9 @@ class RobotDriverNode(ManagedNode):
         self.declare('max_relative_target', 0.35,
                      'Largest step of one command from the present position [rad]; 0 disables '
                      '(not recommended).', read_only=False, min_value=0.0, max_value=6.3)
+        self.declare('max_relative_target_per_joint', '',
+                     'JSON map joint -> step cap [rad] overriding max_relative_target for those '
+                     'joints, e.g. {"gripper": 0.8}.')
         self.declare('command_timeout_s', 0.25,
                      'Hold the present position when no command came for this long [s].',
                      read_only=False, min_value=0.01, max_value=10.0)
@@ -75,7 +79,7 @@ class RobotDriverNode(ManagedNode):
                               '<id>_left/<id>_right, joint_prefix left_/right_); the rollout CLI and '
                               'the launch file do this for bi_* robots.')
         try:
-            arm = FollowerArm(spec, port, calibration, self.param('max_relative_target'))
+            arm = FollowerArm(spec, port, calibration, self._step_caps(spec))
             rewritten = arm.connect()
         except BusError as e:
             raise ConfigError('robot_port', str(e),
@@ -89,6 +93,22 @@ class RobotDriverNode(ManagedNode):
         self._by_ros_name = dict(zip(self._names, arm.joint_names))
         self._state_pub = self.create_lifecycle_publisher(JointState, 'joint_states', 10)
         self._exec_pub = self.create_lifecycle_publisher(JointState, '~/executed_commands', 10)
+
+    def _step_caps(self, spec) -> dict[str, float]:
+        caps = {m: self.param('max_relative_target') for m in spec.motor_names}
+        text = self.param('max_relative_target_per_joint').strip()
+        if text:
+            try:
+                per_joint = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError('max_relative_target_per_joint', f'not valid JSON ({e}).',
+                                  'e.g. {"gripper": 0.8, "wrist_roll": 0.5}.') from e
+            unknown = set(per_joint) - set(caps)
+            if unknown:
+                raise ConfigError('max_relative_target_per_joint', f'unknown joints {sorted(unknown)}.',
+                                  f'use joint names of {spec.type}: {spec.motor_names}.')
+            caps.update({m: float(v) for m, v in per_joint.items()})
+        return caps
 
     def activate(self) -> None:
         self.start_pose = self.arm.read()
