@@ -1,5 +1,6 @@
 """Bounded sample windows for latency and jitter figures."""
 
+import threading
 from collections import deque
 
 import numpy as np
@@ -10,22 +11,30 @@ DEFAULT_WINDOW = 200_000
 
 
 class SampleWindow:
+    """Written by one thread (the loop, an inference thread), read by others
+    (status, summaries): reads take a consistent copy under the lock."""
 
     def __init__(self, maxlen: int = DEFAULT_WINDOW):
         self._samples = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
         self.count = 0
 
     def add(self, value: float) -> None:
-        self._samples.append(float(value))
-        self.count += 1
+        with self._lock:
+            self._samples.append(float(value))
+            self.count += 1
 
     def __len__(self) -> int:
         return len(self._samples)
 
+    def values(self) -> np.ndarray:
+        with self._lock:
+            return np.array(self._samples, dtype=float)
+
     def percentile(self, q: float) -> float:
-        if not self._samples:
-            return 0.0
-        return float(np.percentile(np.fromiter(self._samples, float), q))
+        values = self.values()
+        return float(np.percentile(values, q)) if values.size else 0.0
 
     def max(self) -> float:
-        return max(self._samples) if self._samples else 0.0
+        values = self.values()
+        return float(values.max()) if values.size else 0.0

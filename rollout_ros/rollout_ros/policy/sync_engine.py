@@ -54,46 +54,37 @@ def _will_run_model(policy) -> bool | None:
     return None if queue is None else len(queue) == 0
 
 
-class SyncPolicyEngine:
-    """Runs one policy for one robot; the policy's action queue lives in ``loaded.policy``,
-    so give each engine its own ``LoadedPolicy``.
+class ObservationBatcher:
+    """Robot observation by joint/camera name -> the policy's preprocessed batch.
+
+    Shared by the synchronous and the chunked engine so both feed a policy
+    exactly the same tensors.
     """
 
-    def __init__(self, loaded: LoadedPolicy, binding: FeatureBinding, task: str = "") -> None:
+    def __init__(self, loaded: LoadedPolicy, binding: FeatureBinding) -> None:
         self.loaded = loaded
         self.binding = binding
-        self.task = task
-        self.last_timing = InferenceTiming()
-        self._device = torch.device(loaded.device)
+        self.device = torch.device(loaded.device)
         # Keyed by the policy's image keys, so build_dataset_frame looks frames
         # up by the policy's camera suffix; the binding says which of our
         # cameras supplies each one.
-        self._ds_features: dict[str, dict] = {}
+        self.ds_features: dict[str, dict] = {}
         if binding.state_order:
-            self._ds_features[OBS_STATE] = {
+            self.ds_features[OBS_STATE] = {
                 "dtype": "float32",
                 "shape": (len(binding.state_order),),
                 "names": list(binding.state_order),
             }
         for key, (c, h, w) in binding.image_shapes.items():
-            self._ds_features[key] = {
+            self.ds_features[key] = {
                 "dtype": "image",
                 "shape": (h, w, c),
                 "names": ["height", "width", "channels"],
             }
-        self._action_features = {ACTION: {"names": list(binding.action_order)}}
-        use_amp = self._device.type == "cuda" and getattr(loaded.config, "use_amp", False)
-        self._autocast = (lambda: torch.autocast(device_type="cuda")) if use_amp else nullcontext
-        # A queue left over from an earlier user of the policy would feed stale actions.
-        self.reset()
+        self.action_features = {ACTION: {"names": list(binding.action_order)}}
 
-    def reset(self) -> None:
-        """Drop cached action chunks and processor state (call at episode start)."""
-        self.loaded.policy.reset()
-        self.loaded.preprocessor.reset()
-        self.loaded.postprocessor.reset()
-
-    def _raw_values(self, state: dict[str, float], images: dict[str, np.ndarray]) -> dict:
+    def raw_values(self, state: dict[str, float], images: dict[str, np.ndarray]) -> dict:
+        """Validated values keyed as build_dataset_frame wants them; raises ObservationError."""
         missing = [n for n in self.binding.state_order if n not in state]
         if missing:
             raise ObservationError(f"state is missing joints {missing} (got {sorted(state)})")
@@ -114,6 +105,35 @@ class SyncPolicyEngine:
             values[key.removeprefix(f"{OBS_IMAGES}.")] = np.ascontiguousarray(frame)
         return values
 
+    def batch(self, values: dict, task: str) -> dict:
+        """Preprocessed model input from ``raw_values`` output (call under inference/no-grad mode)."""
+        frame = build_inference_frame(values, self.device, self.ds_features, task=task)
+        return self.loaded.preprocessor(frame)
+
+
+class SyncPolicyEngine:
+    """Runs one policy for one robot; the policy's action queue lives in ``loaded.policy``,
+    so give each engine its own ``LoadedPolicy``.
+    """
+
+    def __init__(self, loaded: LoadedPolicy, binding: FeatureBinding, task: str = "") -> None:
+        self.loaded = loaded
+        self.binding = binding
+        self.task = task
+        self.last_timing = InferenceTiming()
+        self._device = torch.device(loaded.device)
+        self._batcher = ObservationBatcher(loaded, binding)
+        use_amp = self._device.type == "cuda" and getattr(loaded.config, "use_amp", False)
+        self._autocast = (lambda: torch.autocast(device_type="cuda")) if use_amp else nullcontext
+        # A queue left over from an earlier user of the policy would feed stale actions.
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop cached action chunks and processor state (call at episode start)."""
+        self.loaded.policy.reset()
+        self.loaded.preprocessor.reset()
+        self.loaded.postprocessor.reset()
+
     def infer(
         self, state: dict[str, float], images: dict[str, np.ndarray], task: str | None = None
     ) -> dict[str, float]:
@@ -121,13 +141,9 @@ class SyncPolicyEngine:
         policy = self.loaded.policy
         t0 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
-            frame = build_inference_frame(
-                self._raw_values(state, images),
-                self._device,
-                self._ds_features,
-                task=self.task if task is None else task,
+            batch = self._batcher.batch(
+                self._batcher.raw_values(state, images), self.task if task is None else task
             )
-            batch = self.loaded.preprocessor(frame)
             ran_model = _will_run_model(policy)
             t1 = time.perf_counter()
             action = policy.select_action(batch)
@@ -136,7 +152,7 @@ class SyncPolicyEngine:
                 torch.cuda.synchronize(self._device)
             t2 = time.perf_counter()
             action = self.loaded.postprocessor(action)
-        result = make_robot_action(action, self._action_features)
+        result = make_robot_action(action, self._batcher.action_features)
         t3 = time.perf_counter()
         self.last_timing = InferenceTiming(
             preprocess_ms=(t1 - t0) * 1e3,

@@ -1,9 +1,10 @@
-"""A small random-weight ACT checkpoint in LeRobot's own on-disk format.
+"""Small random-weight ACT and Diffusion checkpoints in LeRobot's own on-disk format.
 
 Used by tests, demos and benchmarks so the whole pipeline can run offline
 without a trained model. The directory it writes is read by lerobot's own
 loaders unchanged (``PreTrainedConfig.from_pretrained``,
 ``ACTPolicy.from_pretrained``, ``make_pre_post_processors``).
+The Diffusion builder needs lerobot's ``diffusion`` extra (``diffusers``).
 """
 
 from __future__ import annotations
@@ -108,4 +109,83 @@ def make_tiny_act_checkpoint(
     # ACTConfig has no field for names (see FEATURES_SIDECAR), hence the sidecar.
     sidecar = {"state_names": list(state_names), "action_names": list(state_names), "fps": int(fps)}
     (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return out
+
+
+def _save_processors_and_names(config, out: Path, state_names: list[str], cameras, fps: int) -> None:
+    preprocessor, postprocessor = make_pre_post_processors(
+        config, dataset_stats=_stats(len(state_names), cameras)
+    )
+    preprocessor.save_pretrained(out)
+    postprocessor.save_pretrained(out)
+    sidecar = {"state_names": list(state_names), "action_names": list(state_names), "fps": int(fps)}
+    (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+def make_tiny_diffusion_checkpoint(
+    out_dir: str | Path,
+    state_names: list[str],
+    cameras: dict[str, tuple[int, int, int]],
+    n_obs_steps: int = 2,
+    horizon: int = 16,
+    n_action_steps: int = 12,
+    num_inference_steps: int = 4,
+    crop_shape: tuple[int, int] | None = None,
+    seed: int = 0,
+    fps: int = 30,
+) -> Path:
+    """Write a random-weight Diffusion Policy checkpoint to ``out_dir`` and return its path.
+
+    Small enough to run a chunk in tens of milliseconds on a CPU: a two-level
+    UNet, a handful of DDIM steps and an untrained ResNet-18 (lerobot's
+    smallest backbone) with group norm, since there are no pretrained
+    batch-norm statistics to keep. ``crop_shape`` defaults to 7/8 of the
+    smallest camera, which fits a 96x128 image (84x112).
+    """
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    if not state_names or len(set(state_names)) != len(state_names):
+        raise ValueError(f"state_names must be non-empty and unique, got {state_names}")
+    if not cameras:
+        raise ValueError("Diffusion needs at least one camera (or an environment state); cameras is empty")
+    if crop_shape is None:
+        h = min(chw[1] for chw in cameras.values())
+        w = min(chw[2] for chw in cameras.values())
+        crop_shape = (h * 7 // 8, w * 7 // 8)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    state_dim = len(state_names)
+    input_features = {OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))}
+    for cam, chw in cameras.items():
+        input_features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
+    config = DiffusionConfig(
+        input_features=input_features,
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(state_dim,))},
+        device="cpu",
+        n_obs_steps=n_obs_steps,
+        horizon=horizon,
+        n_action_steps=n_action_steps,
+        drop_n_last_frames=max(0, horizon - n_action_steps - n_obs_steps + 1),
+        crop_shape=tuple(crop_shape),
+        crop_is_random=False,
+        # No download: this must work on an offline machine.
+        pretrained_backbone_weights=None,
+        use_group_norm=True,
+        spatial_softmax_num_keypoints=16,
+        down_dims=(32, 64),
+        kernel_size=3,
+        n_groups=8,
+        diffusion_step_embed_dim=32,
+        noise_scheduler_type="DDIM",
+        num_train_timesteps=50,
+        num_inference_steps=num_inference_steps,
+        push_to_hub=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = DiffusionPolicy(config)
+    policy.save_pretrained(out)
+    _save_processors_and_names(config, out, state_names, cameras, fps)
     return out
