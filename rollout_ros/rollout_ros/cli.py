@@ -61,6 +61,11 @@ class RolloutConfig:
     policy_call: str = 'direct'    # 'direct' (in-process) or 'service'
     torch_threads: int = 0
     policy_node_name: str = 'policy'
+    inference_type: str = 'sync'
+    queue_threshold: int = 0
+    execution_horizon: int = 0
+    max_guidance_weight: float = 10.0
+    prefix_attention_schedule: str = 'LINEAR'
     action_log_len: int = 0
 
 
@@ -119,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     a('--policy_call', choices=('direct', 'service'), default='direct',
       help='direct: in-process call; service: through the policy node\'s ~/infer service')
     a('--torch_threads', type=int, default=0, help='torch intra-op CPU threads; 0 = torch default')
+    a('--inference.type', dest='inference_type', choices=('sync', 'rtc'), default='sync',
+      help='sync: one policy call per tick; rtc: background chunking, the loop never waits')
+    a('--inference.queue_threshold', dest='queue_threshold', type=int, default=0,
+      help='rtc: start the next inference at this many queued actions; 0 = half a chunk')
+    a('--inference.rtc.execution_horizon', '--inference.execution_horizon', dest='execution_horizon',
+      type=int, default=0, help='rtc: guided overlap; 0 = auto')
+    a('--inference.rtc.max_guidance_weight', '--inference.max_guidance_weight',
+      dest='max_guidance_weight', type=float, default=10.0)
+    a('--inference.rtc.prefix_attention_schedule', '--inference.prefix_attention_schedule',
+      dest='prefix_attention_schedule', default='LINEAR', choices=('LINEAR', 'EXP', 'ONES', 'ZEROS'))
     a('--summary_json', default='', help='also write the summary to this file')
     return p
 
@@ -134,7 +149,10 @@ def config_from_args(ns) -> RolloutConfig:
         use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
         strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task, device=ns.device,
-        rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads)
+        rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads,
+        inference_type=ns.inference_type, queue_threshold=ns.queue_threshold,
+        execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
+        prefix_attention_schedule=ns.prefix_attention_schedule)
 
 
 def _params(**kw) -> list[Parameter]:
@@ -148,11 +166,17 @@ def build_nodes(cfg: RolloutConfig):
     robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
                  calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
     cam_names = [c.name for c in cfg.cameras]
+    if cfg.inference_type == 'rtc' and cfg.policy_call != 'direct':
+        raise ConfigError('--inference.type', 'rtc runs the policy in this process only for now.',
+                          'use --policy_call=direct with --inference.type=rtc, or sync over the service.')
     drivers = build_drivers(cfg, robot)
     policy = PolicyNode(cfg.policy_node_name, parameter_overrides=_params(
         policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
         camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task,
-        torch_threads=cfg.torch_threads))
+        torch_threads=cfg.torch_threads, inference_type=cfg.inference_type, fps=float(cfg.fps),
+        queue_threshold=cfg.queue_threshold, execution_horizon=cfg.execution_horizon,
+        max_guidance_weight=cfg.max_guidance_weight,
+        prefix_attention_schedule=cfg.prefix_attention_schedule))
     cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
         camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
         fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]

@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     p.add_argument('--duration', type=float, default=15.0)
     p.add_argument('--fps', type=float, default=30.0)
     p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
+    p.add_argument('--inference', choices=('sync', 'rtc'), default='sync',
+                   help='rtc: chunks come from a background thread; the loop never waits')
     p.add_argument('--robot', default=ROBOT_TYPE,
                    choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
                    help='which emulated arm')
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
         robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
         cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], args.fps)],
         fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,
+        inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,
         # a second torch worker woken from idle each chunk costs more than it gives.
         torch_threads=1)

@@ -66,7 +66,7 @@ def assert_servos_got_actions(assets, emulator, actions, robot_type=ROBOT_TYPE):
         if matched < len(expected) and all(abs(g - e) <= 1 for g, e in zip(got, expected[matched])):
             matched += 1
     # The last command can still be on the wire when the driver deactivates.
-    assert matched >= len(expected) - 1, (matched, len(expected))
+    assert matched >= len(expected) - 1, (matched, len(expected), expected[:2], received[:4])
     assert len(expected) > 20
 
 
@@ -231,4 +231,28 @@ def test_bimanual_needs_both_ports(ros, emulator, rollout_config):
     from rollout_ros.core.errors import ConfigError
     with pytest.raises(ConfigError, match='right_arm_config.port'):
         run(rollout_config(robot_type='bi_so_follower', arm_ports={'left': emulator.port}))
+    assert_robot_untouched(emulator)
+
+
+def test_rtc_backend_in_process_never_starves(ros, assets, emulator, rollout_config):
+    """Background chunking through the policy node: the loop pulls queued
+    actions, starts only once the first chunk is there, and what it commands
+    reaches the servos."""
+    from rollout_ros.cli import Rollout
+    cfg = rollout_config(duration=2.0, max_relative_target=6.3, action_log_len=10_000,
+                         inference_type='rtc')
+    rollout = Rollout(cfg)
+    chunker = rollout.managed[0]
+    summary, actions = run_logged(rollout)
+    assert summary['ticks'] >= 20
+    assert summary['starved_ticks'] == 0
+    assert len(actions) == summary['ticks']
+    assert_servos_got_actions(assets, emulator, actions)
+    assert chunker.get_parameter('inference_type').value == 'rtc'
+
+
+def test_rtc_over_the_service_is_refused_at_configure(ros, emulator, rollout_config):
+    from rollout_ros.core.errors import ConfigError
+    with pytest.raises(ConfigError, match='inference.type'):
+        run(rollout_config(inference_type='rtc', policy_call='service'))
     assert_robot_untouched(emulator)

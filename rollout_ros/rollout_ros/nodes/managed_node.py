@@ -87,9 +87,13 @@ class ManagedNode(LifecycleNode):
         return self._run('configure', self.configure, undo=self.cleanup)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Lifecycle publishers are enabled first: what activate starts (a control
+        # loop's first command, a handshake) must not be dropped by a publisher
+        # that only comes alive when the transition returns.
+        super().on_activate(state)
         ret = self._run('activate', self.activate, undo=self.deactivate)
-        if ret == SUCCESS:
-            return super().on_activate(state)
+        if ret != SUCCESS:
+            super().on_deactivate(state)
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -21,6 +21,7 @@ from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.spin import run_node
 from rollout_ros.policy.loading import PolicyConfigError, check_features, load_policy
+from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine
 from rollout_ros.policy.sync_engine import SyncPolicyEngine
 
 
@@ -66,7 +67,19 @@ class PolicyNode(ManagedNode):
         self.declare('torch_threads', 0,
                      'Intra-op CPU threads for torch (process-wide); 0 = torch default. On a small '
                      'CPU shared with the loop, 1 avoids waking idle workers every chunk.', min_value=0)
+        self.declare('inference_type', 'sync',
+                     "sync: one policy call per tick; rtc: a background thread produces action chunks "
+                     "(real-time chunking for pi0/pi05/smolvla, blended chunks for ACT/Diffusion).")
+        self.declare('queue_threshold', 0,
+                     'rtc: start the next inference when this many actions are left; 0 = half a chunk.',
+                     min_value=0)
+        self.declare('execution_horizon', 0, 'rtc: guided overlap length for RTC policies; 0 = auto.',
+                     min_value=0)
+        self.declare('max_guidance_weight', 10.0, 'rtc: RTC guidance weight cap.', min_value=0.0)
+        self.declare('prefix_attention_schedule', 'LINEAR', 'rtc: LINEAR, EXP, ONES or ZEROS.')
+        self.declare('fps', 30.0, 'rtc: control rate the chunks are consumed at [Hz].', min_value=0.1)
         self.engine: SyncPolicyEngine | None = None
+        self.chunker: ChunkedPolicyEngine | None = None
         self.loaded = None
         self._srv = None
         self._lock = threading.Lock()
@@ -88,6 +101,19 @@ class PolicyNode(ManagedNode):
             raise ConfigError('policy_path', str(e)) from e
         self.engine = SyncPolicyEngine(self.loaded, binding, self.param('task'))
         self.warmup_ms = self._warm_up(binding)
+        kind = self.param('inference_type')
+        if kind not in ('sync', 'rtc'):
+            raise ConfigError('inference_type', f'{kind!r} is not a backend.', "use 'sync' or 'rtc'.")
+        if kind == 'rtc':
+            schedule = self.param('prefix_attention_schedule').upper()
+            if schedule not in ('LINEAR', 'EXP', 'ONES', 'ZEROS'):
+                raise ConfigError('prefix_attention_schedule', f'{schedule!r} is not a schedule.',
+                                  'use LINEAR, EXP, ONES or ZEROS.')
+            self.chunker = ChunkedPolicyEngine(
+                self.loaded, binding, queue_threshold=self.param('queue_threshold') or None,
+                execution_horizon=self.param('execution_horizon') or None,
+                max_guidance_weight=self.param('max_guidance_weight'),
+                prefix_attention_schedule=schedule, task=self.param('task'), fps=self.param('fps'))
         self.get_logger().info(
             f'loaded {self.loaded.policy_type} from {self.loaded.checkpoint_dir} on {self.loaded.device} '
             f'(first inference {self.warmup_ms[0]:.0f} ms, then {self.warmup_ms[-1]:.0f} ms)')
@@ -115,11 +141,18 @@ class PolicyNode(ManagedNode):
 
     def activate(self) -> None:
         self.engine.reset()
+        if self.chunker is not None:
+            self.chunker.reset()
+            self.chunker.start()
 
     def deactivate(self) -> None:
-        pass
+        if self.chunker is not None:
+            self.chunker.stop()
 
     def cleanup(self) -> None:
+        if self.chunker is not None:
+            self.chunker.stop()
+            self.chunker = None
         if self._srv is not None:
             self.destroy_service(self._srv)
             self._srv = None
@@ -130,11 +163,27 @@ class PolicyNode(ManagedNode):
         self.cleanup()
 
     def infer(self, state: dict[str, float], images: dict[str, np.ndarray], task: str = ''):
-        """In-process policy step (what the service does, minus transport)."""
+        """In-process policy step (what the service does, minus transport).
+
+        With the rtc backend it never waits for the network: the observation
+        goes to the background thread and the next queued action comes back,
+        or None when the queue ran dry (the loop holds and counts it).
+        """
+        if self.chunker is not None:
+            self.chunker.submit_observation(state, images, task or self.param('task'))
+            return self.chunker.next_action()
         with self._lock:
             return self.engine.infer(state, images, task or self.param('task'))
 
+    def chunk_ready(self) -> bool:
+        return self.chunker is None or self.chunker.queue.size > 0
+
     def _on_infer(self, req, resp):
+        if self.chunker is not None:
+            resp.success = False
+            resp.message = ('inference_type rtc serves chunks in-process only (compose the policy with '
+                            'the strategy); use inference_type sync for ~/infer')
+            return resp
         if self.state_label != 'active' or self.engine is None:
             resp.success = False
             resp.message = f'policy node is {self.state_label}, not active'

@@ -71,6 +71,7 @@ class BaseStrategyNode(ManagedNode):
         self._subs = []
         self._joints: dict[str, tuple[float, object]] = {}   # name -> (radians, stamp)
         self._images: dict[str, Image] = {}
+        self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = None
@@ -138,6 +139,11 @@ class BaseStrategyNode(ManagedNode):
                 TransitionEvent, f'{client.target}/transition_event',
                 lambda msg, n=name: self._on_managed_transition(n, msg), 10,
                 callback_group=self._io_group))
+            if 'robot_driver' in name:
+                seen = self._echoes.setdefault(name, threading.Event())
+                self._subs.append(self.create_subscription(
+                    JointState, f'{client.target}/executed_commands', lambda _m, e=seen: e.set(), 10,
+                    callback_group=self._io_group))
             if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
@@ -153,6 +159,8 @@ class BaseStrategyNode(ManagedNode):
         # Data from before a deactivate must not pass for fresh inputs.
         self._joints.clear()
         self._images.clear()
+        for seen in self._echoes.values():
+            seen.clear()
         try:
             self._transition_all('activate', list(self._managed), strict=True)
             self._wait_for_inputs()
@@ -177,6 +185,7 @@ class BaseStrategyNode(ManagedNode):
             client.destroy()
         self._managed.clear()
         self._managed_states.clear()
+        self._echoes.clear()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()
@@ -212,13 +221,50 @@ class BaseStrategyNode(ManagedNode):
         while time.monotonic() < deadline:
             missing = self._missing_inputs()
             if not missing:
-                return
+                self._handshake_drivers(deadline)
+                return self._wait_for_first_chunk(deadline)
             time.sleep(0.02)
         raise ConfigError('startup_timeout_s', f'no data within the timeout on {missing}.',
                           'check the driver and camera topics (remappings, camera_topic_template).')
 
+    def _handshake_drivers(self, deadline: float) -> None:
+        """Send the present pose until every managed driver has executed one.
+
+        A subscription can be visible in the graph before it takes samples
+        from this publisher, and the first commands of the loop would then be
+        lost. Holding the present pose moves nothing."""
+        pending = set(self._echoes)
+        while pending and time.monotonic() < deadline:
+            names = self.mapper.ros_joint_names
+            self._cmd_pub.publish(JointState(name=names, position=[self._joints[n][0] for n in names]))
+            time.sleep(0.02)
+            pending = {d for d, seen in self._echoes.items() if not seen.is_set()}
+        if pending:
+            raise ConfigError('managed_nodes', f'drivers {sorted(pending)} executed no command.',
+                              'check the joint_commands remapping of those drivers.')
+
+    def _wait_for_first_chunk(self, deadline: float) -> None:
+        """With a chunking backend, start the loop once the first chunk is there,
+        so the run does not open with starved ticks while the robot stands."""
+        policy = self.local_policy
+        if policy is None or policy.chunk_ready():
+            return
+        while time.monotonic() < deadline:
+            obs = self._observe()
+            if obs is not None:
+                state, images, _ = obs
+                policy.chunker.submit_observation(
+                    state, {c: image_from_msg(m) for c, m in images.items()}, self.param('task'))
+            if policy.chunk_ready():
+                return
+            time.sleep(0.02)
+        raise ConfigError('startup_timeout_s', 'the policy produced no first action chunk in time.',
+                          'raise startup_timeout_s for a slow policy, or check the policy log.')
+
     def _missing_inputs(self) -> list[str]:
         missing = [] if all(n in self._joints for n in self.mapper.ros_joint_names) else ['joint_states']
+        if self._cmd_pub.get_subscription_count() == 0:
+            missing.append(f'a subscriber on {self._cmd_pub.topic_name}')
         return missing + [self.param('camera_topic_template').format(name=c)
                           for c in self.camera_names if c not in self._images]
 
