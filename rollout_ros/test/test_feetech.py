@@ -24,6 +24,7 @@ from rollout_ros.hardware.feetech import protocol as proto
 from rollout_ros.hardware.feetech.bus import BusError, FeetechBus
 from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.hardware.robots import get_robot_spec
+from helpers import lerobot_motor_bus
 
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 MOTORS = {name: (i, "sts3215") for name, i in zip(NAMES, SO_IDS)}
@@ -284,22 +285,8 @@ def test_follower_arm_writes_calibration_that_survives_power_cycle(emulator):
 
 
 def lerobot_feetech_bus(use_degrees):
-    motors_mod = pytest.importorskip("lerobot.motors")
-    feetech = pytest.importorskip("lerobot.motors.feetech")
-    from lerobot.motors.motors_bus import SerialMotorsBus
     spec = get_robot_spec("so100_follower", use_degrees)
-    mode = {NormMode.RANGE_M100_100: motors_mod.MotorNormMode.RANGE_M100_100,
-            NormMode.RANGE_0_100: motors_mod.MotorNormMode.RANGE_0_100,
-            NormMode.DEGREES: motors_mod.MotorNormMode.DEGREES}
-    motors = {m.name: motors_mod.Motor(m.id, m.model, mode[m.norm_mode]) for m in spec.motors}
-    calib = {k: motors_mod.MotorCalibration(**vars(v)) for k, v in CALIB.items()}
-    try:
-        bus = feetech.FeetechMotorsBus(port="/dev/null", motors=motors, calibration=calib)
-    except ImportError:
-        # Without feetech-servo-sdk only the port plumbing is missing; the
-        # normalisation under test lives in the base class.
-        bus = object.__new__(feetech.FeetechMotorsBus)
-        SerialMotorsBus.__init__(bus, "/dev/null", motors, calib)
+    bus = lerobot_motor_bus(spec, CALIB)
     assert bus.apply_drive_mode  # lerobot applies drive_mode in software for Feetech
     return spec, bus
 

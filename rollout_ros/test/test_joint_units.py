@@ -12,6 +12,7 @@ from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.features import FeatureMapper
 from rollout_ros.core.joint_units import JointMap, NormMode
 from rollout_ros.hardware.robots import get_robot_spec
+from helpers import lerobot_motor_bus
 
 CALIB = {
     'shoulder_pan': MotorCalibration(1, 0, -1024, 0, 4095),
@@ -24,15 +25,8 @@ CALIB = {
 
 
 def lerobot_bus(use_degrees, apply_drive_mode=False):
-    motors_mod = pytest.importorskip('lerobot.motors')
-    dxl = pytest.importorskip('lerobot.motors.dynamixel')
     spec = get_robot_spec('koch_follower', use_degrees)
-    mode = {NormMode.RANGE_M100_100: motors_mod.MotorNormMode.RANGE_M100_100,
-            NormMode.RANGE_0_100: motors_mod.MotorNormMode.RANGE_0_100,
-            NormMode.DEGREES: motors_mod.MotorNormMode.DEGREES}
-    motors = {m.name: motors_mod.Motor(m.id, m.model, mode[m.norm_mode]) for m in spec.motors}
-    calib = {k: motors_mod.MotorCalibration(**vars(v)) for k, v in CALIB.items()}
-    bus = dxl.DynamixelMotorsBus(port='/dev/null', motors=motors, calibration=calib)
+    bus = lerobot_motor_bus(spec, CALIB)
     bus.apply_drive_mode = apply_drive_mode
     return spec, bus
 

@@ -15,31 +15,16 @@ from rollout_ros.cli import CameraConfig, run
 from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
-from helpers import run_logged
+from helpers import lerobot_motor_bus, run_logged
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
 
 def lerobot_ticks(assets, actions, robot_type=ROBOT_TYPE):
     """Expected goal ticks per action, computed by lerobot's motor bus."""
-    motors_mod = pytest.importorskip('lerobot.motors')
     spec = get_robot_spec(robot_type)
-    path = calibration_path(assets['calibration_dir'], get_robot_spec(robot_type).calibration_dir_name, ROBOT_ID)
-    calib = load_calibration(path, spec.motor_names)
-    mode = {'range_m100_100': motors_mod.MotorNormMode.RANGE_M100_100,
-            'range_0_100': motors_mod.MotorNormMode.RANGE_0_100}
-    motors = {m.name: motors_mod.Motor(m.id, m.model, mode[m.norm_mode.value]) for m in spec.motors}
-    lr_calib = {k: motors_mod.MotorCalibration(**vars(v)) for k, v in calib.items()}
-    if spec.bus == 'dynamixel':
-        dxl = pytest.importorskip('lerobot.motors.dynamixel')
-        bus = dxl.DynamixelMotorsBus(port='/dev/null', motors=motors, calibration=lr_calib)
-    else:
-        feetech = pytest.importorskip('lerobot.motors.feetech')
-        from lerobot.motors.motors_bus import SerialMotorsBus
-        bus = feetech.FeetechMotorsBus.__new__(feetech.FeetechMotorsBus)
-        # Without scservo_sdk only the base class can be set up; normalisation
-        # lives there.
-        SerialMotorsBus.__init__(bus, '/dev/null', motors, lr_calib)
+    path = calibration_path(assets['calibration_dir'], spec.calibration_dir_name, ROBOT_ID)
+    bus = lerobot_motor_bus(spec, load_calibration(path, spec.motor_names))
     return [tuple(bus._unnormalize({m.id: a[f'{m.name}.pos'] for m in spec.motors})[m.id]
                   for m in spec.motors) for a in actions]
 
