@@ -62,6 +62,7 @@ class RolloutConfig:
     torch_threads: int = 0
     policy_node_name: str = 'policy'
     inference_type: str = 'sync'
+    interpolation_multiplier: int = 1
     queue_threshold: int = 0
     execution_horizon: int = 0
     max_guidance_weight: float = 10.0
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     a('--robot.cameras', dest='cameras', default='', help='YAML map of cameras (lerobot syntax)')
     a('--fps', type=float, default=30.0)
     a('--duration', type=float, default=0.0, help='seconds; 0 = until Ctrl-C')
+    a('--interpolation_multiplier', type=int, default=1,
+      help='commands per policy action (robot commanded at fps*N, policy at fps)')
     a('--task', default='')
     a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
     a('--policy_call', choices=('direct', 'service'), default='direct',
@@ -151,6 +154,7 @@ def config_from_args(ns) -> RolloutConfig:
         strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task, device=ns.device,
         rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads,
         inference_type=ns.inference_type, queue_threshold=ns.queue_threshold,
+        interpolation_multiplier=ns.interpolation_multiplier,
         execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
         prefix_attention_schedule=ns.prefix_attention_schedule)
 
@@ -183,6 +187,7 @@ def build_nodes(cfg: RolloutConfig):
     managed = [policy, *cameras, *drivers]
     strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
+        interpolation_multiplier=cfg.interpolation_multiplier,
         policy_service=f'/{cfg.policy_node_name}/infer',
         managed_nodes=[n.get_name() for n in managed], **robot))
     strategy.local_nodes = {n.get_name(): n for n in managed}

@@ -77,3 +77,23 @@ def test_long_stall_skips_missed_slots_instead_of_bursting():
 def test_bad_rate_rejected():
     with pytest.raises(ValueError):
         Pacer(0)
+
+
+def test_interpolation_multiplier_commands_between_policy_actions():
+    from rollout_ros.core.control_loop import ControlLoop
+    actions = iter([{'j.pos': 0.0}, {'j.pos': 3.0}, {'j.pos': 6.0}])
+    calls, commands = [], []
+
+    def policy(obs):
+        calls.append(obs)
+        return next(actions, None)
+    loop = ControlLoop(50.0, lambda: 'obs', policy, commands.append, action_log_len=10,
+                       interpolation_multiplier=3)
+    assert loop.pacer.rate_hz == 150.0
+    for _ in range(7):
+        loop._tick()
+    # First action alone, then 3 linear steps to each next action.
+    assert [c['j.pos'] for c in commands] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert len(calls) == 3 and len(loop.action_log) == 3
+    loop._tick()                     # the policy has nothing more: hold and count
+    assert commands[-1] == {'j.pos': 6.0} and loop.starved_ticks == 1

@@ -241,3 +241,15 @@ def test_rtc_over_the_service_is_refused_at_configure(ros, emulator, rollout_con
     with pytest.raises(ConfigError, match='inference.type'):
         run(rollout_config(inference_type='rtc', policy_call='service'))
     assert_robot_untouched(emulator)
+
+
+def test_interpolation_multiplier_end_to_end(ros, assets, emulator, rollout_config):
+    """Robot commanded at fps*2, policy at fps: the servos get every policy
+    action plus one interpolated step before each."""
+    from rollout_ros.cli import Rollout
+    cfg = rollout_config(duration=1.5, max_relative_target=6.3, action_log_len=10_000,
+                         interpolation_multiplier=2)
+    summary, actions = run_logged(Rollout(cfg))
+    assert summary['ticks'] >= 2 * len(actions) - 2
+    assert_servos_got_actions(assets, emulator, actions)
+    assert len(received_goal_tuples(emulator)) >= 2 * len(actions) - 2

@@ -4,6 +4,10 @@ on absolute deadlines, with every late, overrunning or starved tick counted.
 A starved tick (no observation, or no action from the policy in time) holds
 the last command instead of sending nothing, so position servos keep a
 consistent goal and the gap is visible in the figures.
+
+With `interpolation_multiplier` N the loop runs at fps * N: the policy is
+asked once every N ticks and the commands in between are linear steps
+towards its action, whose own tick is marked by `emitted_policy_action`.
 """
 
 import threading
@@ -11,6 +15,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from rollout_ros.core.interpolation import ActionInterpolator
 from rollout_ros.core.pacer import Pacer
 from rollout_ros.core.stats import SampleWindow
 
@@ -22,8 +27,9 @@ class ControlLoop:
 
     def __init__(self, fps: float, observe: Callable[[], Observation | None],
                  policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
-                 duration_s: float = 0.0, action_log_len: int = 0):
-        self.pacer = Pacer(fps)
+                 duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1):
+        self.interpolator = ActionInterpolator(interpolation_multiplier)
+        self.pacer = Pacer(fps * self.interpolator.multiplier)
         self.observe = observe
         self.policy = policy
         self.command = command
@@ -31,7 +37,8 @@ class ControlLoop:
         self.stop_event = threading.Event()
         self.infer_ms = SampleWindow()
         self.starved_ticks = 0
-        self.last_action: Action | None = None
+        self.last_action: Action | None = None      # the policy's latest action
+        self.last_command: Action | None = None     # what went to the robot last
         # Actions in the order they were commanded; tests compare them with
         # what the servos received.
         self.action_log = deque(maxlen=action_log_len or None) if action_log_len else None
@@ -55,22 +62,25 @@ class ControlLoop:
             raise
 
     def _tick(self) -> None:
-        obs = self.observe()
-        action = None
-        if obs is not None:
-            t0 = time.perf_counter()
-            action = self.policy(obs)
-            self.infer_ms.add((time.perf_counter() - t0) * 1e3)
-        if action is None:
-            self.starved_ticks += 1
-            action = self.last_action
+        interpolator = self.interpolator
+        if interpolator.needs_new_action():
+            obs = self.observe()
+            action = None
+            if obs is not None:
+                t0 = time.perf_counter()
+                action = self.policy(obs)
+                self.infer_ms.add((time.perf_counter() - t0) * 1e3)
             if action is None:
+                self.starved_ticks += 1
+                if self.last_command is not None:
+                    self.command(self.last_command)
                 return
-        else:
             self.last_action = action
             if self.action_log is not None:
                 self.action_log.append(action)
-        self.command(action)
+            interpolator.add(action)
+        self.last_command = interpolator.get()
+        self.command(self.last_command)
 
     def summary(self) -> dict:
         rep = self.pacer.report()

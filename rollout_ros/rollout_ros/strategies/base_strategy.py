@@ -41,6 +41,9 @@ class BaseStrategyNode(ManagedNode):
         declare_robot_params(self)
         self.declare('fps', 30.0, 'Control-loop and policy rate [Hz].', min_value=0.1, max_value=1000.0)
         self.declare('duration', 0.0, 'Run time [s]; 0 = until stopped.', min_value=0.0)
+        self.declare('interpolation_multiplier', 1,
+                     'Commands per policy action: the loop sends fps * N commands, linear steps '
+                     'towards each action; the policy still runs at fps.', min_value=1, max_value=20)
         self.declare('task', '', 'Language instruction given to the policy.', read_only=False)
         self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
         self.declare('camera_topic_template', '/camera_{name}/image_raw',
@@ -169,7 +172,8 @@ class BaseStrategyNode(ManagedNode):
             raise
         self.finished.clear()
         self.loop = ControlLoop(self.param('fps'), self._observe, self._policy, self._command,
-                                self.param('duration'), self.action_log_len)
+                                self.param('duration'), self.action_log_len,
+                                self.param('interpolation_multiplier'))
         self._thread = threading.Thread(target=self._run_loop, name='control-loop', daemon=True)
         self._thread.start()
         self._status_timer = self.create_timer(1.0, self._publish_status,
@@ -349,7 +353,7 @@ class BaseStrategyNode(ManagedNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.strategy = self.strategy_type
         msg.state = 'stopped' if final else 'running'
-        msg.target_rate_hz = float(self.param('fps'))
+        msg.target_rate_hz = float(self.param('fps') * self.param('interpolation_multiplier'))
         for key in ('ticks', 'overruns', 'starved_ticks'):
             setattr(msg, key, int(s[key]))
         for key in ('rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
