@@ -36,6 +36,7 @@ ARGS = [
     ('task', '', 'Instruction given to the policy (lerobot --task).'),
     ('duration', '0.0', 'Run time in seconds; 0 = until stopped (lerobot --duration).'),
     ('fps', '30.0', 'Control rate in Hz (lerobot --fps).'),
+    ('interpolation_multiplier', '1', 'Commands per policy action (lerobot --interpolation_multiplier).'),
     ('camera_name', 'front', 'Camera name: observation.images.<camera_name>.'),
     ('camera_index_or_path', '0', 'Camera device index, /dev/video path or video file.'),
     ('camera_width', '640', 'Camera width [px].'),
@@ -90,6 +91,7 @@ def _nodes(context):
         output='screen',
         parameters=[params_file, {
             **robot, 'fps': float(arg['fps']), 'duration': float(arg['duration']), 'task': arg['task'],
+            'interpolation_multiplier': int(arg['interpolation_multiplier']),
             'camera_names': [cam], 'managed_nodes': [f'{prefix}/{n}' for n in managed],
             'policy_service': f'{prefix}/policy/infer',
             'camera_topic_template': arg['camera_topic'] or f'{prefix}/camera_{{name}}/image_raw'}])
