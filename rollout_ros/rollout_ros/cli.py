@@ -226,9 +226,7 @@ class Rollout:
     def __init__(self, cfg: RolloutConfig):
         self.cfg = cfg
         self.strategy, self.managed = build_nodes(cfg)
-        # Transitions are triggered from this process's main thread, never
-        # from a callback, so one executor thread suffices (see make_executor).
-        self.executor = make_executor(concurrent=False)
+        self.executor = make_executor()
         for node in (self.strategy, *self.managed):
             self.executor.add_node(node)
         self._spinner = threading.Thread(target=self.executor.spin, name='executor', daemon=True)

@@ -253,3 +253,47 @@ def test_interpolation_multiplier_end_to_end(ros, assets, emulator, rollout_conf
     assert summary['ticks'] >= 2 * len(actions) - 2
     assert_servos_got_actions(assets, emulator, actions)
     assert len(received_goal_tuples(emulator)) >= 2 * len(actions) - 2
+
+
+def test_external_lifecycle_manager_drives_the_strategy(ros, emulator, rollout_config):
+    """As under a launch file with a lifecycle manager: the strategy's own
+    transitions are requested over its change_state service and run inside its
+    executor, while it drives the other nodes over theirs (here on another
+    executor, as other processes would be)."""
+    import threading as th
+    from rclpy.executors import SingleThreadedExecutor
+    from rollout_ros.cli import build_nodes
+    from rollout_ros.nodes.lifecycle_client import LifecycleClient
+    cfg = rollout_config(duration=0.0, policy_call='service')
+    strategy, managed = build_nodes(cfg)
+    executors = []
+    for nodes in (managed, [strategy]):
+        ex = SingleThreadedExecutor()
+        for n in nodes:
+            ex.add_node(n)
+        th.Thread(target=ex.spin, daemon=True).start()
+        executors.append(ex)
+    manager = rclpy_node('lifecycle_manager_test')
+    mex = SingleThreadedExecutor()
+    mex.add_node(manager)
+    th.Thread(target=mex.spin, daemon=True).start()
+    try:
+        lc = LifecycleClient(manager, '/base_strategy')
+        assert lc.wait_ready(10)
+        assert lc.change('configure', 60), strategy.last_error
+        assert lc.change('activate', 60), strategy.last_error
+        time.sleep(1.0)
+        assert strategy.loop.pacer.ticks > 10
+        assert lc.change('deactivate', 30) and lc.change('cleanup', 30)
+        assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+    finally:
+        strategy.trigger_shutdown()
+        for ex in (*executors, mex):
+            ex.shutdown(timeout_sec=1.0)
+        for n in (strategy, *managed, manager):
+            n.destroy_node()
+
+
+def rclpy_node(name):
+    import rclpy
+    return rclpy.create_node(name)

@@ -6,7 +6,7 @@ import sys
 import threading
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 
@@ -19,19 +19,18 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def make_executor(concurrent: bool):
-    """One executor thread unless callbacks must block on other callbacks.
+def make_executor() -> SingleThreadedExecutor:
+    """One executor thread per process.
 
     rclpy's MultiThreadedExecutor rebuilds its wait set in Python on every
     wake-up and spins while a mutually exclusive callback is still running.
     Next to a policy whose torch ops release and re-take the GIL, that
     spinning starved inference for seconds (measured: a first chunk of 8 s
-    instead of 20 ms). A single-threaded executor only wakes for real work.
-    Nodes whose transition callbacks wait on other nodes' services (the
-    strategies, when an external manager triggers them) need the concurrent
-    one, and get it in their own process.
+    instead of 20 ms), and in a strategy process it halved the loop rate.
+    Callbacks that must wait on other services use their own helper executor
+    (see the strategy's link node) instead.
     """
-    return MultiThreadedExecutor(num_threads=2) if concurrent else SingleThreadedExecutor()
+    return SingleThreadedExecutor()
 
 
 def run_node(node_cls, args=None, autostart=False) -> int:
@@ -44,7 +43,7 @@ def run_node(node_cls, args=None, autostart=False) -> int:
     stop = threading.Event()
     install_stop_signals(stop)
     node = node_cls()
-    executor = make_executor(concurrent=getattr(node_cls, 'supervises_nodes', False))
+    executor = make_executor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

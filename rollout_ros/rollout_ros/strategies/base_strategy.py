@@ -15,6 +15,8 @@ import time
 
 from lifecycle_msgs.msg import TransitionEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from rollout_ros_interfaces.msg import RolloutStatus
@@ -34,7 +36,6 @@ from rollout_ros.nodes.spin import run_node
 class BaseStrategyNode(ManagedNode):
 
     strategy_type = 'base'
-    supervises_nodes = True
 
     def __init__(self, node_name: str = 'base_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
@@ -80,6 +81,20 @@ class BaseStrategyNode(ManagedNode):
         self._cmd_pub = self._status_pub = None
         self._infer_client = None
         self._io_group = ReentrantCallbackGroup()
+        # Service calls to the managed nodes (lifecycle, policy) and every
+        # subscription go through a hidden node on its own single-threaded
+        # executor: a transition of this node, run inside whatever executor
+        # spins it (an external lifecycle manager's request), can then wait for
+        # replies and first data without a deadlock, and this node itself can
+        # live on a single-threaded executor
+        # (rclpy's multi-threaded one spins in Python and cost the loop half
+        # its rate when the nodes ran as separate processes on 2 cores).
+        self._link = Node(f'_{self.get_name()}_link', namespace=self.get_namespace(),
+                          context=self.context, use_global_arguments=False,
+                          start_parameter_services=False)
+        self._link_executor = SingleThreadedExecutor(context=self.context)
+        self._link_executor.add_node(self._link)
+        threading.Thread(target=self._link_executor.spin, name='strategy-link', daemon=True).start()
 
     # Managed nodes ----------------------------------------------------------
     def _node_error(self, name: str) -> str:
@@ -125,26 +140,25 @@ class BaseStrategyNode(ManagedNode):
                               'e.g. /camera_{name}/image_raw.')
         self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
-        self._subs.append(self.create_subscription(JointState, 'joint_states', self._on_joint_state, 10,
+        self._subs.append(self._link.create_subscription(JointState, 'joint_states', self._on_joint_state, 10,
                                                    callback_group=self._io_group))
         for cam in self.camera_names:
-            self._subs.append(self.create_subscription(
+            self._subs.append(self._link.create_subscription(
                 Image, template.format(name=cam), lambda m, c=cam: self._images.__setitem__(c, m),
                 qos_profile_sensor_data, callback_group=self._io_group))
         if self.local_policy is None:
-            self._infer_client = self.create_client(InferAction, self.param('policy_service'),
-                                                    callback_group=ReentrantCallbackGroup())
+            self._infer_client = self._link.create_client(InferAction, self.param('policy_service'))
         timeout = self.param('transition_timeout_s')
         for name in self.param('managed_nodes'):
-            client = LifecycleClient(self, name if name.startswith('/') else f'/{name}')
+            client = LifecycleClient(self._link, name if name.startswith('/') else f'/{name}')
             self._managed[name] = client
-            self._subs.append(self.create_subscription(
+            self._subs.append(self._link.create_subscription(
                 TransitionEvent, f'{client.target}/transition_event',
                 lambda msg, n=name: self._on_managed_transition(n, msg), 10,
                 callback_group=self._io_group))
             if 'robot_driver' in name:
                 seen = self._echoes.setdefault(name, threading.Event())
-                self._subs.append(self.create_subscription(
+                self._subs.append(self._link.create_subscription(
                     JointState, f'{client.target}/executed_commands', lambda _m, e=seen: e.set(), 10,
                     callback_group=self._io_group))
             if not client.wait_ready(timeout):
@@ -191,14 +205,14 @@ class BaseStrategyNode(ManagedNode):
         self._managed_states.clear()
         self._echoes.clear()
         for sub in self._subs:
-            self.destroy_subscription(sub)
+            self._link.destroy_subscription(sub)
         self._subs.clear()
         for pub in (self._cmd_pub, self._status_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._cmd_pub = self._status_pub = None
         if self._infer_client is not None:
-            self.destroy_client(self._infer_client)
+            self._link.destroy_client(self._infer_client)
             self._infer_client = None
 
     def shutdown(self) -> None:
@@ -360,6 +374,11 @@ class BaseStrategyNode(ManagedNode):
                     'infer_p50_ms', 'infer_p99_ms'):
             setattr(msg, key, float(s[key]))
         self._status_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self._link_executor.shutdown(timeout_sec=1.0)
+        self._link.destroy_node()
+        super().destroy_node()
 
     def autostart(self, stop: threading.Event) -> None:
         """Standalone process: configure and activate at start (like nav2's autostart)."""
