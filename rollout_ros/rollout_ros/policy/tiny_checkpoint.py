@@ -99,16 +99,8 @@ def make_tiny_act_checkpoint(
         torch.manual_seed(seed)
         policy = ACTPolicy(config)
     policy.save_pretrained(out)
-
-    preprocessor, postprocessor = make_pre_post_processors(
-        config, dataset_stats=_stats(len(state_names), cameras)
-    )
-    preprocessor.save_pretrained(out)
-    postprocessor.save_pretrained(out)
-
     # ACTConfig has no field for names (see FEATURES_SIDECAR), hence the sidecar.
-    sidecar = {"state_names": list(state_names), "action_names": list(state_names), "fps": int(fps)}
-    (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    _save_processors_and_names(config, out, state_names, cameras, fps)
     return out
 
 

@@ -1,12 +1,11 @@
 """Driver-side access to a Dynamixel X-series bus, through dynamixel_sdk only."""
 
 import functools
-import termios
 import threading
 
 import dynamixel_sdk as sdk
 
-from rollout_ros.hardware.bus_errors import BusError  # shared by all buses; still importable from here
+from rollout_ros.hardware.bus_errors import PORT_ERRORS, BusError, ServoBusLifecycle  # BusError still importable from here
 from rollout_ros.hardware.dynamixel import control_table as ct
 
 PROTOCOL_VERSION = 2.0
@@ -21,19 +20,18 @@ READ_POLL_S = 0.002
 
 
 def _os_errors_as_bus_errors(method):
-    """An unplugged adapter surfaces as OSError (pyserial's SerialException is
-    one) or termios.error; callers handle bus trouble through BusError alone."""
+    """Port errors (see PORT_ERRORS) reach callers as BusError."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (OSError, termios.error) as exc:
+        except PORT_ERRORS as exc:
             raise BusError(f'{method.__name__} on {self.port!r} failed: {exc} '
                            '(adapter unplugged or port closed?)') from exc
     return wrapper
 
 
-class DynamixelBus:
+class DynamixelBus(ServoBusLifecycle):
     def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
                  read_retries: int = 2):
         for name, (_, model) in motors.items():
@@ -116,28 +114,12 @@ class DynamixelBus:
                 break
         return model_number, result
 
-    def disconnect(self, disable_torque: bool = True) -> None:
-        if not self.is_connected:
-            return
-        try:
-            if disable_torque:
-                self.set_torque(False)
-        finally:
-            self._close()
-
     def _close(self) -> None:
         handler, self._port_handler = self._port_handler, None
         self._sync_readers.clear()
         self._sync_writers.clear()
         if handler is not None and handler.is_open:
             handler.closePort()
-
-    def __enter__(self) -> "DynamixelBus":
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
 
     # -- single-servo access -----------------------------------------------------
 

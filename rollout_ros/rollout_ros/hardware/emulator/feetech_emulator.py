@@ -23,7 +23,6 @@ _GOAL_ADDR, _GOAL_SIZE, _ = ct.CONTROL_TABLE["Goal_Position"]
 _GOAL_SPAN = range(_GOAL_ADDR, _GOAL_ADDR + _GOAL_SIZE)
 _TORQUE_ADDR = ct.CONTROL_TABLE["Torque_Enable"][0]
 _LOCK_ADDR = ct.CONTROL_TABLE["Lock"][0]
-_ID_ADDR = ct.CONTROL_TABLE["ID"][0]
 # Velocity registers count in encoder steps per second.
 _MOVING_THRESHOLD = 10
 
@@ -60,6 +59,8 @@ class EmulatedFeetechServo(FirstOrderServo):
     """One STS3215. Present_Position = actual - Homing_Offset, modulo one turn
     (the single-turn feedback mode lerobot configures)."""
 
+    control_table = ct
+
     def __init__(self, servo_id: int, model: str = "sts3215", tau: float = 0.05, position: int = 2048):
         if model not in ct.MODEL_NUMBER:
             raise ValueError(f"unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
@@ -74,24 +75,6 @@ class EmulatedFeetechServo(FirstOrderServo):
         self._factory_ram = bytes(self.table[ct.EEPROM_END:])
         self._publish()
         self._set("Goal_Position", self._get("Present_Position"))
-
-    # -- raw register access -------------------------------------------------
-
-    def _get(self, name: str) -> int:
-        addr, size, _ = ct.lookup(name)
-        return ct.decode_value(name, int.from_bytes(self.table[addr:addr + size], "little"))
-
-    def _set(self, name: str, value: int) -> None:
-        addr, size, _ = ct.lookup(name)
-        self.table[addr:addr + size] = ct.encode_value(name, value).to_bytes(size, "little")
-
-    @property
-    def id(self) -> int:
-        return self.table[_ID_ADDR]
-
-    @property
-    def model_number(self) -> int:
-        return ct.MODEL_NUMBER[self.model]
 
     @property
     def persisted(self) -> bytes:

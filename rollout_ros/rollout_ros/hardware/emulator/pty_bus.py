@@ -19,9 +19,12 @@ POLL_S = 0.05
 
 
 class FirstOrderServo:
-    """Shaft state with first-order position tracking. Subclasses own the
-    control table and implement _update() (advance the physics to now) and
+    """Shaft state with first-order position tracking. Subclasses name their
+    family's control-table module (`control_table`), keep the register image
+    in `self.table`, and implement _update() (advance the physics to now) and
     _publish() (refresh the Present_* registers), both under self._lock."""
+
+    control_table = None   # module with lookup/encode_value/decode_value/MODEL_NUMBER
 
     def __init__(self, tau: float, position: float):
         self.tau = tau
@@ -36,8 +39,25 @@ class FirstOrderServo:
     def _publish(self) -> None:
         raise NotImplementedError
 
+    # -- raw register access -------------------------------------------------
+
     def _get(self, name: str) -> int:
-        raise NotImplementedError
+        ct = self.control_table
+        addr, size, _ = ct.lookup(name)
+        return ct.decode_value(name, int.from_bytes(self.table[addr:addr + size], "little"))
+
+    def _set(self, name: str, value: int) -> None:
+        ct = self.control_table
+        addr, size, _ = ct.lookup(name)
+        self.table[addr:addr + size] = ct.encode_value(name, value).to_bytes(size, "little")
+
+    @property
+    def id(self) -> int:
+        return self.table[self.control_table.CONTROL_TABLE["ID"][0]]
+
+    @property
+    def model_number(self) -> int:
+        return self.control_table.MODEL_NUMBER[self.model]
 
     def register(self, name: str) -> int:
         with self._lock:

@@ -23,7 +23,6 @@ FIRMWARE_ADDRESS = 6
 READ_ONLY = frozenset([*range(0, 7), 69, 70, *range(120, 148)])
 _GOAL_ADDR = ct.CONTROL_TABLE["Goal_Position"][0]
 _TORQUE_ADDR = ct.CONTROL_TABLE["Torque_Enable"][0]
-_ID_ADDR = ct.CONTROL_TABLE["ID"][0]
 _POSITION_MODES = (ct.POSITION, ct.EXTENDED_POSITION, ct.CURRENT_POSITION)
 # Velocity registers count in 0.229 rpm steps.
 _TICKS_PER_S_PER_UNIT = 0.229 * ct.RESOLUTION / 60.0
@@ -53,6 +52,8 @@ _MODEL_DEFAULTS = {
 
 
 class EmulatedServo(FirstOrderServo):
+    control_table = ct
+
     def __init__(self, dxl_id: int, model: str, tau: float = 0.05, position: int = 2048):
         if model not in ct.MODEL_NUMBER:
             raise ValueError(f"unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
@@ -67,24 +68,6 @@ class EmulatedServo(FirstOrderServo):
         self.table[FIRMWARE_ADDRESS] = FIRMWARE_VERSION
         self._factory_ram = bytes(self.table[ct.EEPROM_END:])
         self._publish()
-
-    # -- raw register access -------------------------------------------------
-
-    def _get(self, name: str) -> int:
-        addr, size, _ = ct.lookup(name)
-        return ct.decode_value(name, int.from_bytes(self.table[addr:addr + size], "little"))
-
-    def _set(self, name: str, value: int) -> None:
-        addr, size, _ = ct.lookup(name)
-        self.table[addr:addr + size] = ct.encode_value(name, value).to_bytes(size, "little")
-
-    @property
-    def id(self) -> int:
-        return self.table[_ID_ADDR]
-
-    @property
-    def model_number(self) -> int:
-        return ct.MODEL_NUMBER[self.model]
 
     # -- bus-facing operations -----------------------------------------------
 

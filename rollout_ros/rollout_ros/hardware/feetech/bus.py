@@ -6,13 +6,12 @@ in the kernel instead of polling in Python.
 """
 
 import logging
-import termios
 import threading
 import time
 
 import serial
 
-from rollout_ros.hardware.bus_errors import BusError
+from rollout_ros.hardware.bus_errors import PORT_ERRORS, BusError, ServoBusLifecycle
 from rollout_ros.hardware.feetech import control_table as ct
 from rollout_ros.hardware.feetech import protocol as proto
 
@@ -31,12 +30,9 @@ REPLY_MARGIN_S = 0.05
 WRITE_TIMEOUT_S = 0.5
 
 _LOCK_ADDR = ct.CONTROL_TABLE["Lock"][0]
-# An unplugged adapter surfaces as OSError (pyserial's SerialException is
-# one) or termios.error; callers handle bus trouble through BusError alone.
-_PORT_ERRORS = (OSError, termios.error)
 
 
-class FeetechBus:
+class FeetechBus(ServoBusLifecycle):
     def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
                  read_retries: int = 2):
         for name, (_, model) in motors.items():
@@ -119,15 +115,6 @@ class FeetechBus:
         replies, _ = self._request(request, (servo_id,), size)
         return int.from_bytes(replies[servo_id].data, "little") if replies else None
 
-    def disconnect(self, disable_torque: bool = True) -> None:
-        if not self.is_connected:
-            return
-        try:
-            if disable_torque:
-                self.set_torque(False)
-        finally:
-            self._close()
-
     def _close(self) -> None:
         port, self._serial = self._serial, None
         self._sync_read_requests.clear()
@@ -135,15 +122,8 @@ class FeetechBus:
         if port is not None:
             try:
                 port.close()
-            except _PORT_ERRORS:
+            except PORT_ERRORS:
                 pass  # already gone with the adapter
-
-    def __enter__(self) -> "FeetechBus":
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
 
     # -- single-servo access -----------------------------------------------------
 
@@ -219,7 +199,7 @@ class FeetechBus:
             frame[-1] = proto.checksum(frame[2:-1])
             try:
                 self._port().write(frame)
-            except _PORT_ERRORS as exc:
+            except PORT_ERRORS as exc:
                 raise self._port_error(exc) from exc
 
     def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
@@ -276,7 +256,7 @@ class FeetechBus:
                 for packet in self._parser.feed(chunk):
                     if packet.id in ids and len(packet.params) == data_len:
                         replies[packet.id] = packet
-        except _PORT_ERRORS as exc:
+        except PORT_ERRORS as exc:
             raise self._port_error(exc) from exc
         self._note_alarms(replies)
         return replies, self._parser.checksum_errors - checksum_errors
