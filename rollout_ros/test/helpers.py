@@ -47,3 +47,15 @@ def lerobot_motor_bus(spec, calibration):
         bus = object.__new__(feetech.FeetechMotorsBus)
         SerialMotorsBus.__init__(bus, '/dev/null', motors, calib)
         return bus
+
+
+def spin_in_background(*nodes):
+    """A single-threaded executor spinning `nodes` on a daemon thread."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    return executor

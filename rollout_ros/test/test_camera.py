@@ -1,13 +1,11 @@
 """The camera node over a video file: images carry their capture time, a
 stall is reported on /diagnostics and recovers, rotation swaps the shape."""
 
-import threading
 import time
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
@@ -16,7 +14,7 @@ from sensor_msgs.msg import Image
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.camera import OpenCVCamera
 from rollout_ros.nodes.camera_node import CameraNode
-from helpers import wait_for
+from helpers import spin_in_background, wait_for
 
 
 
@@ -30,10 +28,7 @@ def camera_node(ros, assets):
                     stall_timeout_s=0.3)
         base.update(params)
         node = CameraNode('camera_test', parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
-        ex = SingleThreadedExecutor()
-        ex.add_node(node)
-        threading.Thread(target=ex.spin, daemon=True).start()
-        nodes.append((node, ex))
+        nodes.append((node, spin_in_background(node)))
         return node
     yield make
     for node, ex in nodes:

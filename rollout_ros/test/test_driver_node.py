@@ -2,11 +2,9 @@
 servos (after safety clipping), present positions come back as JointState,
 the watchdog holds, and torque follows the lifecycle."""
 
-import threading
 import time
 
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
@@ -14,7 +12,7 @@ from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-from helpers import wait_for
+from helpers import spin_in_background, wait_for
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
@@ -28,9 +26,7 @@ def driver(ros, assets, emulator):
         Parameter('robot_id', value=ROBOT_ID),
         Parameter('calibration_dir', value=str(assets['calibration_dir'])),
         Parameter('max_relative_target', value=0.2), Parameter('command_timeout_s', value=0.3)])
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    threading.Thread(target=ex.spin, daemon=True).start()
+    ex = spin_in_background(node)
     yield node
     node.trigger_shutdown()
     ex.shutdown(timeout_sec=1.0)
@@ -108,10 +104,7 @@ def make_driver(assets, emulator, **params):
                 calibration_dir=str(assets['calibration_dir']))
     base.update(params)
     node = RobotDriverNode(parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    threading.Thread(target=ex.spin, daemon=True).start()
-    return node, ex
+    return node, spin_in_background(node)
 
 
 def test_watchdog_holds_within_two_periods(ros, assets, emulator):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
@@ -24,7 +23,7 @@ from rollout_ros.hardware.input.pedal import (DEFAULT_KEY_CODES, INPUT_EVENT, Pe
 from rollout_ros.nodes.keyboard_node import EVENTS_QOS, KeyboardNode
 from rollout_ros.nodes.pedal_node import PedalNode
 from rollout_ros_interfaces.msg import InputEvent
-from helpers import wait_for
+from helpers import spin_in_background, wait_for
 
 PKG = Path(__file__).resolve().parents[1]
 KEY_A, KEY_B, KEY_S = 30, 48, 31   # KEY_S is not configured
@@ -225,10 +224,7 @@ def spin(ros):
     started = []
 
     def start(node):
-        ex = SingleThreadedExecutor()
-        ex.add_node(node)
-        threading.Thread(target=ex.spin, daemon=True).start()
-        started.append((node, ex))
+        started.append((node, spin_in_background(node)))
         return node
     yield start
     for node, ex in started:

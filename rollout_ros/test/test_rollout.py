@@ -15,7 +15,7 @@ from rollout_ros.cli import CameraConfig, run
 from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
-from helpers import lerobot_motor_bus, run_logged
+from helpers import lerobot_motor_bus, run_logged, spin_in_background
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
@@ -260,23 +260,13 @@ def test_external_lifecycle_manager_drives_the_strategy(ros, emulator, rollout_c
     transitions are requested over its change_state service and run inside its
     executor, while it drives the other nodes over theirs (here on another
     executor, as other processes would be)."""
-    import threading as th
-    from rclpy.executors import SingleThreadedExecutor
     from rollout_ros.cli import build_nodes
     from rollout_ros.nodes.lifecycle_client import LifecycleClient
     cfg = rollout_config(duration=0.0, policy_call='service')
     strategy, managed = build_nodes(cfg)
-    executors = []
-    for nodes in (managed, [strategy]):
-        ex = SingleThreadedExecutor()
-        for n in nodes:
-            ex.add_node(n)
-        th.Thread(target=ex.spin, daemon=True).start()
-        executors.append(ex)
+    executors = [spin_in_background(*managed), spin_in_background(strategy)]
     manager = rclpy_node('lifecycle_manager_test')
-    mex = SingleThreadedExecutor()
-    mex.add_node(manager)
-    th.Thread(target=mex.spin, daemon=True).start()
+    mex = spin_in_background(manager)
     try:
         lc = LifecycleClient(manager, '/base_strategy')
         assert lc.wait_ready(10)

@@ -4,11 +4,9 @@ it, an emulated human's motion shows up, an actuated leader moves to a pose
 under a speed cap and lets go, and bad setups fail at configure."""
 
 import math
-import threading
 import time
 
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
@@ -24,7 +22,7 @@ from rollout_ros.hardware.motion import MoveOutcome, linear_move
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.teleop_node import TeleopNode
 from rollout_ros_interfaces.srv import MoveToPose
-from helpers import wait_for
+from helpers import spin_in_background, wait_for
 
 IDS = [1, 2, 3, 4, 5, 6]
 PREFIX = 'left_'
@@ -98,9 +96,7 @@ class Running:
         self.node = TeleopNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.states: list[JointState] = []
         self._sub = self.node.create_subscription(JointState, '~/joint_states', self.states.append, 50)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.executor = spin_in_background(self.node)
 
     def call(self, srv_type, name, request, timeout=5.0):
         client = self.node.create_client(srv_type, f'~/{name}')
