@@ -32,6 +32,8 @@ setup(
             'keyboard = rollout_ros.nodes.keyboard_node:main',
             'pedal = rollout_ros.nodes.pedal_node:main',
             'teleop = rollout_ros.nodes.teleop_node:main',
+            'recorder = rollout_ros.nodes.recorder_node:main',
+            'rollout_dataset = rollout_ros.dataset.cli:main',
         ],
     },
 )
