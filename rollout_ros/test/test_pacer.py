@@ -82,18 +82,22 @@ def test_bad_rate_rejected():
 def test_interpolation_multiplier_commands_between_policy_actions():
     from rollout_ros.core.control_loop import ControlLoop
     actions = iter([{'j.pos': 0.0}, {'j.pos': 3.0}, {'j.pos': 6.0}])
-    calls, commands = [], []
+    calls, commands, recorded = [], [], []
+    obs_ids = iter(range(100))
 
     def policy(obs):
         calls.append(obs)
         return next(actions, None)
-    loop = ControlLoop(50.0, lambda: 'obs', policy, commands.append, action_log_len=10,
-                       interpolation_multiplier=3)
+    loop = ControlLoop(50.0, lambda: next(obs_ids), policy, commands.append, action_log_len=10,
+                       interpolation_multiplier=3, record=lambda o, a: recorded.append((o, a['j.pos'])))
     assert loop.pacer.rate_hz == 150.0
     for _ in range(7):
         loop._tick()
     # First action alone, then 3 linear steps to each next action.
     assert [c['j.pos'] for c in commands] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert len(calls) == 3 and len(loop.action_log) == 3
+    # One row per policy step, on the tick its own action went out, with the
+    # observation it was computed from.
+    assert recorded == [(0, 0.0), (1, 3.0), (2, 6.0)]
     loop._tick()                     # the policy has nothing more: hold and count
     assert commands[-1] == {'j.pos': 6.0} and loop.starved_ticks == 1

@@ -8,6 +8,8 @@ consistent goal and the gap is visible in the figures.
 With `interpolation_multiplier` N the loop runs at fps * N: the policy is
 asked once every N ticks and the commands in between are linear steps
 towards its action, whose own tick is marked by `emitted_policy_action`.
+Recording happens on exactly those ticks (`record(obs, action)`, after the
+command went out), so datasets hold one row per policy step at fps.
 """
 
 import threading
@@ -27,12 +29,15 @@ class ControlLoop:
 
     def __init__(self, fps: float, observe: Callable[[], Observation | None],
                  policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
-                 duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1):
+                 duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1,
+                 record: Callable[[Observation, Action], None] | None = None):
         self.interpolator = ActionInterpolator(interpolation_multiplier)
         self.pacer = Pacer(fps * self.interpolator.multiplier)
         self.observe = observe
         self.policy = policy
         self.command = command
+        self.record = record
+        self.last_obs: Observation | None = None   # what the latest policy action was computed from
         self.duration_s = duration_s
         self.stop_event = threading.Event()
         self.infer_ms = SampleWindow()
@@ -76,11 +81,14 @@ class ControlLoop:
                     self.command(self.last_command)
                 return
             self.last_action = action
+            self.last_obs = obs
             if self.action_log is not None:
                 self.action_log.append(action)
             interpolator.add(action)
         self.last_command = interpolator.get()
         self.command(self.last_command)
+        if self.record is not None and interpolator.emitted_policy_action:
+            self.record(self.last_obs, self.last_action)
 
     def summary(self) -> dict:
         rep = self.pacer.report()
