@@ -1,0 +1,233 @@
+"""DAgger strategy: the policy drives, a human takes over when it goes wrong,
+and the takeovers become training data (`intervention=True`).
+
+Space (or pedal A) pauses and resumes, Tab (pedal B) starts and ends a
+correction, Enter (pedal C) uploads, Esc stops. On pause an actuated leader
+(SO leaders) is driven to the follower's pose at a capped speed by the
+teleop node and goes limp when the correction starts; with a passive leader
+(Koch) the follower instead approaches the leader's pose at
+`handover_speed` before following it. All of that happens without blocking
+the loop: leader moves run in the teleop node, follower approaches are
+speed-capped steps of the loop itself.
+
+Corrections-only (default): each correction is one episode, until
+`num_episodes`. With `record_autonomous` everything is recorded, pauses
+included with their real time stamps, and the recorder rotates episodes as
+sentry does (never in the middle of a correction).
+"""
+
+import sys
+
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+from rollout_ros_interfaces.srv import MoveToPose
+
+from rollout_ros.core.dagger_phases import (AUTONOMOUS, CORRECTING, CORRECTION, PAUSE_RESUME, PAUSED,
+                                            DaggerPhases)
+from rollout_ros.core.errors import ConfigError
+from rollout_ros.hardware.leaders import get_leader_spec
+from rollout_ros.nodes.lifecycle_client import call_blocking
+from rollout_ros.nodes.spin import run_node
+from rollout_ros.strategies.recording import RecordingStrategyNode
+
+
+class DaggerStrategyNode(RecordingStrategyNode):
+
+    strategy_type = 'dagger'
+
+    def __init__(self, node_name: str = 'dagger_strategy', **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.declare('teleop_node', 'teleop', 'Teleop (leader arm) node: its ~/joint_states, ~/move_to '
+                     'and ~/release are used. Required for dagger.')
+        self.declare('teleop_type', 'koch_leader', 'Leader type; decides whether the leader is actuated '
+                     '(driven to the follower on pause) or passive (the follower comes to it).')
+        self.declare('pause_resume_keys', ['space', 'KEY_A'], 'Keys / pedal codes: pause or resume the policy.')
+        self.declare('correction_keys', ['tab', 'KEY_B'], 'Keys / pedal codes: start or end a correction.')
+        self.declare('upload_keys', ['enter', 'KEY_C'], 'Keys / pedal codes: upload saved episodes.')
+        self.declare('record_autonomous', False, 'Record autonomous and paused frames too (episodes '
+                     'rotated by the recorder), not only corrections.')
+        self.declare('num_episodes', 50, 'Corrections-only mode: stop after this many saved corrections.',
+                     min_value=1)
+        self.declare('smooth_handover', True, 'On pause, drive an actuated leader to the follower pose.')
+        self.declare('handover_speed', 0.5, 'Joint speed cap while the follower approaches a passive '
+                     "leader's pose at the start of a correction [rad/s].", min_value=0.01, max_value=10.0)
+        self.declare('leader_move_speed', 0.0, "Speed cap of the leader's move to the follower on pause "
+                     "[rad/s]; 0 = the teleop node's move_speed.", min_value=0.0, max_value=10.0)
+        self.phases = DaggerPhases()
+        self.corrections = 0
+        self.transitions: list[tuple[str, str]] = []
+        self._teleop: dict[str, tuple[float, object]] = {}
+        self._approaching = False
+        self._actuated = False
+        self._move_client = self._release_client = None
+
+    def configure(self) -> None:
+        teleop = self.param('teleop_node').strip('/')
+        if not teleop:
+            raise ConfigError('teleop_node', 'dagger needs a leader arm to correct with.',
+                              'start a teleop node and name it here (teleop:=... in the launch file).')
+        self._actuated = get_leader_spec(self.param('teleop_type')).actuated
+        super().configure()
+        self._subs.append(self._link.create_subscription(
+            JointState, f'/{teleop}/joint_states', self._on_teleop, 10, callback_group=self._io_group))
+        self._move_client = self._link.create_client(MoveToPose, f'/{teleop}/move_to',
+                                                     callback_group=self._io_group)
+        self._release_client = self._link.create_client(Trigger, f'/{teleop}/release',
+                                                        callback_group=self._io_group)
+
+    def cleanup(self) -> None:
+        for client in (self._move_client, self._release_client):
+            if client is not None:
+                self._link.destroy_client(client)
+        self._move_client = self._release_client = None
+        super().cleanup()
+
+    def activate(self) -> None:
+        self.phases.reset()
+        self.corrections = 0
+        self.transitions = []
+        self._approaching = False
+        super().activate()
+
+    def on_loop_started(self) -> None:
+        if self.param('record_autonomous'):
+            self.request('start_episode')
+
+    def before_walk_back(self) -> None:
+        if self._actuated and self.phases.phase != AUTONOMOUS:
+            self._release_leader()
+        super().before_walk_back()
+
+    def intervention(self) -> bool:
+        return self.phases.phase == CORRECTING
+
+    # Operator input -----------------------------------------------------------
+    def on_key(self, key: str) -> None:
+        if key in self.param('pause_resume_keys'):
+            event = PAUSE_RESUME
+        elif key in self.param('correction_keys'):
+            event = CORRECTION
+        elif key in self.param('upload_keys'):
+            if self.phases.phase == CORRECTING:
+                self.get_logger().info('upload postponed: not during a correction')
+            else:
+                self.request('push')
+            return
+        else:
+            return
+        if not self.phases.request(event):
+            self.get_logger().info(f'{key}: no {event} from {self.phases.phase}')
+
+    def _on_teleop(self, msg: JointState) -> None:
+        for name, pos in zip(msg.name, msg.position):
+            self._teleop[name] = (pos, msg.header.stamp)
+
+    # The loop's action source -------------------------------------------------
+    def _policy(self, obs):
+        for old, new in self.phases.consume():
+            self._on_transition(old, new)
+        phase = self.phases.phase
+        if phase == AUTONOMOUS:
+            return super()._policy(obs)
+        if phase == PAUSED:
+            return self.loop.last_command or obs[0]
+        return self._correction_action(obs)
+
+    def _correction_action(self, obs):
+        names = self.mapper.ros_joint_names
+        max_age = self.param('max_frame_age_s')
+        if any(n not in self._teleop or self._age_s(self._teleop[n][1]) > max_age for n in names):
+            return None    # no fresh leader pose: hold and count the tick, record nothing
+        target = np.array([self._teleop[n][0] for n in names])
+        if self._approaching:
+            current = np.array(self.mapper.joint_command(self.loop.last_command or obs[0])[1])
+            step = self.param('handover_speed') / self.param('fps')
+            delta = target - current
+            if np.all(np.abs(delta) <= step):
+                self._approaching = False
+            else:
+                target = current + np.clip(delta, -step, step)
+        return self.mapper.observation_state(names, target.tolist())
+
+    def _on_transition(self, old: str, new: str) -> None:
+        """Runs on the loop thread between two ticks: anything slow goes to the worker."""
+        self.transitions.append((old, new))
+        self.get_logger().info(f'dagger: {old} -> {new}')
+        self.speaker.say(new)
+        corrections_only = not self.param('record_autonomous')
+        if new == PAUSED and old == AUTONOMOUS:
+            if self._actuated and self.param('smooth_handover'):
+                pose = self.loop.last_command
+                if pose is not None:
+                    self.run_async(lambda: self._move_leader(pose))
+        elif new == CORRECTING:
+            # Even an actuated leader, just driven to the follower, may have been
+            # nudged: the follower never jumps to it.
+            self._approaching = True
+            if self._actuated:
+                self.run_async(self._release_leader)
+            if corrections_only:
+                self.request('start_episode')
+        elif new == PAUSED and old == CORRECTING:
+            if corrections_only:
+                self.corrections += 1
+                self.request('save_episode')
+                if self.corrections >= self.param('num_episodes'):
+                    self.get_logger().info(f'{self.corrections} corrections recorded: done')
+                    self.loop.stop()
+            if self._actuated:
+                pose = self.loop.last_command
+                if pose is not None:
+                    self.run_async(lambda: self._move_leader(pose))
+        elif new == AUTONOMOUS:
+            self._reset_policy()
+            self.loop.interpolator.reset()
+            if self._actuated:
+                self.run_async(self._release_leader)
+
+    def _reset_policy(self) -> None:
+        """The policy starts afresh from the pose the human left: queued actions
+        (an ACT chunk, an RTC queue) were planned for a world that is gone."""
+        policy = self.local_policy
+        if policy is None:
+            self.run_async(lambda: self._call_policy_reset())
+            return
+        if getattr(policy, 'chunker', None) is not None:
+            policy.chunker.reset()
+        elif getattr(policy, 'engine', None) is not None:
+            policy.engine.reset()
+
+    def _call_policy_reset(self) -> None:
+        service = self.param('policy_service').rsplit('/', 1)[0] + '/reset'
+        client = self._link.create_client(Trigger, service, callback_group=self._io_group)
+        try:
+            if not client.wait_for_service(timeout_sec=1.0):
+                self.get_logger().warning(f'{service} unavailable: the policy keeps its queued actions')
+                return
+            call_blocking(client, Trigger.Request(), 2.0)
+        finally:
+            self._link.destroy_client(client)
+
+    # Leader -------------------------------------------------------------------
+    def _move_leader(self, action) -> None:
+        names, positions = self.mapper.joint_command(action)
+        req = MoveToPose.Request()
+        req.target = JointState(name=names, position=positions)
+        req.max_speed = float(self.param('leader_move_speed'))
+        resp = call_blocking(self._move_client, req, 5.0) if self._move_client.wait_for_service(
+            timeout_sec=1.0) else None
+        if resp is None or not resp.success:
+            self.get_logger().warning(f"leader move refused: {resp.message if resp else 'no teleop node'}")
+
+    def _release_leader(self) -> None:
+        if self._release_client.wait_for_service(timeout_sec=1.0):
+            call_blocking(self._release_client, Trigger.Request(), 2.0)
+
+
+def main(args=None):
+    return run_node(DaggerStrategyNode, args, autostart=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
