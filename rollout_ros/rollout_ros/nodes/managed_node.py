@@ -9,7 +9,7 @@ what a failed configure acquired, and returns FAILURE.
 
 import traceback
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from rollout_ros.core.errors import ConfigError
@@ -22,18 +22,26 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, node_name: str, **kwargs):
         self.last_error: str = ''
+        self.structural_params: set[str] = set()
         super().__init__(node_name, **kwargs)
+        self.add_on_set_parameters_callback(self._refuse_structural_change)
 
     # Parameters -------------------------------------------------------------
     def declare(self, name: str, default, description: str, *, read_only: bool = True,
                 min_value=None, max_value=None, additional_constraints: str = ''):
         """Declare a parameter with a descriptor (shown by `ros2 param describe`).
 
-        Structural parameters are read-only: they take effect at configure and
-        changing them under a running robot would be unsafe.
+        `read_only` marks a structural parameter: it takes effect at configure,
+        so `ros2 param set` takes it only while the node is unconfigured and
+        refuses it otherwise with the reason (changing a port or a checkpoint
+        under a running robot would be unsafe, and silently ignoring the change
+        would be worse). The others (e.g. `task`) apply live.
         """
-        desc = ParameterDescriptor(description=description, read_only=read_only,
-                                   additional_constraints=additional_constraints)
+        if read_only:
+            self.structural_params.add(name)
+            additional_constraints = ' '.join(filter(None, [
+                additional_constraints, 'Set only while the node is unconfigured (applies at configure).']))
+        desc = ParameterDescriptor(description=description, additional_constraints=additional_constraints)
         if min_value is not None or max_value is not None:
             if isinstance(default, float):
                 desc.floating_point_range = [FloatingPointRange(
@@ -47,6 +55,15 @@ class ManagedNode(LifecycleNode):
 
     def param(self, name: str):
         return self.get_parameter(name).value
+
+    def _refuse_structural_change(self, params) -> SetParametersResult:
+        state = self.state_label
+        locked = [p.name for p in params if p.name in self.structural_params]
+        if locked and state != 'unconfigured':
+            return SetParametersResult(successful=False, reason=(
+                f'{", ".join(locked)} take effect at configure and the node is {state}: '
+                'deactivate and clean it up first (ros2 lifecycle set <node> cleanup), then set and configure.'))
+        return SetParametersResult(successful=True)
 
     @property
     def state_label(self) -> str:
