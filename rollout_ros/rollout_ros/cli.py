@@ -24,9 +24,16 @@ from rollout_ros.nodes.camera_node import CameraNode
 from rollout_ros.nodes.policy_node import PolicyNode
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
 from rollout_ros.nodes.spin import install_stop_signals, make_executor
+from rollout_ros.recording_config import (RECORDING_STRATEGIES, RecordingConfig, add_recording_flags,
+                                          check_recording, recorder_params, recording_from_args,
+                                          strategy_params)
 from rollout_ros.strategies.base_strategy import BaseStrategyNode
+from rollout_ros.strategies.dagger import DaggerStrategyNode
+from rollout_ros.strategies.highlight import HighlightStrategyNode
+from rollout_ros.strategies.sentry import SentryStrategyNode
 
-STRATEGIES = {'base': BaseStrategyNode}
+STRATEGIES = {'base': BaseStrategyNode, 'sentry': SentryStrategyNode, 'highlight': HighlightStrategyNode,
+              'dagger': DaggerStrategyNode}
 SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
                 'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms')
 
@@ -68,6 +75,7 @@ class RolloutConfig:
     max_guidance_weight: float = 10.0
     prefix_attention_schedule: str = 'LINEAR'
     action_log_len: int = 0
+    recording: RecordingConfig | None = None
 
 
 def parse_cameras(text: str) -> list[CameraConfig]:
@@ -105,7 +113,9 @@ def parse_cameras(text: str) -> list[CameraConfig]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='rollout', description=__doc__.splitlines()[0])
     a = p.add_argument
-    a('--strategy.type', dest='strategy', default='base', help='base (others: later releases)')
+    a('--strategy.type', dest='strategy', default='base', choices=sorted(STRATEGIES),
+      help='base: run; sentry: record everything; highlight: keep the last seconds, save on a key; '
+      'dagger: human corrections recorded')
     a('--policy.path', dest='policy_path', default='', help='checkpoint dir or Hub id')
     a('--policy.device', '--device', dest='device', default='cpu', help='cpu, cuda, mps or auto')
     a('--robot.type', dest='robot_type', default='koch_follower')
@@ -138,20 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     a('--inference.rtc.prefix_attention_schedule', '--inference.prefix_attention_schedule',
       dest='prefix_attention_schedule', default='LINEAR', choices=('LINEAR', 'EXP', 'ONES', 'ZEROS'))
     a('--summary_json', default='', help='also write the summary to this file')
+    add_recording_flags(p)
     return p
 
 
 def config_from_args(ns) -> RolloutConfig:
-    if ns.strategy not in STRATEGIES:
-        raise ConfigError('--strategy.type', f'{ns.strategy!r} is not available.',
-                          f'use one of {sorted(STRATEGIES)}.')
+    recording = recording_from_args(ns)
+    check_recording(ns.strategy, ns.fps, ns.task, recording)
     return RolloutConfig(
         policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
         arm_ports={side: port for side, port in (('left', ns.left_port), ('right', ns.right_port)) if port},
         robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
         use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
-        strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task, device=ns.device,
+        strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task or ns.dataset_single_task,
+        device=ns.device, recording=recording if ns.strategy in RECORDING_STRATEGIES else None,
         rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads,
         inference_type=ns.inference_type, queue_threshold=ns.queue_threshold,
         interpolation_multiplier=ns.interpolation_multiplier,
@@ -185,16 +196,48 @@ def build_nodes(cfg: RolloutConfig):
         camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
         fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]
     managed = [policy, *cameras, *drivers]
+    extra = {}
+    if cfg.strategy in RECORDING_STRATEGIES:
+        recording_nodes, extra = build_recording_nodes(cfg, robot)
+        managed += recording_nodes
     strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
         interpolation_multiplier=cfg.interpolation_multiplier,
         policy_service=f'/{cfg.policy_node_name}/infer',
-        managed_nodes=[n.get_name() for n in managed], **robot))
+        managed_nodes=[n.get_name() for n in managed], **robot, **extra))
     strategy.local_nodes = {n.get_name(): n for n in managed}
     if cfg.policy_call == 'direct':
         strategy.local_policy = policy
     strategy.action_log_len = cfg.action_log_len
     return strategy, managed
+
+
+def build_recording_nodes(cfg: RolloutConfig, robot: dict):
+    """Teleop (dagger), recorder and operator input for a recording strategy,
+    and the strategy parameters that point at them."""
+    from rollout_ros.nodes.recorder_node import RecorderNode
+
+    rec = cfg.recording or RecordingConfig()
+    check_recording(cfg.strategy, cfg.fps, cfg.task, rec)
+    nodes = []
+    if cfg.strategy == 'dagger':
+        from rollout_ros.nodes.teleop_node import TeleopNode
+        nodes.append(TeleopNode('teleop', parameter_overrides=_params(
+            teleop_type=rec.teleop.type, teleop_port=rec.teleop.port, teleop_id=rec.teleop.id, **robot)))
+    strategy_node = f'{cfg.strategy}_strategy'
+    nodes.append(RecorderNode('recorder', parameter_overrides=_params(
+        **recorder_params(cfg.strategy, strategy_node, cfg.fps, robot, cfg.cameras, rec))))
+    input_topics = []
+    if cfg.strategy in ('highlight', 'dagger') and rec.input_device != 'none':
+        if rec.input_device == 'pedal':
+            from rollout_ros.nodes.pedal_node import PedalNode
+            overrides = _params(device_path=rec.pedal_device_path) if rec.pedal_device_path else []
+            nodes.append(PedalNode('pedal', parameter_overrides=overrides))
+        else:
+            from rollout_ros.nodes.keyboard_node import KeyboardNode
+            nodes.append(KeyboardNode('keyboard', parameter_overrides=_params(tty_path=rec.tty_path)))
+        input_topics.append(f'/{nodes[-1].get_name()}/events')
+    return nodes, strategy_params(cfg.strategy, rec, 'recorder', 'teleop', input_topics or ['/keyboard/events'])
 
 
 def build_drivers(cfg: RolloutConfig, robot: dict) -> list[RobotDriverNode]:

@@ -1,0 +1,186 @@
+"""The recording half of a rollout's configuration (dataset, strategy options,
+teleop, operator input), with lerobot-rollout's flag names, and the nodes it
+adds next to policy, cameras and drivers: recorder, teleop, keyboard or pedal.
+
+Kept apart from cli.py so the Python API, the demo and the CLI build the
+same nodes from the same objects.
+"""
+
+import argparse
+from dataclasses import dataclass, field
+
+from rollout_ros.core.errors import ConfigError
+
+RECORDING_STRATEGIES = ('sentry', 'highlight', 'dagger')
+INPUT_DEVICES = ('keyboard', 'pedal', 'none')
+
+
+@dataclass
+class DatasetConfig:
+    repo_id: str = ''
+    root: str = ''
+    single_task: str = ''
+    fps: int = 0                      # 0 = the rollout's fps; anything else must equal it
+    push_to_hub: bool = True
+    private: bool = False
+    tags: list[str] = field(default_factory=list)
+    num_episodes: int = 50
+    vcodec: str = 'libsvtav1'
+    stamp_repo_id: bool = True
+
+
+@dataclass
+class TeleopConfig:
+    type: str = ''
+    port: str = ''
+    id: str = 'leader'
+
+
+@dataclass
+class RecordingConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    teleop: TeleopConfig = field(default_factory=TeleopConfig)
+    resume: bool = False
+    play_sounds: bool = True
+    upload_every_n_episodes: int = 5
+    target_video_file_size_mb: float = 0.0     # 0 = lerobot's 200 MB
+    ring_buffer_seconds: float = 10.0
+    ring_buffer_max_memory_mb: float = 1024.0
+    save_key: str = 's'
+    push_key: str = 'h'
+    discard_key: str = 'd'
+    num_episodes: int = 0                      # dagger; 0 = dataset.num_episodes
+    record_autonomous: bool = False
+    smooth_handover: bool = True
+    input_device: str = 'keyboard'
+    keyboard_keys: dict[str, str] = field(default_factory=lambda: {
+        'pause_resume': 'space', 'correction': 'tab', 'upload': 'enter'})
+    pedal_keys: dict[str, str] = field(default_factory=lambda: {
+        'pause_resume': 'KEY_A', 'correction': 'KEY_B', 'upload': 'KEY_C'})
+    pedal_device_path: str = ''
+    tty_path: str = ''
+    bag_path: str = ''
+
+
+def _flag_bool(text) -> bool:
+    return str(text).lower() in ('1', 'true', 'yes', 'on')
+
+
+def add_recording_flags(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a('--dataset.repo_id', dest='dataset_repo_id', default='',
+      help='required by sentry/highlight/dagger; name must start with rollout_')
+    a('--dataset.root', dest='dataset_root', default='', help="'' = $HF_LEROBOT_HOME/<repo_id>")
+    a('--dataset.single_task', dest='dataset_single_task', default='', help='same as --task')
+    a('--dataset.fps', dest='dataset_fps', type=int, default=0, help='must equal --fps when given')
+    a('--dataset.push_to_hub', dest='dataset_push_to_hub', default='true')
+    a('--dataset.private', dest='dataset_private', default='false')
+    a('--dataset.tags', dest='dataset_tags', default='', help='comma-separated Hub tags')
+    a('--dataset.num_episodes', dest='dataset_num_episodes', type=int, default=50)
+    a('--dataset.vcodec', '--dataset.rgb_encoder.vcodec', dest='dataset_vcodec', default='libsvtav1')
+    a('--dataset.no_stamp', dest='dataset_no_stamp', default='false',
+      help="keep repo_id as given instead of appending lerobot's _YYYYmmdd_HHMMSS")
+    a('--teleop.type', dest='teleop_type', default='', help='leader arm for dagger, e.g. koch_leader')
+    a('--teleop.port', dest='teleop_port', default='')
+    a('--teleop.id', dest='teleop_id', default='leader')
+    a('--resume', default='false', help='continue the dataset at --dataset.root')
+    a('--play_sounds', default='true', help='speak events (spd-say/espeak where present)')
+    a('--strategy.upload_every_n_episodes', dest='upload_every_n_episodes', type=int, default=5)
+    a('--strategy.target_video_file_size_mb', dest='target_video_file_size_mb', type=float, default=0.0,
+      help='sentry/dagger rotation target; 0 = 200 MB as lerobot')
+    a('--strategy.ring_buffer_seconds', dest='ring_buffer_seconds', type=float, default=10.0)
+    a('--strategy.ring_buffer_max_memory_mb', dest='ring_buffer_max_memory_mb', type=float, default=1024.0)
+    a('--strategy.save_key', dest='save_key', default='s')
+    a('--strategy.push_key', dest='push_key', default='h')
+    a('--strategy.discard_key', dest='discard_key', default='d')
+    a('--strategy.num_episodes', dest='strategy_num_episodes', type=int, default=0,
+      help='dagger corrections to record; 0 = --dataset.num_episodes')
+    a('--strategy.record_autonomous', dest='record_autonomous', default='false')
+    a('--strategy.smooth_handover', dest='smooth_handover', default='true')
+    a('--strategy.input_device', dest='input_device', default='keyboard', choices=INPUT_DEVICES)
+    for event, key in RecordingConfig().keyboard_keys.items():
+        a(f'--strategy.keyboard.{event}', dest=f'keyboard_{event}', default=key)
+    for event, key in RecordingConfig().pedal_keys.items():
+        a(f'--strategy.pedal.{event}', dest=f'pedal_{event}', default=key)
+    a('--strategy.pedal.device_path', dest='pedal_device_path', default='')
+    a('--strategy.tty_path', dest='tty_path', default='', help="keyboard node's terminal; '' = this one")
+    a('--bag_path', default='', help='also record the session as a rosbag2 directory here')
+
+
+def recording_from_args(ns) -> RecordingConfig:
+    tags = [t.strip() for t in ns.dataset_tags.split(',') if t.strip()]
+    return RecordingConfig(
+        dataset=DatasetConfig(
+            repo_id=ns.dataset_repo_id, root=ns.dataset_root, single_task=ns.dataset_single_task,
+            fps=ns.dataset_fps, push_to_hub=_flag_bool(ns.dataset_push_to_hub),
+            private=_flag_bool(ns.dataset_private), tags=tags, num_episodes=ns.dataset_num_episodes,
+            vcodec=ns.dataset_vcodec, stamp_repo_id=not _flag_bool(ns.dataset_no_stamp)),
+        teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id),
+        resume=_flag_bool(ns.resume), play_sounds=_flag_bool(ns.play_sounds),
+        upload_every_n_episodes=ns.upload_every_n_episodes,
+        target_video_file_size_mb=ns.target_video_file_size_mb,
+        ring_buffer_seconds=ns.ring_buffer_seconds, ring_buffer_max_memory_mb=ns.ring_buffer_max_memory_mb,
+        save_key=ns.save_key, push_key=ns.push_key, discard_key=ns.discard_key,
+        num_episodes=ns.strategy_num_episodes, record_autonomous=_flag_bool(ns.record_autonomous),
+        smooth_handover=_flag_bool(ns.smooth_handover), input_device=ns.input_device,
+        keyboard_keys={e: getattr(ns, f'keyboard_{e}') for e in RecordingConfig().keyboard_keys},
+        pedal_keys={e: getattr(ns, f'pedal_{e}') for e in RecordingConfig().pedal_keys},
+        pedal_device_path=ns.pedal_device_path, tty_path=ns.tty_path, bag_path=ns.bag_path)
+
+
+def check_recording(strategy: str, fps: float, task: str, rec: RecordingConfig | None) -> None:
+    """lerobot-rollout's rules, plus the traps it leaves open, before anything starts."""
+    if strategy not in RECORDING_STRATEGIES:
+        if rec is not None and rec.dataset.repo_id:
+            raise ConfigError('--dataset.repo_id', f'the {strategy} strategy records nothing.',
+                              'drop the --dataset.* flags, or use --strategy.type=sentry.')
+        return
+    if rec is None or not rec.dataset.repo_id:
+        raise ConfigError('--dataset.repo_id', f'the {strategy} strategy records a dataset and needs its name.',
+                          'pass --dataset.repo_id=<user>/rollout_<name>.')
+    if rec.dataset.fps and rec.dataset.fps != fps:
+        raise ConfigError('--dataset.fps', f'{rec.dataset.fps} differs from --fps={fps:g}; the dataset '
+                          'would claim a rate its frames were not recorded at.',
+                          'drop --dataset.fps or make both equal.')
+    if rec.dataset.single_task and task and rec.dataset.single_task != task:
+        raise ConfigError('--dataset.single_task', f'{rec.dataset.single_task!r} differs from --task={task!r}.',
+                          'give one of them.')
+    if strategy == 'dagger' and not rec.teleop.type:
+        raise ConfigError('--teleop.type', 'dagger needs a leader arm for the corrections.',
+                          'pass --teleop.type=koch_leader --teleop.port=/dev/ttyACM1 (and --teleop.id).')
+    if rec.resume and not rec.dataset.root:
+        raise ConfigError('--dataset.root', '--resume needs the dataset directory to continue.',
+                          'pass --dataset.root=<path of the dataset to continue>.')
+
+
+def recorder_params(strategy: str, strategy_node: str, fps: float, robot: dict, cameras, rec: RecordingConfig,
+                    joint_prefixes=None) -> dict:
+    """Parameters of the recorder node for a recording strategy."""
+    return dict(
+        repo_id=rec.dataset.repo_id, root=rec.dataset.root, resume=rec.resume,
+        stamp_repo_id=rec.dataset.stamp_repo_id, fps=int(round(fps)),
+        robot_type=robot['robot_type'],
+        camera_names=[c.name for c in cameras], camera_shapes=[f'{c.height}x{c.width}' for c in cameras],
+        frames_topic=f'/{strategy_node}/frames', intervention=strategy == 'dagger',
+        vcodec=rec.dataset.vcodec, push_to_hub=rec.dataset.push_to_hub, private=rec.dataset.private,
+        tags=rec.dataset.tags, upload_every_n_episodes=rec.upload_every_n_episodes,
+        auto_rotate=strategy == 'sentry' or (strategy == 'dagger' and rec.record_autonomous),
+        target_video_file_size_mb=float(rec.target_video_file_size_mb),
+        ring_buffer_seconds=float(rec.ring_buffer_seconds) if strategy == 'highlight' else 0.0,
+        ring_buffer_max_memory_mb=float(rec.ring_buffer_max_memory_mb),
+        bag_path=rec.bag_path)
+
+
+def strategy_params(strategy: str, rec: RecordingConfig, recorder: str, teleop: str, input_topics) -> dict:
+    """Parameters a recording strategy node gets on top of the base ones."""
+    params = dict(recorder_node=recorder, play_sounds=rec.play_sounds, input_topics=list(input_topics))
+    if strategy == 'highlight':
+        params.update(save_key=rec.save_key, push_key=rec.push_key, discard_key=rec.discard_key)
+    if strategy == 'dagger':
+        keys = rec.pedal_keys if rec.input_device == 'pedal' else rec.keyboard_keys
+        params.update(teleop_node=teleop, teleop_type=rec.teleop.type,
+                      pause_resume_keys=[keys['pause_resume']], correction_keys=[keys['correction']],
+                      upload_keys=[keys['upload']], record_autonomous=rec.record_autonomous,
+                      num_episodes=rec.num_episodes or rec.dataset.num_episodes,
+                      smooth_handover=rec.smooth_handover)
+    return params
