@@ -66,6 +66,10 @@ class BaseStrategyNode(ManagedNode):
                      min_value=0.1)
         self.local_policy = None       # set when composed in one process with the policy node
         self.local_nodes: dict = {}    # name -> node, to report their errors in-process
+        # Injectable feature-space processors (Python API): robot state features
+        # -> what the policy and the dataset see; policy action -> robot action.
+        self.observation_processor = None
+        self.action_processor = None
         self.finished = threading.Event()
         self.loop: ControlLoop | None = None
         self.summary: dict = {}
@@ -79,6 +83,7 @@ class BaseStrategyNode(ManagedNode):
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = None
+        self.last_command_stamp = None
         self._infer_client = None
         self._io_group = ReentrantCallbackGroup()
         # Service calls to the managed nodes (lifecycle, policy) and every
@@ -331,6 +336,8 @@ class BaseStrategyNode(ManagedNode):
                 return None
             images[cam] = img
         state = self.mapper.observation_state(names, [joints[n][0] for n in names])
+        if self.observation_processor is not None:
+            state = self.observation_processor(state)
         return state, images, min((joints[n][1] for n in names), key=lambda t: (t.sec, t.nanosec))
 
     def _policy(self, obs):
@@ -352,11 +359,14 @@ class BaseStrategyNode(ManagedNode):
         return dict(zip(resp.action_names, resp.action))
 
     def _command(self, action) -> None:
+        if self.action_processor is not None:
+            action = self.action_processor(action)
         names, positions = self.mapper.joint_command(action)
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.name = names
         msg.position = positions
+        self.last_command_stamp = msg.header.stamp
         self._cmd_pub.publish(msg)
 
     def _publish_status(self, final: bool = False) -> None:

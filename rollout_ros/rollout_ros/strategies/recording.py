@@ -50,7 +50,6 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._rec_clients: dict = {}
         self._pending: RolloutFrame | None = None
         self._executed: dict[tuple[int, int], dict[str, float]] = {}
-        self._last_cmd_stamp = None
         self._requests: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self.speaker = Speaker()
@@ -197,15 +196,6 @@ class RecordingStrategyNode(BaseStrategyNode):
         return False, why
 
     # Frames -------------------------------------------------------------------
-    def _command(self, action) -> None:
-        names, positions = self.mapper.joint_command(action)
-        msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = names
-        msg.position = positions
-        self._last_cmd_stamp = msg.header.stamp
-        self._cmd_pub.publish(msg)
-
     def _on_executed(self, msg: JointState) -> None:
         # One entry per command stamp; several drivers (one per arm) each add their joints.
         key = stamp_key(msg.header.stamp)
@@ -221,7 +211,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         frame.state = [float(v) for v in state.values()]
         frame.action_names = list(action)
         frame.action = [float(v) for v in action.values()]
-        frame.action_sent = self._last_cmd_stamp
+        frame.action_sent = self.last_command_stamp
         frame.intervention = self.intervention()
         frame.task = self.param('task')
         frame.camera_names = list(images)
@@ -239,7 +229,9 @@ class RecordingStrategyNode(BaseStrategyNode):
         names = self.mapper.ros_joint_names
         if all(n in executed for n in names):
             values = self.mapper.observation_state(names, [executed[n] for n in names])
-            frame.action_executed = [float(values[a]) for a in frame.action_names]
+            # With an action processor the policy's action space may not be the joints'.
+            if all(a in values for a in frame.action_names):
+                frame.action_executed = [float(values[a]) for a in frame.action_names]
         self._frames_pub.publish(frame)
 
 
