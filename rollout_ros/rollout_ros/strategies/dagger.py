@@ -102,6 +102,14 @@ class DaggerStrategyNode(RecordingStrategyNode):
     def intervention(self) -> bool:
         return self.phases.phase == CORRECTING
 
+    def fill_status(self, msg) -> None:
+        super().fill_status(msg)
+        msg.phase = self.phases.phase
+
+    def summary_extras(self) -> dict:
+        return {**super().summary_extras(), 'corrections': self.corrections,
+                'transitions': [f'{a}->{b}' for a, b in self.transitions]}
+
     # Operator input -----------------------------------------------------------
     def on_key(self, key: str) -> None:
         if key in self.param('pause_resume_keys'):

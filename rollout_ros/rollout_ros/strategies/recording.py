@@ -195,6 +195,15 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.get_logger().error(text)
         return False, why
 
+    # Status -------------------------------------------------------------------
+    def fill_status(self, msg) -> None:
+        msg.recording = self.recording
+        msg.episodes_saved = self.episodes_saved
+        msg.recorder_errors = len(self.recorder_errors)
+
+    def summary_extras(self) -> dict:
+        return {'episodes': self.episodes_saved, 'recorder_errors': len(self.recorder_errors)}
+
     # Frames -------------------------------------------------------------------
     def _on_executed(self, msg: JointState) -> None:
         # One entry per command stamp; several drivers (one per arm) each add their joints.
