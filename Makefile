@@ -9,9 +9,10 @@ setup:
 	@bash scripts/setup_env.sh
 
 ROBOT ?= koch_follower
+STRATEGY ?= base
 
 demo: setup
-	@$(PY) -m rollout_ros.demo --robot $(ROBOT) $(DEMO_ARGS)
+	@$(PY) -m rollout_ros.demo --robot $(ROBOT) --strategy $(STRATEGY) $(DEMO_ARGS)
 
 test: setup
 	@$(PY) -m pytest -q rollout_ros/test

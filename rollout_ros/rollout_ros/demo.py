@@ -1,13 +1,25 @@
-"""`make demo`: a real base rollout on the embedded default.
+"""`make demo`: a real rollout on the embedded default.
 
 An emulated arm on a pseudo-terminal (its own process: a Koch follower driven
 through dynamixel-sdk by our driver node, or an SO-100/SO-101 through our
 Feetech protocol over pyserial), a camera node reading a generated
 video file through OpenCV, a tiny random-weight ACT checkpoint saved in
-LeRobot's format, and the base strategy running the loop at 30 Hz.
+LeRobot's format, and a strategy running the loop at 30 Hz:
+
+- base: the run alone;
+- sentry: everything recorded, episodes rotated at a small video size so a
+  short demo shows several;
+- highlight: a scripted operator presses the save key twice, twice over:
+  each episode starts with the seconds before the first press;
+- dagger: an emulated Koch leader arm moved by an emulated hand; a scripted
+  operator pauses, corrects twice (two episodes, intervention frames) and
+  resumes.
+
+Recording strategies write a LeRobot v3 dataset under .demo/datasets/.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -70,6 +82,47 @@ def start_emulator(log_path: Path, initial: list[int], robot_type: str = ROBOT_T
     return proc, line.split(' ', 1)[1]
 
 
+DEMO_KEYS = {
+    # (seconds after the loop starts, key)
+    'highlight': [(4.0, 's'), (6.0, 's'), (9.0, 's'), (11.0, 's')],
+    'dagger': [(3.0, 'space'), (4.0, 'tab'), (6.5, 'tab'), (7.5, 'tab'), (10.0, 'tab'), (11.0, 'space')],
+}
+LEADER_ID = 'demo_leader'
+
+
+def prepare_leader(workdir: Path) -> dict[int, int]:
+    """A Koch leader calibration (the follower's ranges) and its start pose."""
+    from rollout_ros.hardware.leaders import get_leader_spec, leader_calibration_paths
+
+    spec = get_leader_spec('koch_leader')
+    follower = get_robot_spec(ROBOT_TYPE)
+    calib = {m.name: MotorCalibration(m.id, 0, 0, *DEMO_RANGES[m.name]) for m in follower.motors}
+    save_calibration(leader_calibration_paths(workdir / 'calibration', spec, LEADER_ID)[0], calib)
+    # A little off the follower's pose: the follower has to come to the leader.
+    return {m.id: int((lo + hi) / 2) + 120 for m, (lo, hi) in
+            ((m, DEMO_RANGES[m.name]) for m in follower.motors)}
+
+
+def recording_for(strategy: str, workdir: Path):
+    from rollout_ros.recording_config import DatasetConfig, RecordingConfig, TeleopConfig
+
+    if strategy == 'base':
+        return None
+    import time
+    root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}"
+    return RecordingConfig(
+        dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
+        teleop=TeleopConfig('koch_leader', '', LEADER_ID), play_sounds=False,
+        # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
+        target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
+        input_device='none', input_topics=['/demo_operator/events'])
+
+
+def dataset_figures(root: str) -> dict:
+    info = json.loads((Path(root) / 'meta' / 'info.json').read_text())
+    return {'dataset_root': root, 'episodes': info['total_episodes'], 'frames': info['total_frames']}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='rollout_demo', description=__doc__.splitlines()[0])
     p.add_argument('--workdir', default='.demo', help='where checkpoint, video and logs go')
@@ -78,10 +131,13 @@ def main(argv=None) -> int:
     p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
     p.add_argument('--inference', choices=('sync', 'rtc'), default='sync',
                    help='rtc: chunks come from a background thread; the loop never waits')
+    p.add_argument('--strategy', default='base', choices=('base', 'sentry', 'highlight', 'dagger'))
     p.add_argument('--robot', default=ROBOT_TYPE,
                    choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
                    help='which emulated arm')
     args = p.parse_args(argv)
+    if args.strategy == 'dagger' and args.robot != ROBOT_TYPE:
+        p.error(f'the dagger demo has an emulated Koch leader: use --robot {ROBOT_TYPE}')
 
     workdir = Path(args.workdir).resolve()
     log_dir = workdir / 'logs'
@@ -90,8 +146,8 @@ def main(argv=None) -> int:
     print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
     assets = prepare(workdir, args.robot)
     emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
-    print(f'[demo] emulated {args.robot} on {port}; running base rollout for {args.duration:g} s '
-          f'at {args.fps:g} Hz', flush=True)
+    print(f'[demo] emulated {args.robot} on {port}; running a {args.strategy} rollout for '
+          f'{args.duration:g} s at {args.fps:g} Hz', flush=True)
 
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -107,22 +163,50 @@ def main(argv=None) -> int:
         inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,
         # a second torch worker woken from idle each chunk costs more than it gives.
-        torch_threads=1)
+        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir))
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
-    try:
-        summary = run(cfg, stop)
-    except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
-        print(f'[demo] error: {e}', file=sys.stderr)
-        return 1
-    finally:
-        rclpy.try_shutdown()
-        emulator.terminate()
-        emulator.wait(timeout=5)
+    with contextlib.ExitStack() as stack:
+        if args.strategy == 'dagger':
+            cfg.recording.teleop.port = stack.enter_context(emulated_leader(workdir))
+        try:
+            summary = run(cfg, stop, on_started=scripted_operator(DEMO_KEYS.get(args.strategy, [])))
+        except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
+            print(f'[demo] error: {e}', file=sys.stderr)
+            return 1
+        finally:
+            rclpy.try_shutdown()
+            emulator.terminate()
+            emulator.wait(timeout=5)
+    if cfg.recording is not None:
+        summary.update(dataset_figures(cfg.recording.dataset.root))
     (workdir / 'summary.json').write_text(json.dumps(summary))
     print(format_summary(summary, str(log_dir)))
     return 0
+
+
+@contextlib.contextmanager
+def emulated_leader(workdir: Path):
+    """An emulated Koch leader on a pty, moved by an emulated hand; yields its port."""
+    from rollout_ros.hardware.emulator.human import EmulatedHuman, sinusoid
+    from rollout_ros.hardware.emulator.servo_bus_emulator import KOCH_IDS, ServoBusEmulator
+
+    initial = prepare_leader(workdir)
+    with ServoBusEmulator({i: 'xl330-m077' for i in KOCH_IDS}, tau=0.02, initial_positions=initial) as emu:
+        with EmulatedHuman(emu, sinusoid(KOCH_IDS, amplitude=120, period_s=3.0)):
+            yield emu.port
+
+
+def scripted_operator(presses: list[tuple[float, str]]):
+    """on_started hook: an operator pressing keys once the loop runs."""
+    from rollout_ros.nodes.scripted_input import ScriptedInput
+
+    def start(rollout):
+        operator = ScriptedInput(rollout.strategy, '/demo_operator/events', presses)
+        operator.start()
+        return operator.stop
+    return start if presses else None
 
 
 if __name__ == '__main__':

@@ -60,6 +60,9 @@ class RecordingConfig:
     pedal_device_path: str = ''
     tty_path: str = ''
     bag_path: str = ''
+    # InputEvent topics the strategy listens to besides its own input node's
+    # (a scripted operator, your own buttons).
+    input_topics: list[str] = field(default_factory=list)
 
 
 def _flag_bool(text) -> bool:
@@ -155,8 +158,9 @@ def check_recording(strategy: str, fps: float, task: str, rec: RecordingConfig |
 
 def recorder_params(strategy: str, strategy_node: str, fps: float, robot: dict, cameras, rec: RecordingConfig,
                     joint_prefixes=None) -> dict:
-    """Parameters of the recorder node for a recording strategy."""
-    return dict(
+    """Parameters of the recorder node for a recording strategy (empty lists
+    left to the node's defaults: an override carries no element type)."""
+    params = dict(
         repo_id=rec.dataset.repo_id, root=rec.dataset.root, resume=rec.resume,
         stamp_repo_id=rec.dataset.stamp_repo_id, fps=int(round(fps)),
         robot_type=robot['robot_type'],
@@ -169,6 +173,7 @@ def recorder_params(strategy: str, strategy_node: str, fps: float, robot: dict, 
         ring_buffer_seconds=float(rec.ring_buffer_seconds) if strategy == 'highlight' else 0.0,
         ring_buffer_max_memory_mb=float(rec.ring_buffer_max_memory_mb),
         bag_path=rec.bag_path)
+    return {k: v for k, v in params.items() if v != []}
 
 
 def strategy_params(strategy: str, rec: RecordingConfig, recorder: str, teleop: str, input_topics) -> dict:
