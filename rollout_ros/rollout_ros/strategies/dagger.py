@@ -96,6 +96,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
 
     def before_walk_back(self) -> None:
         if self._actuated and self.phases.phase != AUTONOMOUS:
+            self.phases.reset()
             self._release_leader()
         super().before_walk_back()
 

@@ -14,6 +14,7 @@ import queue
 import threading
 
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from rollout_ros_interfaces.msg import InputEvent, RolloutFrame
 
@@ -46,6 +47,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.episodes_saved = 0
         self.recording = False            # an episode is open on the recorder
         self.recorder_errors: list[str] = []
+        self.recorder_status: dict = {}   # the recorder's latest ~/status
         self._frames_pub = None
         self._rec_clients: dict = {}
         self._pending: RolloutFrame | None = None
@@ -64,6 +66,8 @@ class RecordingStrategyNode(BaseStrategyNode):
         for name in RECORDER_SERVICES:
             self._rec_clients[name] = self._link.create_client(Trigger, f'/{rec}/{name}',
                                                                callback_group=self._io_group)
+        self._subs.append(self._link.create_subscription(
+            String, f'/{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
         for name, client in self._managed.items():
             if 'robot_driver' in name:
                 self._subs.append(self._link.create_subscription(
@@ -85,19 +89,22 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.on_loop_started()
 
     def deactivate(self) -> None:
+        self._finish_recording()
+        self._walk_back('inactive')
+
+    def shutdown(self) -> None:
+        self._finish_recording()
+        self._walk_back('finalized')
+
+    def _finish_recording(self) -> None:
+        """Before the managed nodes go: the last frame out, the open episode
+        saved, every queued recorder call done, the summary counting them."""
         self._stop_loop()
         self._flush_pending()
         self.before_walk_back()
         self._drain_requests()
-        self._walk_back('inactive')
-
-    def shutdown(self) -> None:
-        self._stop_loop()
-        self._flush_pending()
-        if self.recording:
-            self.before_walk_back()
-        self._drain_requests()
-        self._walk_back('finalized')
+        if self.summary:
+            self.summary.update(self.summary_extras())
 
     def cleanup(self) -> None:
         self._requests.put(None)
@@ -196,10 +203,18 @@ class RecordingStrategyNode(BaseStrategyNode):
         return False, why
 
     # Status -------------------------------------------------------------------
+    def _on_recorder_status(self, msg: String) -> None:
+        self.recorder_status = _json_or_empty(msg.data)
+
     def fill_status(self, msg) -> None:
+        rec = self.recorder_status
         msg.recording = self.recording
-        msg.episodes_saved = self.episodes_saved
+        # The recorder also saves on its own (sentry rotation): its count is the truth.
+        msg.episodes_saved = max(self.episodes_saved, int(rec.get('session_episodes', 0)))
         msg.recorder_errors = len(self.recorder_errors)
+        msg.episode_frames = int(rec.get('episode_frames', 0))
+        msg.buffer_seconds = float((rec.get('ring') or {}).get('seconds', 0.0))
+        msg.upload_state = str((rec.get('upload') or {}).get('state', ''))
 
     def summary_extras(self) -> dict:
         return {'episodes': self.episodes_saved, 'recorder_errors': len(self.recorder_errors)}
