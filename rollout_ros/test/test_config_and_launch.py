@@ -1,69 +1,372 @@
-"""config/*.yaml must name only declared parameters with the declared types,
-and every key must carry a comment; the launch file must at least compile
-(and build its description where the launch packages are installed)."""
+"""config/*.yaml must name exactly the parameters their nodes declare, with the
+declared types, every key commented; the launch files must compile, be
+installed, and, where the launch packages are installed (they come with a ROS
+install), build for every strategy and plug-in variant with node parameters
+that the nodes declare."""
 
 import importlib.util
 import py_compile
+import runpy
 from pathlib import Path
 
 import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
 
+from rollout_ros.core.errors import ConfigError
 from rollout_ros.nodes.camera_node import CameraNode
+from rollout_ros.nodes.keyboard_node import KeyboardNode
+from rollout_ros.nodes.pedal_node import PedalNode
 from rollout_ros.nodes.policy_node import PolicyNode
+from rollout_ros.nodes.recorder_node import RecorderNode
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+from rollout_ros.nodes.teleop_node import TeleopNode
 from rollout_ros.strategies.base_strategy import BaseStrategyNode
+from rollout_ros.strategies.dagger import DaggerStrategyNode
+from rollout_ros.strategies.highlight import HighlightStrategyNode
+from rollout_ros.strategies.sentry import SentryStrategyNode
 
 PKG = Path(__file__).resolve().parents[1]
-NODE_CLASSES = {'robot_driver': RobotDriverNode, 'camera_front': CameraNode, 'policy': PolicyNode,
-                'base_strategy': BaseStrategyNode}
+CONFIG = PKG / 'config'
+LAUNCH = PKG / 'launch'
+YAMLS = sorted(CONFIG.glob('*.yaml'))
+STRATEGIES = ('base', 'sentry', 'highlight', 'dagger')
+# Executable (setup.py console script) -> the node class it runs.
+EXECUTABLES = {'robot_driver': RobotDriverNode, 'camera': CameraNode, 'policy': PolicyNode,
+               'teleop': TeleopNode, 'keyboard': KeyboardNode, 'pedal': PedalNode, 'recorder': RecorderNode,
+               'base_strategy': BaseStrategyNode, 'sentry_strategy': SentryStrategyNode,
+               'highlight_strategy': HighlightStrategyNode, 'dagger_strategy': DaggerStrategyNode}
 PY_TYPES = {ParameterType.PARAMETER_BOOL: bool, ParameterType.PARAMETER_INTEGER: int,
             ParameterType.PARAMETER_DOUBLE: float, ParameterType.PARAMETER_STRING: str,
             ParameterType.PARAMETER_STRING_ARRAY: list}
+# Keys that differ between files on purpose; everything else a node has in
+# several files must agree (one robot, camera and recorder setup for all).
+PER_STRATEGY = {
+    'strategy': {'managed_nodes'},
+    # recorder.yaml keeps a bare recorder local; the strategies use lerobot's default (push).
+    'recorder': {'frames_topic', 'auto_rotate', 'ring_buffer_seconds', 'intervention', 'push_to_hub'},
+}
 
 
-def test_base_yaml_matches_declared_parameters(ros):
-    raw = yaml.safe_load((PKG / 'config' / 'base.yaml').read_text())
-    # '/**/' makes the sections match in any namespace.
-    assert all(key.startswith('/**/') for key in raw)
-    config = {key.removeprefix('/**/'): value for key, value in raw.items()}
-    assert set(config) == set(NODE_CLASSES)
-    for section, node_cls in NODE_CLASSES.items():
-        node = node_cls(section) if section != 'camera_front' else node_cls('camera_front')
+def executable_of(node_name: str) -> str:
+    """camera_<name> and robot_driver[_left|_right] run one executable each;
+    every other node is named after its executable."""
+    for prefix in ('camera', 'robot_driver'):
+        if node_name == prefix or node_name.startswith(f'{prefix}_'):
+            return prefix
+    return node_name
+
+
+@pytest.fixture(scope='module')
+def declared(ros):
+    """executable -> {parameter: descriptor} of what its node class declares."""
+    out = {}
+    for exe, cls in EXECUTABLES.items():
+        node = cls(f'declared_{exe}')
         try:
-            declared = {name: node.describe_parameter(name) for name in node._parameters
+            out[exe] = {name: node.describe_parameter(name) for name in node._parameters
                         if name not in ('use_sim_time', 'start_type_description_service')}
-            values = config[section]['ros__parameters']
-            assert set(values) == set(declared), (section, set(values) ^ set(declared))
-            for name, value in values.items():
-                assert declared[name].description, f'{section}.{name} has no description'
-                want = PY_TYPES[declared[name].type]
-                assert isinstance(value, want), f'{section}.{name}: {value!r} is not {want.__name__}'
         finally:
             node.destroy_node()
+    return out
+
+
+def check_values(where: str, values: dict, declared: dict) -> None:
+    for name, value in values.items():
+        assert name in declared, f'{where}: {name} is not a declared parameter'
+        assert declared[name].description, f'{where}: {name} has no description'
+        want = PY_TYPES[declared[name].type]
+        # Exact types: ROS refuses an int for a double parameter, and a bool is no int.
+        assert type(value) is want, f'{where}: {name}={value!r} is not {want.__name__}'
+        if want is list:
+            assert value and all(type(v) is str for v in value), \
+                f'{where}: {name}={value!r}: an empty list reaches the node unset'
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize('path', YAMLS, ids=lambda p: p.name)
+def test_yaml_names_exactly_the_declared_parameters(path, declared):
+    raw = load(path)
+    # '/**/' makes the sections match in any namespace.
+    assert raw and all(key.startswith('/**/') for key in raw), f'{path.name}: {list(raw)}'
+    for key, section in raw.items():
+        node = key.removeprefix('/**/')
+        exe = executable_of(node)
+        assert exe in declared, f'{path.name}: no node class for section {key}'
+        values = section['ros__parameters']
+        assert set(values) == set(declared[exe]), (path.name, node, set(values) ^ set(declared[exe]))
+        # An empty list is how a YAML leaves a string-array parameter unset.
+        check_values(f'{path.name} {node}', {k: v for k, v in values.items() if v != []}, declared[exe])
+
+
+def test_sections_agree_across_files():
+    seen = {}
+    for path in YAMLS:
+        for key, section in load(path).items():
+            node = key.removeprefix('/**/')
+            kind = 'strategy' if node.endswith('_strategy') else node
+            for name, value in section['ros__parameters'].items():
+                if name in PER_STRATEGY.get(kind, ()):
+                    continue
+                first_file, first = seen.setdefault((kind, name), (path.name, value))
+                assert value == first, f'{node}.{name}: {value!r} in {path.name}, {first!r} in {first_file}'
 
 
 def test_every_yaml_key_is_commented():
-    for path in (PKG / 'config').glob('*.yaml'):
+    for path in YAMLS:
         for line in path.read_text().splitlines():
             stripped = line.strip()
             if not stripped or stripped.startswith('#') or stripped.endswith(':'):
                 continue
             if ':' in stripped and '#' not in stripped:
                 # A value continued from the previous comment block is fine
-                # only for the strategy's robot parameters, documented above.
+                # only for the robot parameters, documented above them.
                 assert stripped.split(':')[0] in ('calibration_dir', 'use_degrees', 'joint_prefix'), \
                     f'{path.name}: no comment on {stripped!r}'
 
 
-def test_launch_file_compiles_and_builds():
-    path = PKG / 'launch' / 'base.launch.py'
-    py_compile.compile(str(path), doraise=True)
-    if importlib.util.find_spec('launch') is None or importlib.util.find_spec('launch_ros') is None:
-        pytest.skip('launch/launch_ros not installed (they come with a ROS install)')
-    spec = importlib.util.spec_from_file_location('base_launch', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    assert description.entities
+def setup_kwargs(monkeypatch) -> dict:
+    import setuptools
+    captured = {}
+    monkeypatch.setattr(setuptools, 'setup', lambda **kw: captured.update(kw))
+    monkeypatch.chdir(PKG)
+    runpy.run_path('setup.py')
+    return captured
+
+
+def test_setup_installs_every_launch_and_config_file(monkeypatch):
+    kw = setup_kwargs(monkeypatch)
+    installed = {str(Path(dest) / Path(src).name) for dest, sources in kw['data_files'] for src in sources}
+    files = [p for p in LAUNCH.rglob('*.py')] + [p for p in CONFIG.iterdir() if p.suffix in ('.yaml', '.xml')]
+    missing = [str(p.relative_to(PKG)) for p in files
+               if f'share/rollout_ros/{p.relative_to(PKG)}' not in installed]
+    assert not missing, f'not installed by setup.py data_files: {missing}'
+    scripts = {line.split('=')[0].strip() for line in kw['entry_points']['console_scripts']}
+    assert set(EXECUTABLES) <= scripts, set(EXECUTABLES) - scripts
+
+
+def test_launch_files_compile():
+    paths = sorted(LAUNCH.rglob('*.py'))
+    assert {f'{s}.launch.py' for s in STRATEGIES} <= {p.name for p in paths}
+    for path in paths:
+        py_compile.compile(str(path), doraise=True)
+
+
+# Building the launch descriptions ---------------------------------------------
+needs_launch = pytest.mark.skipif(
+    importlib.util.find_spec('launch') is None or importlib.util.find_spec('launch_ros') is None,
+    reason='launch/launch_ros not installed (they come with a ROS install)')
+
+
+class Built:
+    """What a launch file starts for some arguments, without starting it."""
+
+    def __init__(self, path: Path, **args):
+        from launch import LaunchContext
+        from launch.actions import RegisterEventHandler
+        from launch.launch_description_sources import get_launch_description_from_python_launch_file
+        from launch_ros.actions import Node
+
+        self.description = get_launch_description_from_python_launch_file(str(path))
+        self.context = LaunchContext()
+        self.context.launch_configurations.update(args)
+        self.nodes, self.handlers = [], []
+
+        def visit(entities):
+            for entity in entities:
+                if isinstance(entity, Node):
+                    self.nodes.append(entity)
+                elif isinstance(entity, RegisterEventHandler):
+                    self.handlers.append(entity)
+                else:
+                    visit(entity.visit(self.context) or [])
+        visit([self.description])
+
+    def node(self, node) -> tuple[str, str, list, dict]:
+        """(executable, absolute name, parameter files, parameters set by the launch)."""
+        from launch_ros.utilities import evaluate_parameters
+        files, params = [], {}
+        for item in evaluate_parameters(self.context, node._Node__parameters):
+            if isinstance(item, dict):
+                # Sequences come back as tuples; the node gets them as lists.
+                params.update({k: list(v) if isinstance(v, tuple) else v for k, v in item.items()})
+            else:
+                files.append(str(item))
+        ns = node._Node__node_namespace.strip('/')
+        return node.node_executable, f'/{ns}/{node._Node__node_name}'.replace('//', '/'), files, params
+
+    @property
+    def by_name(self) -> dict[str, tuple]:
+        return {name: (exe, files, params) for exe, name, files, params in map(self.node, self.nodes)}
+
+
+def exit_event(action, returncode: int):
+    from launch.events.process import ProcessExited
+    return ProcessExited(action=action, name='p', cmd=['p'], cwd=None, env=None, pid=1, returncode=returncode)
+
+
+def strategy_launch(strategy: str) -> Path:
+    return LAUNCH / f'{strategy}.launch.py'
+
+
+def required_args(strategy: str) -> dict:
+    return {'repo_id': 'user/rollout_test'} if strategy != 'base' else {}
+
+
+VARIANTS = [
+    pytest.param(dict(use_driver=use_driver, robot_type=robot), id=f'{robot}-use_driver:={use_driver}')
+    for robot in ('koch_follower', 'bi_so_follower') for use_driver in ('true', 'false')]
+
+
+@needs_launch
+@pytest.mark.parametrize('strategy', STRATEGIES)
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_strategy_launch_builds(strategy, variant, declared, monkeypatch):
+    args = dict(variant, policy_path='/ckpt', **required_args(strategy))
+    bimanual = args['robot_type'].startswith('bi_')
+    if bimanual:
+        args.update(left_robot_port='/dev/ttyACM0', right_robot_port='/dev/ttyACM1')
+        if strategy == 'dagger':
+            args['use_teleop'] = 'false'     # no bimanual leader: your own teleop node
+    built = Built(strategy_launch(strategy), **args)
+    scripts = {line.split('=')[0].strip() for line in setup_kwargs(monkeypatch)['entry_points']['console_scripts']}
+    nodes = built.by_name
+    for name, (exe, files, params) in nodes.items():
+        assert exe in scripts, f'{name}: no console script {exe}'
+        assert files == [str(CONFIG / f'{strategy}.yaml')], (name, files)
+        check_values(f'{strategy}.launch.py {name}', params, declared[exe])
+
+    strategy_node = f'/{strategy}_strategy'
+    *managed, last = nodes
+    assert last == strategy_node
+    # The strategy brings up exactly what this launch started, policy first, operator input last.
+    assert nodes[strategy_node][2]['managed_nodes'] == managed
+    order = ['policy', 'camera', 'robot_driver', 'teleop', 'recorder', 'keyboard']
+    assert [order.index(executable_of(n.strip('/'))) for n in managed] == \
+        sorted(order.index(executable_of(n.strip('/'))) for n in managed)
+    drivers = {n: p for n, (exe, _, p) in nodes.items() if exe == 'robot_driver'}
+    if args['use_driver'] == 'false':
+        assert not drivers
+    elif bimanual:
+        assert {n: (p['robot_type'], p['robot_id'], p['robot_port'], p['joint_prefix'])
+                for n, p in drivers.items()} == {
+            '/robot_driver_left': ('so101_follower', 'follower_left', '/dev/ttyACM0', 'left_'),
+            '/robot_driver_right': ('so101_follower', 'follower_right', '/dev/ttyACM1', 'right_')}
+    else:
+        assert list(drivers) == ['/robot_driver']
+    if strategy != 'base':
+        recorder = nodes['/recorder'][2]
+        assert recorder['frames_topic'] == f'{strategy_node}/frames'
+        assert recorder['intervention'] is (strategy == 'dagger')
+        assert recorder['auto_rotate'] is (strategy == 'sentry')
+        assert (recorder['ring_buffer_seconds'] > 0) is (strategy == 'highlight')
+        assert nodes[strategy_node][2]['recorder_node'] == '/recorder'
+    # The launch ends when the strategy process exits, as a failure when it failed.
+    assert len(built.handlers) == 1
+    handler = built.handlers[0].event_handler
+    assert not handler.matches(exit_event(built.nodes[0], 0))
+    assert handler.matches(exit_event(built.nodes[-1], 0))
+    assert [type(e.event).__name__ for e in handler.handle(exit_event(built.nodes[-1], 0), built.context)] \
+        == ['Shutdown']
+    with pytest.raises(RuntimeError, match='exit code 3'):
+        handler.handle(exit_event(built.nodes[-1], 3), built.context)
+
+
+@needs_launch
+def test_namespace_cameras_and_input_reach_every_node():
+    built = Built(strategy_launch('highlight'), namespace='arm1', camera_name='front,wrist',
+                  camera_index_or_path='0,/dev/video2', camera_width='640,1280', camera_height='480,720',
+                  input_device='pedal', pedal_device_path='/dev/input/event7', **required_args('highlight'))
+    nodes = built.by_name
+    assert list(nodes) == ['/arm1/policy', '/arm1/camera_front', '/arm1/camera_wrist', '/arm1/robot_driver',
+                           '/arm1/recorder', '/arm1/pedal', '/arm1/highlight_strategy']
+    strategy = nodes['/arm1/highlight_strategy'][2]
+    assert strategy['managed_nodes'] == list(nodes)[:-1]
+    assert strategy['camera_topic_template'] == '/arm1/camera_{name}/image_raw'
+    assert strategy['policy_service'] == '/arm1/policy/infer'
+    assert strategy['input_topics'] == ['/arm1/pedal/events']
+    assert strategy['recorder_node'] == '/arm1/recorder'
+    assert strategy['policy_transport'] == 'service' and nodes['/arm1/policy'][2]['inference_type'] == 'sync'
+    assert nodes['/arm1/camera_wrist'][2] == {'camera_name': 'wrist', 'index_or_path': '/dev/video2',
+                                              'width': 1280, 'height': 720, 'fps': 30.0}
+    recorder = nodes['/arm1/recorder'][2]
+    assert recorder['camera_shapes'] == ['480x640', '720x1280']
+    assert recorder['frames_topic'] == '/arm1/highlight_strategy/frames'
+    assert nodes['/arm1/pedal'][2] == {'device_path': '/dev/input/event7'}
+
+
+@needs_launch
+def test_plugging_into_an_existing_stack():
+    built = Built(strategy_launch('dagger'), use_driver='false', use_camera='false', use_teleop='false',
+                  use_recorder='false', use_input='false', camera_topic='/cam/{name}/color', inference_type='rtc',
+                  teleop_type='so101_leader', **required_args('dagger'))
+    nodes = built.by_name
+    assert list(nodes) == ['/policy', '/dagger_strategy']
+    strategy = nodes['/dagger_strategy'][2]
+    assert strategy['managed_nodes'] == ['/policy']
+    assert strategy['camera_topic_template'] == '/cam/{name}/color'
+    # Still wired to the names the stack's own nodes must use.
+    assert (strategy['teleop_node'], strategy['recorder_node'], strategy['input_topics']) == \
+        ('/teleop', '/recorder', ['/keyboard/events'])
+    assert strategy['teleop_type'] == 'so101_leader'
+    assert strategy['policy_transport'] == 'topic' and nodes['/policy'][2]['inference_type'] == 'rtc'
+    assert nodes['/policy'][2]['camera_topic_template'] == '/cam/{name}/color'
+
+
+@needs_launch
+@pytest.mark.parametrize('strategy, args, param', [
+    ('sentry', {}, 'repo_id'),
+    ('sentry', {'repo_id': 'u/rollout_x', 'fps': '29.97'}, 'fps'),
+    ('base', {'robot_type': 'bi_so_follower'}, 'left_robot_port'),
+    ('dagger', {'repo_id': 'u/rollout_x', 'robot_type': 'bi_so_follower', 'use_driver': 'false'}, 'use_teleop'),
+    ('base', {'camera_name': 'front,wrist', 'camera_index_or_path': '0,1,2'}, 'camera_index_or_path'),
+    ('base', {'robot_type': 'kuka'}, 'robot_type'),
+    ('base', {'fps': 'fast'}, 'fps'),
+    ('base', {'use_driver': 'maybe'}, 'use_driver'),
+])
+def test_bad_arguments_fail_the_launch_naming_the_argument(strategy, args, param):
+    with pytest.raises(ConfigError) as err:
+        Built(strategy_launch(strategy), **args)
+    assert err.value.param == param, err.value
+
+
+@needs_launch
+def test_choices_are_checked_by_launch():
+    with pytest.raises(Exception, match='input_device.*mouse.*not valid'):
+        Built(strategy_launch('highlight'), input_device='mouse', **required_args('highlight'))
+
+
+@needs_launch
+@pytest.mark.parametrize('path', sorted((LAUNCH / 'include').glob('*.launch.py')), ids=lambda p: p.name)
+def test_sub_launch_file_builds_alone(path, declared):
+    built = Built(path, repo_id='u/rollout_x')
+    assert built.nodes
+    for exe, name, files, params in map(built.node, built.nodes):
+        assert Path(files[0]).is_file(), files
+        check_values(f'{path.name} {name}', params, declared[exe])
+
+
+@needs_launch
+def test_every_argument_is_described_and_shown():
+    shown = {}
+    for strategy in STRATEGIES:
+        from launch.launch_description_sources import get_launch_description_from_python_launch_file
+        arguments = get_launch_description_from_python_launch_file(
+            str(strategy_launch(strategy))).get_launch_arguments()
+        for argument in arguments:
+            assert argument.description and not argument.description.startswith('no description'), \
+                f'{strategy}: {argument.name}'
+            assert not argument._conditionally_included, f'{strategy}: {argument.name} hidden behind a condition'
+        shown[strategy] = {a.name for a in arguments}
+    assert {'robot_port', 'camera_name', 'policy_path', 'use_driver', 'use_camera', 'params_file',
+            'namespace'} <= shown['base']
+    assert not shown['base'] & {'repo_id', 'teleop_type', 'input_device'}
+    assert {'repo_id', 'dataset_root', 'push_to_hub', 'private', 'resume', 'upload_every_n_episodes',
+            'target_video_file_size_mb', 'ring_buffer_seconds', 'ring_buffer_max_memory_mb',
+            'use_recorder'} <= shown['sentry'] - shown['base']
+    assert {'input_device', 'pedal_device_path', 'use_input'} <= shown['highlight'] - shown['sentry']
+    assert {'teleop_type', 'teleop_port', 'teleop_id', 'record_autonomous', 'num_episodes',
+            'use_teleop'} <= shown['dagger'] - shown['highlight']

@@ -1,0 +1,22 @@
+"""DAgger rollout: the policy drives, a human corrects with a leader arm, and the
+corrections are recorded with intervention=True (lerobot-rollout
+--strategy.type=dagger). Space (pedal A) pauses and resumes, Tab (pedal B)
+starts and ends a correction, Enter (pedal C) uploads, Esc stops.
+
+    ros2 launch rollout_ros dagger.launch.py policy_path:=<ckpt> robot_port:=/dev/ttyACM0 \\
+        teleop_type:=so101_leader teleop_port:=/dev/ttyACM1 repo_id:=<user>/rollout_<name>
+
+Nodes: policy, camera_<name>, robot_driver(s), teleop, recorder, keyboard or
+pedal, and dagger_strategy, which brings the others up and ends the launch when
+it stops.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'include'))
+from rollout_launch import strategy_launch  # noqa: E402
+
+
+def generate_launch_description():
+    return strategy_launch('dagger')

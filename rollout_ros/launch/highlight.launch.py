@@ -1,0 +1,23 @@
+"""Highlight rollout: the policy runs while the recorder keeps the last
+ring_buffer_seconds in memory; the save key (s) turns them into the start of an
+episode that records live until the next press, d discards it, h uploads, Esc
+stops (lerobot-rollout --strategy.type=highlight).
+
+    ros2 launch rollout_ros highlight.launch.py policy_path:=<ckpt> robot_port:=/dev/ttyACM0 \\
+        repo_id:=<user>/rollout_<name>
+
+Keys come from the terminal of ros2 launch (input_device:=keyboard) or a foot
+pedal (input_device:=pedal pedal_device_path:=/dev/input/by-id/...). Nodes:
+policy, camera_<name>, robot_driver(s), recorder, keyboard or pedal, and
+highlight_strategy, which brings the others up and ends the launch when it stops.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'include'))
+from rollout_launch import strategy_launch  # noqa: E402
+
+
+def generate_launch_description():
+    return strategy_launch('highlight')
