@@ -34,6 +34,8 @@ from rollout_ros.strategies.sentry import SentryStrategyNode
 
 STRATEGIES = {'base': BaseStrategyNode, 'sentry': SentryStrategyNode, 'highlight': HighlightStrategyNode,
               'dagger': DaggerStrategyNode}
+# Inference types each way of reaching the policy node carries.
+POLICY_CALLS = {'direct': ('sync', 'rtc'), 'service': ('sync',), 'topic': ('rtc',)}
 SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
                 'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms')
 
@@ -65,7 +67,7 @@ class RolloutConfig:
     task: str = ''
     device: str = 'cpu'
     rename_map: str = ''
-    policy_call: str = 'direct'    # 'direct' (in-process) or 'service'
+    policy_call: str = 'direct'    # 'direct' (in-process), 'service' (sync) or 'topic' (rtc chunks)
     torch_threads: int = 0
     policy_node_name: str = 'policy'
     inference_type: str = 'sync'
@@ -74,6 +76,8 @@ class RolloutConfig:
     execution_horizon: int = 0
     max_guidance_weight: float = 10.0
     prefix_attention_schedule: str = 'LINEAR'
+    use_torch_compile: bool = False
+    use_amp: bool = False
     action_log_len: int = 0
     recording: RecordingConfig | None = None
 
@@ -134,8 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
       help='commands per policy action (robot commanded at fps*N, policy at fps)')
     a('--task', default='')
     a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
-    a('--policy_call', choices=('direct', 'service'), default='direct',
-      help='direct: in-process call; service: through the policy node\'s ~/infer service')
+    a('--policy_call', choices=('direct', 'service', 'topic'), default='direct',
+      help='direct: in-process call; service: through the policy node\'s ~/infer service (sync); '
+      'topic: rtc chunks over the policy node\'s ~/observation and ~/action_chunk topics')
+    a('--use_torch_compile', nargs='?', const='true', default='false',
+      help='torch.compile the policy, compiled and warmed up before the loop starts')
+    a('--policy.use_amp', dest='use_amp', nargs='?', const='true', default='false',
+      help='mixed-precision inference: float16 on cuda, bfloat16 on cpu')
     a('--torch_threads', type=int, default=0, help='torch intra-op CPU threads; 0 = torch default')
     a('--inference.type', dest='inference_type', choices=('sync', 'rtc'), default='sync',
       help='sync: one policy call per tick; rtc: background chunking, the loop never waits')
@@ -167,7 +176,16 @@ def config_from_args(ns) -> RolloutConfig:
         inference_type=ns.inference_type, queue_threshold=ns.queue_threshold,
         interpolation_multiplier=ns.interpolation_multiplier,
         execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
-        prefix_attention_schedule=ns.prefix_attention_schedule)
+        prefix_attention_schedule=ns.prefix_attention_schedule,
+        use_torch_compile=_flag('--use_torch_compile', ns.use_torch_compile),
+        use_amp=_flag('--policy.use_amp', ns.use_amp))
+
+
+def _flag(name: str, text: str) -> bool:
+    value = str(text).strip().lower()
+    if value not in ('1', 'true', 'yes', '0', 'false', 'no'):
+        raise ConfigError(name, f'{text!r} is not a boolean.', f'use {name}=true or {name}=false.')
+    return value in ('1', 'true', 'yes')
 
 
 def _params(**kw) -> list[Parameter]:
@@ -181,9 +199,10 @@ def build_nodes(cfg: RolloutConfig):
     robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
                  calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
     cam_names = [c.name for c in cfg.cameras]
-    if cfg.inference_type == 'rtc' and cfg.policy_call != 'direct':
-        raise ConfigError('--inference.type', 'rtc runs the policy in this process only for now.',
-                          'use --policy_call=direct with --inference.type=rtc, or sync over the service.')
+    if cfg.inference_type not in POLICY_CALLS[cfg.policy_call]:
+        raise ConfigError('--inference.type', f'{cfg.inference_type} does not run over --policy_call='
+                          f'{cfg.policy_call}.', 'use --policy_call=service with sync, --policy_call=topic '
+                          'with rtc, or direct with either.')
     drivers = build_drivers(cfg, robot)
     policy = PolicyNode(cfg.policy_node_name, parameter_overrides=_params(
         policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
@@ -191,7 +210,10 @@ def build_nodes(cfg: RolloutConfig):
         torch_threads=cfg.torch_threads, inference_type=cfg.inference_type, fps=float(cfg.fps),
         queue_threshold=cfg.queue_threshold, execution_horizon=cfg.execution_horizon,
         max_guidance_weight=cfg.max_guidance_weight,
-        prefix_attention_schedule=cfg.prefix_attention_schedule))
+        prefix_attention_schedule=cfg.prefix_attention_schedule,
+        use_torch_compile=cfg.use_torch_compile, use_amp=cfg.use_amp,
+        # In-process calls hand the frames over directly: no camera subscriptions.
+        camera_topic_template='' if cfg.policy_call == 'direct' else '/camera_{name}/image_raw'))
     cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
         camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
         fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]
@@ -204,6 +226,7 @@ def build_nodes(cfg: RolloutConfig):
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
         interpolation_multiplier=cfg.interpolation_multiplier,
         policy_service=f'/{cfg.policy_node_name}/infer',
+        policy_transport='topic' if cfg.policy_call == 'topic' else 'service',
         managed_nodes=[n.get_name() for n in managed], **robot, **extra))
     strategy.local_nodes = {n.get_name(): n for n in managed}
     if cfg.policy_call == 'direct':

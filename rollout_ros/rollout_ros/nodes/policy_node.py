@@ -1,28 +1,58 @@
 """Policy node: loads a LeRobot checkpoint at configure, checks it against the
-robot's joints and the configured cameras (by name), and serves one policy
-step per call on `~/infer` (rollout_ros_interfaces/srv/InferAction).
+robot's joints and the configured cameras (by name), and runs it.
 
-Composed in one process with the strategy, the strategy calls `engine`
-directly instead and skips serialisation; the service is what lets the policy
-run in another process or on another host.
+* `inference_type: sync`: one policy step per call on `~/infer`
+  (rollout_ros_interfaces/srv/InferAction).
+* `inference_type: rtc`: a background thread computes action chunks from the
+  observations on `~/observation` and publishes each on `~/action_chunk`
+  (trajectory_msgs/JointTrajectory); the strategy queues them (protocol:
+  `rollout_ros.nodes.chunk_consumer`).
+
+Images. A request or an observation may carry a camera frame in full, or
+name it by its capture stamp only (an Image with the header and no data,
+frame_id = camera name): the node then takes the frame from its own
+subscription to that camera's topic, so a 640x480 frame does not cross
+the process boundary twice per tick. The exact stamp is used when that
+frame has arrived, else the nearest one within `frame_stamp_tolerance_s`,
+else the request fails and says so.
+
+Composed in one process with the strategy, the strategy calls `infer` /
+`submit_observation` directly and skips serialisation.
 """
 
-import sys
 import json
+import sys
 import threading
 import time
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
+from rollout_ros_interfaces.msg import RolloutFrame
 from rollout_ros_interfaces.srv import InferAction
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.image_sync import ImageSync
 from rollout_ros.hardware.robots import get_robot_spec
+from rollout_ros.nodes.chunk_consumer import (CHUNK_TOPIC, OBSERVATION_TOPIC, QOS, RemoteIndex,
+                                              chunk_message)
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.spin import run_node
-from rollout_ros.policy.loading import PolicyConfigError, check_features, load_policy
+from rollout_ros.policy.acceleration import COMPILE_BACKEND, is_compile_error
 from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine
-from rollout_ros.policy.sync_engine import SyncPolicyEngine
+from rollout_ros.policy.loading import PolicyConfigError, check_features, load_policy
+from rollout_ros.policy.sync_engine import ObservationError, SyncPolicyEngine
+
+# Warm-up inferences at configure. With torch.compile the first one compiles
+# and the other two are lerobot-rollout's compile_warmup_inferences.
+WARMUP_CALLS = 3
+# Camera frames kept for stamp lookups [s]; a request naming an older frame fails.
+FRAME_HISTORY_S = 1.0
 
 
 def parse_rename_map(text: str) -> dict[str, str]:
@@ -50,6 +80,15 @@ def image_from_msg(msg) -> np.ndarray:
     return img[..., ::-1] if msg.encoding == 'bgr8' else img
 
 
+def image_ref(msg: Image, camera: str) -> Image:
+    """The frame named by capture stamp only (no pixels), for a policy node that subscribes to the camera."""
+    return Image(header=Header(stamp=msg.header.stamp, frame_id=camera))
+
+
+def _ns(stamp) -> int:
+    return Time.from_msg(stamp).nanoseconds
+
+
 class PolicyNode(ManagedNode):
 
     def __init__(self, node_name: str = 'policy', **kwargs):
@@ -59,6 +98,12 @@ class PolicyNode(ManagedNode):
         self.declare('device', 'cpu', 'Torch device: cpu, cuda, mps or auto.')
         self.declare('robot_type', 'koch_follower', 'Robot type: gives the joint names to check.')
         self.declare('camera_names', ['front'], 'Cameras the strategy provides (observation.images.<name>).')
+        self.declare('camera_topic_template', '/camera_{name}/image_raw',
+                     'Image topic per camera ({name} = camera name), subscribed to so that requests and '
+                     "observations can name frames by stamp only; '' = no subscription (full images only).")
+        self.declare('frame_stamp_tolerance_s', 0.05,
+                     'A frame named by stamp that has not arrived is replaced by the nearest one within '
+                     'this [s]; none = the request fails.', min_value=0.0)
         self.declare('rename_map', '',
                      'JSON object mapping our image keys to the policy\'s, e.g. '
                      '{"observation.images.front": "observation.images.top"}.')
@@ -67,6 +112,14 @@ class PolicyNode(ManagedNode):
         self.declare('torch_threads', 0,
                      'Intra-op CPU threads for torch (process-wide); 0 = torch default. On a small '
                      'CPU shared with the loop, 1 avoids waking idle workers every chunk.', min_value=0)
+        self.declare('use_torch_compile', False,
+                     f'torch.compile the policy ({COMPILE_BACKEND}, mode default; lerobot '
+                     '--use_torch_compile) and run warm-up inferences at configure, so the loop never '
+                     'waits on compilation. Configure fails if torch cannot compile here.')
+        self.declare('use_amp', False,
+                     'Mixed-precision inference (torch.autocast): float16 on cuda, bfloat16 on cpu; '
+                     "refused on mps. Off: autocast only on cuda when the checkpoint's use_amp says so "
+                     '(lerobot --policy.use_amp).')
         self.declare('inference_type', 'sync',
                      "sync: one policy call per tick; rtc: a background thread produces action chunks "
                      "(real-time chunking for pi0/pi05/smolvla, blended chunks for ACT/Diffusion).")
@@ -81,108 +134,247 @@ class PolicyNode(ManagedNode):
         self.engine: SyncPolicyEngine | None = None
         self.chunker: ChunkedPolicyEngine | None = None
         self.loaded = None
-        self._srv = None
+        self.warmup_ms: list[float] = []
+        self._frames: ImageSync | None = None
+        self._remote = RemoteIndex()
+        self._topics: dict[str, str] = {}    # camera -> image topic subscribed to
+        self._subs: list = []
+        self._srvs: list = []
+        self._chunk_pub = None
         self._lock = threading.Lock()
 
+    # Transitions ------------------------------------------------------------
     def configure(self) -> None:
         path = self.param('policy_path')
         if not path:
             raise ConfigError('policy_path', 'is empty.',
                               'set it to a checkpoint directory or a Hub id, e.g. lerobot/act_koch_real.')
+        kind = self.param('inference_type')
+        if kind not in ('sync', 'rtc'):
+            raise ConfigError('inference_type', f'{kind!r} is not a backend.', "use 'sync' or 'rtc'.")
+        schedule = self.param('prefix_attention_schedule').upper()
+        if kind == 'rtc' and schedule not in ('LINEAR', 'EXP', 'ONES', 'ZEROS'):
+            raise ConfigError('prefix_attention_schedule', f'{schedule!r} is not a schedule.',
+                              'use LINEAR, EXP, ONES or ZEROS.')
         spec = get_robot_spec(self.param('robot_type'))
         if self.param('torch_threads') > 0:
             import torch
             torch.set_num_threads(self.param('torch_threads'))
         try:
-            self.loaded = load_policy(path, self.param('device'), self.param('policy_revision') or None)
+            self.loaded = load_policy(path, self.param('device'), self.param('policy_revision') or None,
+                                      use_torch_compile=self.param('use_torch_compile'),
+                                      use_amp=self.param('use_amp'))
             binding = check_features(self.loaded, spec.feature_names, list(self.param('camera_names')),
                                      parse_rename_map(self.param('rename_map')))
         except PolicyConfigError as e:
-            raise ConfigError('policy_path', str(e)) from e
+            raise ConfigError(e.param, str(e)) from e
         self.engine = SyncPolicyEngine(self.loaded, binding, self.param('task'))
-        self.warmup_ms = self._warm_up(binding)
-        kind = self.param('inference_type')
-        if kind not in ('sync', 'rtc'):
-            raise ConfigError('inference_type', f'{kind!r} is not a backend.', "use 'sync' or 'rtc'.")
         if kind == 'rtc':
-            schedule = self.param('prefix_attention_schedule').upper()
-            if schedule not in ('LINEAR', 'EXP', 'ONES', 'ZEROS'):
-                raise ConfigError('prefix_attention_schedule', f'{schedule!r} is not a schedule.',
-                                  'use LINEAR, EXP, ONES or ZEROS.')
             self.chunker = ChunkedPolicyEngine(
                 self.loaded, binding, queue_threshold=self.param('queue_threshold') or None,
                 execution_horizon=self.param('execution_horizon') or None,
                 max_guidance_weight=self.param('max_guidance_weight'),
-                prefix_attention_schedule=schedule, task=self.param('task'), fps=self.param('fps'))
+                prefix_attention_schedule=schedule, task=self.param('task'), fps=self.param('fps'),
+                on_chunk=self._publish_chunk)
+        self.warmup_ms = self._warm_up(binding)
         self.get_logger().info(
-            f'loaded {self.loaded.policy_type} from {self.loaded.checkpoint_dir} on {self.loaded.device} '
-            f'(first inference {self.warmup_ms[0]:.0f} ms, then {self.warmup_ms[-1]:.0f} ms)')
-        self._srv = self.create_service(InferAction, '~/infer', self._on_infer,
-                                        callback_group=MutuallyExclusiveCallbackGroup())
+            f'loaded {self.loaded.policy_type} from {self.loaded.checkpoint_dir} on {self.loaded.device}'
+            f'{" (compiled)" if self.loaded.compiled else ""}{" (amp)" if self.loaded.use_amp else ""}: '
+            f'first inference {self.warmup_ms[0]:.0f} ms, then {self.warmup_ms[-1]:.0f} ms')
+        self._subscribe_cameras(list(binding.image_sources.values()))
+        if kind == 'rtc':
+            self._chunk_pub = self.create_lifecycle_publisher(JointTrajectory, f'~/{CHUNK_TOPIC}', QOS)
+            self._subs.append(self.create_subscription(
+                RolloutFrame, f'~/{OBSERVATION_TOPIC}', self._on_observation, QOS))
+        self._srvs.append(self.create_service(InferAction, '~/infer', self._on_infer,
+                                              callback_group=MutuallyExclusiveCallbackGroup()))
+        self._srvs.append(self.create_service(Trigger, '~/reset', self._on_reset))
 
-    def _warm_up(self, binding, calls: int = 3) -> list[float]:
-        """Run full chunk inferences on a blank observation before any real tick.
+    def _warm_up(self, binding) -> list[float]:
+        """Full chunk inferences on a blank observation, through the engine the node will use.
 
         The first call of a fresh torch model pays one-off costs (allocator,
-        kernel selection) that would otherwise land on the first control tick.
+        kernel selection; with torch.compile the compilation) that would
+        otherwise land on the first control tick.
         """
         state = {name: 0.0 for name in binding.state_order}
         images = {cam: np.zeros((h, w, c), np.uint8)
                   for key, cam in binding.image_sources.items()
                   for c, h, w in [binding.image_shapes[key]]}
-        times = []
-        for _ in range(calls):
+        try:
+            if self.chunker is not None:
+                return self.chunker.warm_up(state, images, WARMUP_CALLS)
+            times = []
+            for _ in range(WARMUP_CALLS):
+                self.engine.reset()
+                t0 = time.perf_counter()
+                self.engine.infer(state, images, self.param('task'))
+                times.append((time.perf_counter() - t0) * 1e3)
             self.engine.reset()
-            t0 = time.perf_counter()
-            self.engine.infer(state, images, self.param('task'))
-            times.append((time.perf_counter() - t0) * 1e3)
-        self.engine.reset()
-        return times
+            return times
+        except Exception as e:  # noqa: BLE001 - compile failures only show up on the first call
+            if self.loaded.compiled and is_compile_error(e):
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+                raise ConfigError('use_torch_compile', f'torch.compile ({COMPILE_BACKEND}) cannot compile '
+                                  f'this policy here: {type(e).__name__}: {first}',
+                                  'set use_torch_compile false (inductor needs a working C++ compiler '
+                                  'on cpu).') from e
+            raise
+
+    def _subscribe_cameras(self, cameras: list[str]) -> None:
+        template = self.param('camera_topic_template')
+        if not template:
+            return
+        tolerance = self.param('frame_stamp_tolerance_s')
+        self._frames = ImageSync(cameras, tolerance_ns=int(tolerance * 1e9), timeout_s=0.0,
+                                 history_ns=int(FRAME_HISTORY_S * 1e9))
+        self._topics = {cam: template.format(name=cam) for cam in cameras}
+        for cam, topic in self._topics.items():
+            self._subs.append(self.create_subscription(
+                Image, topic, lambda m, c=cam: self._frames.add_image(c, _ns(m.header.stamp), m,
+                                                                      time.monotonic()),
+                qos_profile_sensor_data))
 
     def activate(self) -> None:
-        self.engine.reset()
+        self.reset()
+        self._remote.forget()
         if self.chunker is not None:
-            self.chunker.reset()
             self.chunker.start()
 
     def deactivate(self) -> None:
         if self.chunker is not None:
             self.chunker.stop()
+            self.get_logger().info('chunks: ' + json.dumps(self.chunker.stats()))
 
     def cleanup(self) -> None:
         if self.chunker is not None:
             self.chunker.stop()
             self.chunker = None
-        if self._srv is not None:
-            self.destroy_service(self._srv)
-            self._srv = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for srv in self._srvs:
+            self.destroy_service(srv)
+        self._subs.clear()
+        self._srvs.clear()
+        self._topics = {}
+        if self._chunk_pub is not None:
+            self.destroy_lifecycle_publisher(self._chunk_pub)
+            self._chunk_pub = None
+        self._frames = None
         self.engine = None
         self.loaded = None
 
     def shutdown(self) -> None:
         self.cleanup()
 
-    def infer(self, state: dict[str, float], images: dict[str, np.ndarray], task: str = ''):
-        """In-process policy step (what the service does, minus transport).
+    # In-process calls (composed with the strategy) --------------------------
+    def infer(self, state: dict[str, float], images: dict, task: str = ''):
+        """One policy step; images by camera name, as arrays or the camera's Image messages.
 
         With the rtc backend it never waits for the network: the observation
         goes to the background thread and the next queued action comes back,
         or None when the queue ran dry (the loop holds and counts it).
         """
+        images = {cam: image_from_msg(v) if isinstance(v, Image) else v for cam, v in images.items()}
         if self.chunker is not None:
             self.chunker.submit_observation(state, images, task or self.param('task'))
             return self.chunker.next_action()
         with self._lock:
             return self.engine.infer(state, images, task or self.param('task'))
 
+    def submit_observation(self, state: dict[str, float], images: dict, task: str = '') -> None:
+        """rtc: hand an observation to the background thread without taking an action."""
+        images = {cam: image_from_msg(v) if isinstance(v, Image) else v for cam, v in images.items()}
+        self.chunker.submit_observation(state, images, task or self.param('task'))
+
     def chunk_ready(self) -> bool:
         return self.chunker is None or self.chunker.queue.size > 0
+
+    def reset(self) -> None:
+        """Drop queued actions and policy state: the next action is planned afresh."""
+        if self.engine is not None:
+            with self._lock:
+                self.engine.reset()
+        if self.chunker is not None:
+            self.chunker.reset()
+
+    # Images -----------------------------------------------------------------
+    def _request_images(self, msgs) -> dict[str, np.ndarray]:
+        """Full frames decoded; stamp-only ones looked up in the camera subscriptions."""
+        images = {m.header.frame_id: image_from_msg(m) for m in msgs if len(m.data)}
+        named = {m.header.frame_id: m.header.stamp for m in msgs if not len(m.data)}
+        images.update(self._frames_at(named))
+        return images
+
+    def _frames_at(self, stamps: dict) -> dict[str, np.ndarray]:
+        if not stamps:
+            return {}
+        if self._frames is None:
+            raise ObservationError(
+                f'cameras {sorted(stamps)} are named by stamp only, but camera_topic_template is empty '
+                '(no camera subscriptions): send full images, or set camera_topic_template')
+        unknown = [cam for cam in stamps if cam not in self._topics]
+        if unknown:
+            raise ObservationError(f'cameras {unknown} named by stamp are not subscribed '
+                                   f'(subscribed: {sorted(self._topics)})')
+        wanted = {cam: _ns(stamp) for cam, stamp in stamps.items()}
+        tick = self._frames.add_tick(None, wanted, max(wanted.values()), time.monotonic())[-1]
+        if tick.missing:
+            cam = tick.missing[0]
+            raise ObservationError(
+                f"camera {cam!r}: no frame stamped {wanted[cam] * 1e-9:.3f} s (or within "
+                f'frame_stamp_tolerance_s={self.param("frame_stamp_tolerance_s")}) received on '
+                f'{self._topics[cam]}: check that this node subscribes to the topic the strategy reads')
+        return {cam: image_from_msg(msg) for cam, (_, msg) in tick.images.items()}
+
+    # Topic backend (rtc) ----------------------------------------------------
+    def _on_observation(self, msg: RolloutFrame) -> None:
+        chunker = self.chunker
+        if chunker is None or self.state_label != 'active':
+            return
+        try:
+            index = int(msg.header.frame_id)
+        except ValueError:
+            self.get_logger().error(f'observation frame_id {msg.header.frame_id!r} is not an action index',
+                                    throttle_duration_sec=2.0)
+            return
+        local, new_session = self._remote.local(index, chunker.queue.consumed)
+        if new_session:
+            chunker.reset()
+        # Counted before the frames are looked up: the remote loop executed
+        # its actions whether or not this observation is usable.
+        chunker.advance_to(local)
+        try:
+            images = self._frames_at(dict(zip(msg.camera_names, msg.camera_stamps)))
+            chunker.submit_observation(dict(zip(msg.state_names, msg.state)), images,
+                                       msg.task or self.param('task'), tag=(msg.header.stamp, index, local))
+        except ObservationError as e:
+            self.get_logger().error(f'observation skipped: {e}', throttle_duration_sec=2.0)
+
+    def _publish_chunk(self, chunk: np.ndarray, first: int, tag) -> None:
+        if tag is None or self._chunk_pub is None:
+            return    # an in-process observation: the queue here is the one executed
+        stamp, index, local = tag
+        fps = self.param('fps')
+        # points[0] is normally the observation's own action; if the engine
+        # started from a later one, its stamp moves on by whole steps.
+        stamp_ns = _ns(stamp) + int(round((first - local) * 1e9 / fps))
+        self._chunk_pub.publish(chunk_message(
+            self.chunker.binding.action_order, chunk, index + first - local, Time(nanoseconds=stamp_ns).to_msg(),
+            fps, self.chunker.mode, self.chunker.queue.blend_steps))
+
+    # Services ---------------------------------------------------------------
+    def _on_reset(self, req, resp):
+        self.reset()
+        resp.success = True
+        return resp
 
     def _on_infer(self, req, resp):
         if self.chunker is not None:
             resp.success = False
-            resp.message = ('inference_type rtc serves chunks in-process only (compose the policy with '
-                            'the strategy); use inference_type sync for ~/infer')
+            resp.message = (f'inference_type rtc publishes chunks on {self.get_fully_qualified_name()}/'
+                            f'{CHUNK_TOPIC} from observations on {OBSERVATION_TOPIC} (strategy '
+                            'policy_transport topic); use inference_type sync for ~/infer')
             return resp
         if self.state_label != 'active' or self.engine is None:
             resp.success = False
@@ -191,8 +383,7 @@ class PolicyNode(ManagedNode):
         t0 = time.perf_counter()
         try:
             state = dict(zip(req.state_names, (float(v) for v in req.state)))
-            images = {img.header.frame_id: image_from_msg(img) for img in req.images}
-            action = self.infer(state, images, req.task)
+            action = self.infer(state, self._request_images(req.images), req.task)
         except Exception as e:  # noqa: BLE001 - a bad request must not kill the service
             resp.success = False
             resp.message = f'{type(e).__name__}: {e}'

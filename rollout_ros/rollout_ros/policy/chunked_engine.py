@@ -46,7 +46,6 @@ import math
 import threading
 import time
 from collections import deque
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +56,7 @@ from lerobot.utils.constants import ACTION
 from rollout_ros.core.action_queue import BLEND, REPLACE, ActionQueue
 from rollout_ros.core.stats import SampleWindow
 
+from .acceleration import autocast_factory
 from .loading import FeatureBinding, LoadedPolicy
 from .sync_engine import ObservationBatcher
 
@@ -102,6 +102,7 @@ class _Observation:
     task: str
     obs_index: int  # queue.consumed when the observation was taken
     obs_tick: int  # queue.requests at the same moment
+    tag: object = None  # the caller's, handed back with the chunk (on_chunk)
 
 
 class ChunkedPolicyEngine:
@@ -118,6 +119,11 @@ class ChunkedPolicyEngine:
     ``reset`` empties the queue but keeps the measured delays: inference
     latency belongs to the model and the machine, not to the episode, and the
     first chunk after a reset needs no estimate anyway (nothing to continue).
+
+    ``on_chunk(chunk, first_index, tag)`` is called on the worker thread
+    after each merge with the chunk as computed (robot units, row 0 planned
+    for consumed-index ``first_index``) and the ``tag`` of the observation
+    it came from: the policy node publishes chunks with it.
     """
 
     def __init__(
@@ -133,6 +139,7 @@ class ChunkedPolicyEngine:
         blend_steps: int = 10,
         delay_window: int = 10,
         max_consecutive_errors: int = 3,
+        on_chunk=None,
     ) -> None:
         self.loaded = loaded
         self.binding = binding
@@ -149,6 +156,7 @@ class ChunkedPolicyEngine:
         if delay_window < 1:
             raise ValueError(f"delay_window must be >= 1, got {delay_window}")
         self.max_consecutive_errors = max(1, int(max_consecutive_errors))
+        self.on_chunk = on_chunk
 
         policy = loaded.policy
         self.rtc = supports_rtc(policy)
@@ -166,8 +174,7 @@ class ChunkedPolicyEngine:
         if loaded.policy_type in _OBS_HISTORY_TYPES:
             self._history_len = int(getattr(loaded.config, "n_obs_steps", 1) or 1)
         self._device = torch.device(loaded.device)
-        use_amp = self._device.type == "cuda" and getattr(loaded.config, "use_amp", False)
-        self._autocast = (lambda: torch.autocast(device_type="cuda")) if use_amp else nullcontext
+        self._autocast = autocast_factory(self._device, loaded.use_amp)
         # RTC guidance differentiates through the denoiser (torch.enable_grad
         # inside); tensors made under inference_mode cannot join autograd.
         self._grad_mode = torch.no_grad if self.rtc else torch.inference_mode
@@ -280,7 +287,11 @@ class ChunkedPolicyEngine:
 
     # ------------------------------------------------------------ loop side
     def submit_observation(
-        self, state: dict[str, float], images: dict[str, np.ndarray], task: str | None = None
+        self,
+        state: dict[str, float],
+        images: dict[str, np.ndarray],
+        task: str | None = None,
+        tag: object = None,
     ) -> None:
         """Latest observation for the next inference; validates (ObservationError) and copies."""
         values = self._batcher.raw_values(state, images)
@@ -296,8 +307,46 @@ class ChunkedPolicyEngine:
                 task=self.task if task is None else task,
                 obs_index=obs_index,
                 obs_tick=obs_tick,
+                tag=tag,
             )
         self._wake.set()
+
+    def advance_to(self, consumed: int) -> None:
+        """Follow a loop in another process: it has executed ``consumed`` actions of this queue's plans.
+
+        The queue here then mirrors the remote one (same chunks, merged in the
+        same order), so the threshold, the RTC prefix and the delay estimate
+        work as in-process. One call per remote tick; a tick on which the
+        remote queue was dry is counted when this one is dry too (otherwise
+        the remote side only lacks a chunk still on its way).
+        """
+        popped = False
+        while self.queue.consumed < consumed and self.queue.pop() is not None:
+            popped = True
+        if not popped and self.queue.size == 0:
+            self.queue.pop()
+        if self.queue.size <= self.queue_threshold:
+            self._wake.set()
+
+    def warm_up(self, state: dict[str, float], images: dict[str, np.ndarray], calls: int) -> list[float]:
+        """Chunk inferences on this engine's own call path, before the thread starts; ms per call.
+
+        torch.compile builds a graph per call shape: the chunked path (a
+        stacked observation history, the RTC arguments with and without a
+        prefix, a new inference_delay) must be compiled here, not on the
+        first real chunk. Nothing is queued.
+        """
+        values = self._batcher.raw_values(state, images)
+        obs = _Observation(seq=0, values=[values], task=self.task, obs_index=0, obs_tick=0)
+        self._reset_policy_state()
+        times, chunk = [], None
+        for i in range(max(1, int(calls))):
+            t0 = time.perf_counter()
+            leftover = np.empty((0, len(self._action_names))) if chunk is None else chunk
+            chunk = self._predict(obs, leftover, None, delay=min(i, self.chunk_len))
+            times.append((time.perf_counter() - t0) * 1e3)
+        self._needs_policy_reset = True
+        return times
 
     def next_action(self) -> dict[str, float] | None:
         """Pop one action by joint name; None when starved (hold the last command)."""
@@ -370,35 +419,23 @@ class ChunkedPolicyEngine:
     def _infer(self, obs: _Observation, epoch: int) -> None:
         if self._needs_policy_reset:
             self._needs_policy_reset = False
-            self.loaded.policy.reset()
-            self.loaded.preprocessor.reset()
-            self.loaded.postprocessor.reset()
+            self._reset_policy_state()
         t0 = time.perf_counter()
         start, leftover = self.queue.snapshot_for_inference(obs.obs_index)
         holding = self.queue.last_action
         cold = len(leftover) == 0 and holding is None
-        with self._grad_mode(), self._autocast():
-            batch = self._batch(obs)
-            if self.rtc:
-                delay = self.inference_delay_estimate()
-                if delay >= self.execution_horizon and not self._warned_horizon:
-                    self._warned_horizon = True
-                    logger.warning(
-                        "inference takes ~%d actions but execution_horizon is %d: chunk seams will not "
-                        "be smoothed; raise execution_horizon (and queue_threshold) above it",
-                        delay, self.execution_horizon,
-                    )
-                prefix = self._prefix(leftover, holding)
-                self.inference_delays.add(delay)
-                actions = self.loaded.policy.predict_action_chunk(
-                    batch, inference_delay=delay, prev_chunk_left_over=prefix
+        delay = None
+        if self.rtc:
+            delay = self.inference_delay_estimate()
+            if delay >= self.execution_horizon and not self._warned_horizon:
+                self._warned_horizon = True
+                logger.warning(
+                    "inference takes ~%d actions but execution_horizon is %d: chunk seams will not "
+                    "be smoothed; raise execution_horizon (and queue_threshold) above it",
+                    delay, self.execution_horizon,
                 )
-            else:
-                actions = self.loaded.policy.predict_action_chunk(batch)
-            actions = self.loaded.postprocessor(actions)
-        chunk = actions.detach().float().cpu().numpy()
-        if chunk.ndim == 3:
-            chunk = chunk[0]
+            self.inference_delays.add(delay)
+        chunk = self._predict(obs, leftover, holding, delay)
         latency_s = time.perf_counter() - t0
 
         with self._merge_lock:
@@ -407,6 +444,8 @@ class ChunkedPolicyEngine:
             self.queue.merge(chunk, start, self.mode)
             ticks = self.queue.requests - obs.obs_tick
             self._delivered = True
+        if self.on_chunk is not None:
+            self.on_chunk(chunk, start, obs.tag)
         self.chunks += 1
         self.chunk_latency_ms.add(latency_s * 1e3)
         if self._first_latency_s is None:
@@ -415,6 +454,25 @@ class ChunkedPolicyEngine:
             # Only chunks that continued a plan measure how long the loop
             # waited on them; at a cold start the loop may not be running yet.
             self._tick_delays.append(ticks)
+
+    def _reset_policy_state(self) -> None:
+        self.loaded.policy.reset()
+        self.loaded.preprocessor.reset()
+        self.loaded.postprocessor.reset()
+
+    def _predict(self, obs: _Observation, leftover: np.ndarray, holding, delay: int | None) -> np.ndarray:
+        """One chunk in robot units, (steps, action_dim); ``delay`` is used by RTC policies only."""
+        with self._grad_mode(), self._autocast():
+            batch = self._batch(obs)
+            if self.rtc:
+                actions = self.loaded.policy.predict_action_chunk(
+                    batch, inference_delay=delay, prev_chunk_left_over=self._prefix(leftover, holding)
+                )
+            else:
+                actions = self.loaded.policy.predict_action_chunk(batch)
+            actions = self.loaded.postprocessor(actions)
+        chunk = actions.detach().float().cpu().numpy()
+        return chunk[0] if chunk.ndim == 3 else chunk
 
     def _batch(self, obs: _Observation) -> dict:
         if not self._history_len:

@@ -21,6 +21,13 @@ from lerobot.configs import FeatureType, PreTrainedConfig
 from lerobot.policies import get_policy_class, make_pre_post_processors
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from .acceleration import (
+    amp_available,
+    amp_enabled,
+    compile_predict_action_chunk,
+    prepare_config_for_compile,
+)
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 # lerobot keeps feature names only on some policy configs (pi0/pi05/pi0_fast
@@ -36,6 +43,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 class PolicyConfigError(ValueError):
     """A policy/robot configuration problem; the message names the parameter and the fix."""
+
+    def __init__(self, message: str, param: str = "policy_path") -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass
@@ -56,6 +67,10 @@ class LoadedPolicy:
     fps: int | None
     chunk_size: int | None
     n_action_steps: int | None
+    # Whether inference autocasts (see acceleration.amp_enabled).
+    use_amp: bool = False
+    # predict_action_chunk wrapped in torch.compile (compiles on its first call).
+    compiled: bool = False
 
 
 @dataclass
@@ -209,8 +224,20 @@ def _load_processors(config: PreTrainedConfig, ckpt: Path, device: str):
         ) from exc
 
 
-def load_policy(policy_path: str, device: str = "cpu", revision: str | None = None) -> LoadedPolicy:
+def load_policy(
+    policy_path: str,
+    device: str = "cpu",
+    revision: str | None = None,
+    use_torch_compile: bool = False,
+    use_amp: bool = False,
+) -> LoadedPolicy:
     dev = resolve_device(device)
+    if use_amp and not amp_available(dev):
+        raise PolicyConfigError(
+            f"use_amp=true: lerobot has no mixed precision on device {dev!r}: set use_amp false "
+            "(or run on cuda or cpu).",
+            param="use_amp",
+        )
     ckpt = _resolve_checkpoint_dir(policy_path, revision)
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if not (ckpt / required).is_file():
@@ -232,6 +259,7 @@ def load_policy(policy_path: str, device: str = "cpu", revision: str | None = No
         )
     config.device = dev
     config.pretrained_path = ckpt
+    prepare_config_for_compile(config, use_torch_compile)
 
     try:
         policy = get_policy_class(config.type).from_pretrained(ckpt, config=config)
@@ -247,6 +275,7 @@ def load_policy(policy_path: str, device: str = "cpu", revision: str | None = No
         ) from exc
     policy.to(dev)
     policy.eval()
+    compiled = compile_predict_action_chunk(policy, config.type) if use_torch_compile else False
     preprocessor, postprocessor = _load_processors(config, ckpt, dev)
 
     state_ft = config.robot_state_feature
@@ -277,6 +306,8 @@ def load_policy(policy_path: str, device: str = "cpu", revision: str | None = No
         fps=fps,
         chunk_size=getattr(config, "chunk_size", None),
         n_action_steps=getattr(config, "n_action_steps", None),
+        use_amp=amp_enabled(dev, use_amp, getattr(config, "use_amp", False)),
+        compiled=compiled,
     )
 
 

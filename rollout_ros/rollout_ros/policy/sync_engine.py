@@ -10,7 +10,6 @@ name on both sides, so the robot's joint order never matters.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from lerobot.policies.utils import build_inference_frame, make_robot_action
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from .acceleration import autocast_factory
 from .loading import FeatureBinding, LoadedPolicy
 
 
@@ -123,8 +123,7 @@ class SyncPolicyEngine:
         self.last_timing = InferenceTiming()
         self._device = torch.device(loaded.device)
         self._batcher = ObservationBatcher(loaded, binding)
-        use_amp = self._device.type == "cuda" and getattr(loaded.config, "use_amp", False)
-        self._autocast = (lambda: torch.autocast(device_type="cuda")) if use_amp else nullcontext
+        self._autocast = autocast_factory(self._device, loaded.use_amp)
         # A queue left over from an earlier user of the policy would feed stale actions.
         self.reset()
 

@@ -28,7 +28,8 @@ from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.features import FeatureMapper
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.managed_node import ManagedNode
-from rollout_ros.nodes.policy_node import image_from_msg
+from rollout_ros.nodes.chunk_consumer import ChunkConsumer
+from rollout_ros.nodes.policy_node import image_ref
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import run_node
 
@@ -50,6 +51,12 @@ class BaseStrategyNode(ManagedNode):
         self.declare('camera_topic_template', '/camera_{name}/image_raw',
                      'Image topic per camera; {name} is replaced by the camera name.')
         self.declare('policy_service', '/policy/infer', 'InferAction service of the policy node.')
+        self.declare('policy_transport', 'service',
+                     'How a policy node in another process is reached (in-process composition ignores '
+                     'it). service: one policy_service call per tick (policy inference_type sync); '
+                     'topic: observations to <policy>/observation, action chunks from '
+                     '<policy>/action_chunk, queued here (policy inference_type rtc); <policy> is '
+                     'policy_service without its last name.')
         self.declare('policy_timeout_s', 1.0,
                      'A policy call slower than this is abandoned and the tick counted starved [s].',
                      min_value=0.001)
@@ -65,6 +72,7 @@ class BaseStrategyNode(ManagedNode):
                      'How long to wait for the first joint state and frames after activation [s].',
                      min_value=0.1)
         self.local_policy = None       # set when composed in one process with the policy node
+        self._chunks = None            # ChunkConsumer (policy_transport topic), used as local_policy
         self.local_nodes: dict = {}    # name -> node, to report their errors in-process
         # Injectable feature-space processors (Python API): robot state features
         # -> what the policy and the dataset see; policy action -> robot action.
@@ -151,7 +159,13 @@ class BaseStrategyNode(ManagedNode):
             self._subs.append(self._link.create_subscription(
                 Image, template.format(name=cam), lambda m, c=cam: self._images.__setitem__(c, m),
                 qos_profile_sensor_data, callback_group=self._io_group))
-        if self.local_policy is None:
+        transport = self.param('policy_transport')
+        if transport not in ('service', 'topic'):
+            raise ConfigError('policy_transport', f'{transport!r} is not a transport.', "use 'service' or 'topic'.")
+        if self.local_policy is None and transport == 'topic':
+            self._chunks = self.local_policy = ChunkConsumer(
+                self._link, self.param('policy_service').rsplit('/', 1)[0], self._io_group)
+        elif self.local_policy is None:
             self._infer_client = self._link.create_client(InferAction, self.param('policy_service'))
         timeout = self.param('transition_timeout_s')
         for name in self.param('managed_nodes'):
@@ -183,6 +197,8 @@ class BaseStrategyNode(ManagedNode):
         self._images.clear()
         for seen in self._echoes.values():
             seen.clear()
+        if self._chunks is not None:
+            self._chunks.reset()    # nor actions queued before it
         try:
             self._transition_all('activate', list(self._managed), strict=True)
             self._wait_for_inputs()
@@ -219,6 +235,9 @@ class BaseStrategyNode(ManagedNode):
         if self._infer_client is not None:
             self._link.destroy_client(self._infer_client)
             self._infer_client = None
+        if self._chunks is not None:
+            self._chunks.destroy()
+            self._chunks = self.local_policy = None
 
     def shutdown(self) -> None:
         self._stop_loop()
@@ -276,8 +295,7 @@ class BaseStrategyNode(ManagedNode):
             obs = self._observe()
             if obs is not None:
                 state, images, _ = obs
-                policy.chunker.submit_observation(
-                    state, {c: image_from_msg(m) for c, m in images.items()}, self.param('task'))
+                policy.submit_observation(state, images, self.param('task'))
             if policy.chunk_ready():
                 return
             time.sleep(0.02)
@@ -344,12 +362,14 @@ class BaseStrategyNode(ManagedNode):
         state, images, stamp = obs
         task = self.param('task')
         if self.local_policy is not None:
-            return self.local_policy.infer(state, {c: image_from_msg(m) for c, m in images.items()}, task)
+            return self.local_policy.infer(state, images, task)
         req = InferAction.Request()
         req.stamp = stamp
         req.state_names = list(state)
         req.state = [float(v) for v in state.values()]
-        req.images = list(images.values())
+        # Stamps only: the policy node takes the frames from its own camera
+        # subscriptions instead of a second copy of each through the service.
+        req.images = [image_ref(m, c) for c, m in images.items()]
         req.task = task
         resp = call_blocking(self._infer_client, req, self.param('policy_timeout_s'))
         if resp is None or not resp.success:
