@@ -260,6 +260,7 @@ def build_recording_nodes(cfg: RolloutConfig, robot: dict):
             from rollout_ros.nodes.keyboard_node import KeyboardNode
             nodes.append(KeyboardNode('keyboard', parameter_overrides=_params(tty_path=rec.tty_path)))
         input_topics.append(f'/{nodes[-1].get_name()}/events')
+    input_topics += rec.input_topics
     return nodes, strategy_params(cfg.strategy, rec, 'recorder', 'teleop', input_topics or ['/keyboard/events'])
 
 
@@ -305,11 +306,21 @@ class Rollout:
             if self.strategy.state_label != want:
                 raise RuntimeError(self.strategy.last_error or 'strategy failed to start')
 
-    def wait(self, stop: threading.Event | None = None) -> None:
+    def wait(self, stop: threading.Event | None = None, status_stream=None) -> None:
+        """Until the strategy finishes or `stop`; with a terminal, the status
+        line is refreshed in place once a second."""
         stop = stop or threading.Event()
+        shown = ''
         while not self.strategy.finished.wait(0.1):
             if stop.is_set():
                 break
+            text = self.strategy.status_text
+            if status_stream is not None and text and text != shown:
+                status_stream.write('\r\033[K' + text)
+                status_stream.flush()
+                shown = text
+        if shown:
+            status_stream.write('\n')
 
     def stop(self) -> dict:
         s = self.strategy
@@ -336,20 +347,28 @@ def format_summary(summary: dict, log_dir: str) -> str:
         f"max {s['period_err_max_ms']:.2f} ms  overruns {s['overruns']}  starved {s['starved_ticks']}",
         f"inference p50 {s['infer_p50_ms']:.2f} ms  p99 {s['infer_p99_ms']:.2f} ms",
         f'logs: {log_dir}',
-        json.dumps({k: s[k] for k in SUMMARY_KEYS}),
+        json.dumps({k: s[k] for k in (*SUMMARY_KEYS, *(k for k in s if k not in SUMMARY_KEYS))}),
     ]
     return '\n'.join(lines)
 
 
-def run(cfg: RolloutConfig, stop: threading.Event | None = None) -> dict:
-    """Bring up, run until duration/stop, tear down in order; returns the summary."""
+def run(cfg: RolloutConfig, stop: threading.Event | None = None, status_stream=None, on_started=None) -> dict:
+    """Bring up, run until duration/stop, tear down in order; returns the summary.
+
+    `on_started(rollout)` runs once everything is active (a scripted operator
+    starts there) and may return a callable that runs before the teardown."""
     rollout = Rollout(cfg)
     error = None
+    finish = None
     try:
         rollout.start()
-        rollout.wait(stop)
+        if on_started is not None:
+            finish = on_started(rollout)
+        rollout.wait(stop, status_stream)
         error = rollout.strategy.last_error or None
     finally:
+        if finish is not None:
+            finish()
         summary = rollout.stop()
     if error:
         raise RuntimeError(error)
@@ -362,7 +381,7 @@ def main(argv=None) -> int:
     stop = threading.Event()
     install_stop_signals(stop)
     try:
-        summary = run(config_from_args(ns), stop)
+        summary = run(config_from_args(ns), stop, sys.stderr if sys.stderr.isatty() else None)
     except (ConfigError, RuntimeError) as e:
         print(f'rollout: error: {e}', file=sys.stderr)
         return 2

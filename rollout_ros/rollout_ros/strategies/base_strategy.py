@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import TransitionEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
@@ -32,6 +33,7 @@ from rollout_ros.nodes.chunk_consumer import ChunkConsumer
 from rollout_ros.nodes.policy_node import image_ref
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import run_node
+from rollout_ros.nodes.status import diagnostics, status_line
 
 
 class BaseStrategyNode(ManagedNode):
@@ -90,7 +92,8 @@ class BaseStrategyNode(ManagedNode):
         self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
         self._thread = None
         self._status_timer = None
-        self._cmd_pub = self._status_pub = None
+        self._cmd_pub = self._status_pub = self._diag_pub = None
+        self.status_text = ''          # one-line status for a terminal
         self.last_command_stamp = None
         self._infer_client = None
         self._io_group = ReentrantCallbackGroup()
@@ -153,6 +156,7 @@ class BaseStrategyNode(ManagedNode):
                               'e.g. /camera_{name}/image_raw.')
         self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._subs.append(self._link.create_subscription(JointState, 'joint_states', self._on_joint_state, 10,
                                                    callback_group=self._io_group))
         for cam in self.camera_names:
@@ -232,6 +236,9 @@ class BaseStrategyNode(ManagedNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._cmd_pub = self._status_pub = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
         if self._infer_client is not None:
             self._link.destroy_client(self._infer_client)
             self._infer_client = None
@@ -253,7 +260,7 @@ class BaseStrategyNode(ManagedNode):
             self.destroy_timer(self._status_timer)
             self._status_timer = None
         if self.loop is not None and self.loop.pacer.started and not self.summary:
-            self.summary = self.loop.summary()
+            self.summary = {**self.loop.summary(), 'strategy': self.strategy_type, **self.summary_extras()}
             self._publish_status(final=True)
             self.get_logger().info('run summary: ' + json.dumps(self.summary))
 
@@ -403,7 +410,16 @@ class BaseStrategyNode(ManagedNode):
         for key in ('rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
                     'infer_p50_ms', 'infer_p99_ms'):
             setattr(msg, key, float(s[key]))
+        self.fill_status(msg)
         self._status_pub.publish(msg)
+        self._diag_pub.publish(diagnostics(msg, self.get_name()))
+        self.status_text = status_line(msg)
+
+    def fill_status(self, msg: RolloutStatus) -> None:
+        """Strategies add their own state (phase, episodes, recorder figures)."""
+
+    def summary_extras(self) -> dict:
+        return {}
 
     def destroy_node(self) -> None:
         self._link_executor.shutdown(timeout_sec=1.0)
