@@ -383,9 +383,9 @@ def test_auto_rotate_loses_no_rows(recorder, tmp_path):
     feeder.ok('start_episode')
     sent = feeder.run(45)
     sent += feeder.run(15, intervention=True)     # no rotation inside a correction
-    node.trigger_deactivate()
     status = node.status()
-    node.trigger_cleanup()                       # saves the open tail (save_partial_on_stop)
+    node.trigger_shutdown()                      # from active: saves the open tail (save_partial_on_stop)
+    assert node.state_label == 'finalized', node.last_error
 
     ds = load(root)
     lengths = list(ds.meta.episodes['length'])
