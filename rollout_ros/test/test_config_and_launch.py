@@ -90,8 +90,9 @@ def load(path: Path) -> dict:
 @pytest.mark.parametrize('path', YAMLS, ids=lambda p: p.name)
 def test_yaml_names_exactly_the_declared_parameters(path, declared):
     raw = load(path)
-    # '/**/' makes the sections match in any namespace.
-    assert raw and all(key.startswith('/**/') for key in raw), f'{path.name}: {list(raw)}'
+    if path.stem in STRATEGIES:
+        # '/**/' makes the sections match in the namespace of a launch.
+        assert all(key.startswith('/**/') for key in raw), f'{path.name}: {list(raw)}'
     for key, section in raw.items():
         node = key.removeprefix('/**/')
         exe = executable_of(node)

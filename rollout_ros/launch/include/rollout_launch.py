@@ -275,6 +275,7 @@ def strategy_launch(strategy: str) -> LaunchDescription:
     """A strategy launch file: its own arguments, the sub-launch files of its
     components, then the strategy node that brings them up and ends the launch."""
     spec = STRATEGIES[strategy]
+    # The recorder's rotation, ring buffer and intervention feature follow the strategy.
     includes = [IncludeLaunchDescription(os.path.join(INCLUDE_DIR, f'{c}.launch.py'),
                                          launch_arguments=[('strategy', strategy)]) for c in spec.components]
     return LaunchDescription(
