@@ -140,7 +140,8 @@ class RecorderNode(ManagedNode):
         d('tags', strings, 'Hub dataset tags.')
         d('upload_every_n_episodes', 5, 'Push after this many saved episodes (push_to_hub).', min_value=1)
         d('push_timeout_s', 600.0, 'How long cleanup waits for the final push [s]; the data stays local '
-          'either way.', min_value=0.0)
+          "either way. A supervising strategy gives cleanup transition_timeout_s (120 s) and reports it failed "
+          'when the push takes longer.', min_value=0.0)
         d('bag_path', '', "Also write a rosbag2 (MCAP) of bag_topics under this folder; '' = off.")
         d('bag_topics', strings, 'Topics written to the bag (types found in the graph).')
 
