@@ -454,6 +454,12 @@ def test_sigkill_keeps_saved_episodes(recorder, tmp_path):
     assert list(ds.meta.episodes['length']) == [12, 15]
     assert len(ds) == 27
 
+    # A resume that does not match the dataset is refused before anything is written.
+    for extra, param in ((dict(fps=15), 'fps'), (dict(robot_type='other_arm'), 'robot_type'),
+                         (dict(camera_shapes=['48x64', f'{H}x{W}']), 'features.observation.images.front')):
+        node, _ = recorder(root, resume=True, **extra)
+        node.trigger_configure()
+        assert node.state_label == 'unconfigured' and node.last_error.startswith(f'{param}:'), node.last_error
     # What the killed process left is resumed (the writer repairs it) and grows.
     node, feeder = recorder(root, resume=True)
     bring_up(node, feeder)

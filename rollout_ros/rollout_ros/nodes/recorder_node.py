@@ -229,16 +229,7 @@ class RecorderNode(ManagedNode):
         rotation = None
         if self.param('auto_rotate'):
             rotation = EpisodeRotation(self.param('target_video_file_size_mb'), fps, cameras)
-        if self.param('resume'):
-            self.writer = DatasetWriter.resume(
-                root, fps=fps, robot_type=self.param('robot_type'), features=features, repo_id=repo_id,
-                encoder_queue_size=self.param('encoder_queue_size'))
-        else:
-            self.writer = DatasetWriter.create(
-                root, repo_id, fps, self.param('robot_type'), features, vcodec=self.param('vcodec'),
-                data_files_size_in_mb=self.param('data_files_size_in_mb'),
-                video_files_size_in_mb=self.param('video_files_size_in_mb'),
-                encoder_queue_size=self.param('encoder_queue_size'))
+        self.writer = self._open_dataset(root, repo_id, fps, features)
         self.repo_id = repo_id
         self.worker = RecorderWorker(
             self.writer, RowBuilder(features, image_from_msg), fps, default_task=self.param('default_task'),
@@ -250,6 +241,25 @@ class RecorderNode(ManagedNode):
         self._open_bag(repo_id)
         self.get_logger().info(f'{"resumed" if self.param("resume") else "created"} {repo_id} at {root} '
                                f'({self.writer.num_episodes} episodes, codec {self.writer.codec})')
+
+    def _open_dataset(self, root: Path, repo_id: str, fps: int, features: dict) -> DatasetWriter:
+        resume = self.param('resume')
+        try:
+            if resume:
+                return DatasetWriter.resume(
+                    root, fps=fps, robot_type=self.param('robot_type'), features=features, repo_id=repo_id,
+                    encoder_queue_size=self.param('encoder_queue_size'))
+            return DatasetWriter.create(
+                root, repo_id, fps, self.param('robot_type'), features, vcodec=self.param('vcodec'),
+                data_files_size_in_mb=self.param('data_files_size_in_mb'),
+                video_files_size_in_mb=self.param('video_files_size_in_mb'),
+                encoder_queue_size=self.param('encoder_queue_size'))
+        except ConfigError as e:
+            if e.param != 'root':
+                raise
+            # The writer's fix names its Python API; here the fix is a parameter.
+            raise ConfigError('root', e.problem, 'point root at the dataset to continue, or set resume:=false.'
+                              if resume else 'pick a new root, or set resume:=true to add episodes.') from None
 
     def _make_hub(self, repo_id: str, root: Path):
         if not self.param('push_to_hub'):
