@@ -413,6 +413,53 @@ def test_failed_inference_surfaces_in_next_action(act_small):
             engine.next_action()
 
 
+def test_warm_up_runs_the_chunk_path_and_queues_nothing(act_small):
+    policy = StandInPolicy(chunk=20, latency_s=0.0)
+    engine = _standin_engine(act_small, policy, queue_threshold=10)
+    times = engine.warm_up({n: 0.0 for n in JOINTS}, {"front": np.zeros((48, 64, 3), np.uint8)}, 3)
+    assert len(times) == 3 and engine.queue.size == 0 and engine.queue.consumed == 0
+    # The RTC call shapes a compiled policy meets later: cold, then with a
+    # prefix (the previous chunk) and a changing delay.
+    assert policy.calls[0]["prefix"] is None
+    assert all(c["prefix"] is not None and c["prefix"].shape == (20, len(JOINTS)) for c in policy.calls[1:])
+    assert [c["inference_delay"] for c in policy.calls] == [0, 1, 2]
+
+
+def test_remote_loop_mirror_and_published_chunks(act_small):
+    """What the policy node does for a strategy in another process: the remote
+    tick count drives this queue, each merged chunk is handed out with the
+    observation's tag, and the RTC prefix is the remote plan."""
+    published = []
+    policy = StandInPolicy(chunk=20, latency_s=0.05)
+    engine = _standin_engine(act_small, policy, queue_threshold=10,
+                             on_chunk=lambda chunk, first, tag: published.append((chunk, first, tag)))
+    image = np.zeros((48, 64, 3), np.uint8)
+    remote = ActionQueue()    # the consumer's queue, fed only with what was published
+    seen = 0
+    with engine:
+        pacer = Pacer(30.0)
+        pacer.start()
+        for tick in range(120):
+            pacer.begin_tick()
+            engine.advance_to(remote.consumed)
+            engine.submit_observation({n: 0.0 for n in JOINTS}, {"front": image}, tag=("obs", remote.consumed))
+            for chunk, first, tag in published[seen:]:
+                assert tag == ("obs", first)    # the chunk starts at its observation's action
+                remote.merge(chunk, first, engine.mode)
+            seen = len(published)
+            remote.pop()
+            if len(policy.calls) >= 6:
+                break
+            pacer.wait()
+    assert len(published) >= 4
+    # The mirror followed: every prefix after the first is the remote plan from the observation on.
+    assert engine.queue.consumed <= remote.consumed
+    for call in policy.calls[1:4]:
+        col = np.round(call["prefix"].numpy()[:, 0] * STD).astype(int)
+        assert (np.diff(col[: np.argmax(col % 1000 == 19) + 1]) == 1).all()
+    assert engine.starved == 0
+
+
 # ---------------------------------------------------------------- engine, real checkpoints
 
 

@@ -251,3 +251,51 @@ def test_bad_device_is_named(ckpt, device):
 
 def test_auto_device_loads(ckpt):
     assert load_policy(str(ckpt), device="auto").device in ("cpu", "cuda", "mps")
+
+
+# ---------------------------------------------------------------- Diffusion
+
+
+@pytest.fixture(scope="module")
+def diffusion_ckpt(tmp_path_factory):
+    pytest.importorskip("diffusers", reason="lerobot's Diffusion policy needs the 'diffusion' extra")
+    from rollout_ros.policy.tiny_checkpoint import make_tiny_diffusion_checkpoint
+
+    return make_tiny_diffusion_checkpoint(
+        tmp_path_factory.mktemp("diffusion") / "tiny_diffusion", JOINTS, {"front": (3, 96, 128)}
+    )
+
+
+def test_tiny_diffusion_is_a_real_lerobot_checkpoint(diffusion_ckpt):
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.policies import make_pre_post_processors
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    for name in ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json"):
+        assert (diffusion_ckpt / name).is_file(), name
+    config = PreTrainedConfig.from_pretrained(diffusion_ckpt)
+    assert config.type == "diffusion"
+    # Nothing to download: no pretrained backbone, group norm instead of its batch-norm statistics.
+    assert config.pretrained_backbone_weights is None and config.use_group_norm
+    policy = DiffusionPolicy.from_pretrained(diffusion_ckpt)
+    assert policy.config.output_features["action"].shape == (len(JOINTS),)
+    pre, post = make_pre_post_processors(config, pretrained_path=str(diffusion_ckpt))
+    assert len(pre.steps) > 0 and len(post.steps) > 0
+
+
+def test_tiny_diffusion_through_the_sync_engine(diffusion_ckpt):
+    loaded = load_policy(str(diffusion_ckpt))
+    assert loaded.policy_type == "diffusion" and loaded.state_names == JOINTS
+    engine = SyncPolicyEngine(loaded, check_features(loaded, JOINTS, ["front"]), task="t")
+    rng = np.random.default_rng(0)
+    state = {name: float(rng.uniform(-60, 60)) for name in JOINTS}
+    image = rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
+    steps = loaded.n_action_steps
+    ran, actions = [], []
+    for _ in range(steps + 1):
+        actions.append(engine.infer(state, {"front": image}))
+        ran.append(engine.last_timing.ran_model)
+    # One denoising run per n_action_steps ticks, the chunk served from the queue between.
+    assert ran == [True] + [False] * (steps - 1) + [True]
+    assert all(set(a) == set(JOINTS) and all(math.isfinite(v) for v in a.values()) for a in actions)
+    assert len({a[JOINTS[0]] for a in actions[:steps]}) > 1, "the chunk's actions should differ"

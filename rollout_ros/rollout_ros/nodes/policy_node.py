@@ -13,8 +13,9 @@ name it by its capture stamp only (an Image with the header and no data,
 frame_id = camera name): the node then takes the frame from its own
 subscription to that camera's topic, so a 640x480 frame does not cross
 the process boundary twice per tick. The exact stamp is used when that
-frame has arrived, else the nearest one within `frame_stamp_tolerance_s`,
-else the request fails and says so.
+frame has arrived (or arrives within `frame_stamp_tolerance_s`), else the
+nearest one within `frame_stamp_tolerance_s`, else the request fails and
+says so.
 
 Composed in one process with the strategy, the strategy calls `infer` /
 `submit_observation` directly and skips serialisation.
@@ -27,6 +28,8 @@ import time
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from rollout_ros_interfaces.msg import RolloutFrame
@@ -89,6 +92,75 @@ def _ns(stamp) -> int:
     return Time.from_msg(stamp).nanoseconds
 
 
+class CameraFrames:
+    """Recent frames of each camera by capture stamp, from the camera topics.
+
+    The subscriptions live on a hidden node with its own executor thread:
+    on the policy node's executor, frames that arrived during an inference
+    would be taken one per wake-up, after the next request, which would then
+    not find the frame the strategy saw a moment earlier.
+    """
+
+    def __init__(self, parent: Node, cameras: list[str], template: str, tolerance_s: float):
+        self.topics = {cam: template.format(name=cam) for cam in cameras}
+        self.tolerance_s = tolerance_s
+        self._sync = ImageSync(cameras, tolerance_ns=int(tolerance_s * 1e9), timeout_s=tolerance_s,
+                               history_ns=int(FRAME_HISTORY_S * 1e9))
+        self._cond = threading.Condition()
+        self._released = {}
+        self._node = Node(f'_{parent.get_name()}_frames', namespace=parent.get_namespace(),
+                          context=parent.context, use_global_arguments=False, start_parameter_services=False)
+        for cam, topic in self.topics.items():
+            self._node.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m),
+                                           qos_profile_sensor_data)
+        self._executor = SingleThreadedExecutor(context=parent.context)
+        self._executor.add_node(self._node)
+        self._thread = threading.Thread(target=self._executor.spin, name='camera-frames', daemon=True)
+        self._thread.start()
+
+    def destroy(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self._thread.join(timeout=2.0)
+        self._node.destroy_node()
+
+    def _on_image(self, cam: str, msg: Image) -> None:
+        with self._cond:
+            self._keep(self._sync.add_image(cam, _ns(msg.header.stamp), msg, time.monotonic()))
+
+    def _keep(self, ticks) -> None:
+        for tick in ticks:
+            self._released[tick.payload] = tick
+        if ticks:
+            self._cond.notify_all()
+
+    def at(self, stamps: dict) -> dict[str, np.ndarray]:
+        """The frames named by {camera: stamp}; waits (at most the tolerance) for one still on its way."""
+        unknown = [cam for cam in stamps if cam not in self.topics]
+        if unknown:
+            raise ObservationError(f'cameras {unknown} named by stamp are not subscribed '
+                                   f'(subscribed: {sorted(self.topics)})')
+        wanted = {cam: _ns(stamp) for cam, stamp in stamps.items()}
+        token = object()
+        with self._cond:
+            self._keep(self._sync.add_tick(token, wanted, max(wanted.values()), time.monotonic()))
+            deadline = time.monotonic() + self.tolerance_s
+            while token not in self._released:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._keep(self._sync.poll(float('inf')))
+                else:
+                    self._cond.wait(left)
+                    self._keep(self._sync.poll(time.monotonic()))
+            tick = self._released.pop(token)
+        if tick.missing:
+            cam = tick.missing[0]
+            raise ObservationError(
+                f"camera {cam!r}: no frame stamped {wanted[cam] * 1e-9:.3f} s (or within "
+                f'frame_stamp_tolerance_s={self.tolerance_s}) received on {self.topics[cam]}: check that '
+                'the policy node subscribes to the topic the strategy reads')
+        return {cam: image_from_msg(msg) for cam, (_, msg) in tick.images.items() if cam in stamps}
+
+
 class PolicyNode(ManagedNode):
 
     def __init__(self, node_name: str = 'policy', **kwargs):
@@ -135,9 +207,8 @@ class PolicyNode(ManagedNode):
         self.chunker: ChunkedPolicyEngine | None = None
         self.loaded = None
         self.warmup_ms: list[float] = []
-        self._frames: ImageSync | None = None
+        self._frames: CameraFrames | None = None
         self._remote = RemoteIndex()
-        self._topics: dict[str, str] = {}    # camera -> image topic subscribed to
         self._subs: list = []
         self._srvs: list = []
         self._chunk_pub = None
@@ -181,7 +252,10 @@ class PolicyNode(ManagedNode):
             f'loaded {self.loaded.policy_type} from {self.loaded.checkpoint_dir} on {self.loaded.device}'
             f'{" (compiled)" if self.loaded.compiled else ""}{" (amp)" if self.loaded.use_amp else ""}: '
             f'first inference {self.warmup_ms[0]:.0f} ms, then {self.warmup_ms[-1]:.0f} ms')
-        self._subscribe_cameras(list(binding.image_sources.values()))
+        if self.param('camera_topic_template'):
+            self._frames = CameraFrames(self, list(binding.image_sources.values()),
+                                        self.param('camera_topic_template'),
+                                        self.param('frame_stamp_tolerance_s'))
         if kind == 'rtc':
             self._chunk_pub = self.create_lifecycle_publisher(JointTrajectory, f'~/{CHUNK_TOPIC}', QOS)
             self._subs.append(self.create_subscription(
@@ -214,26 +288,14 @@ class PolicyNode(ManagedNode):
             return times
         except Exception as e:  # noqa: BLE001 - compile failures only show up on the first call
             if self.loaded.compiled and is_compile_error(e):
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+                # Dynamo wraps what the backend raised (no compiler, a failed build).
+                cause = getattr(e, 'inner_exception', None) or e
+                lines = str(cause).strip().splitlines()
                 raise ConfigError('use_torch_compile', f'torch.compile ({COMPILE_BACKEND}) cannot compile '
-                                  f'this policy here: {type(e).__name__}: {first}',
+                                  f'this policy here: {type(cause).__name__}{": " + lines[0] if lines else ""}.',
                                   'set use_torch_compile false (inductor needs a working C++ compiler '
                                   'on cpu).') from e
             raise
-
-    def _subscribe_cameras(self, cameras: list[str]) -> None:
-        template = self.param('camera_topic_template')
-        if not template:
-            return
-        tolerance = self.param('frame_stamp_tolerance_s')
-        self._frames = ImageSync(cameras, tolerance_ns=int(tolerance * 1e9), timeout_s=0.0,
-                                 history_ns=int(FRAME_HISTORY_S * 1e9))
-        self._topics = {cam: template.format(name=cam) for cam in cameras}
-        for cam, topic in self._topics.items():
-            self._subs.append(self.create_subscription(
-                Image, topic, lambda m, c=cam: self._frames.add_image(c, _ns(m.header.stamp), m,
-                                                                      time.monotonic()),
-                qos_profile_sensor_data))
 
     def activate(self) -> None:
         self.reset()
@@ -256,11 +318,12 @@ class PolicyNode(ManagedNode):
             self.destroy_service(srv)
         self._subs.clear()
         self._srvs.clear()
-        self._topics = {}
         if self._chunk_pub is not None:
             self.destroy_lifecycle_publisher(self._chunk_pub)
             self._chunk_pub = None
-        self._frames = None
+        if self._frames is not None:
+            self._frames.destroy()
+            self._frames = None
         self.engine = None
         self.loaded = None
 
@@ -313,19 +376,7 @@ class PolicyNode(ManagedNode):
             raise ObservationError(
                 f'cameras {sorted(stamps)} are named by stamp only, but camera_topic_template is empty '
                 '(no camera subscriptions): send full images, or set camera_topic_template')
-        unknown = [cam for cam in stamps if cam not in self._topics]
-        if unknown:
-            raise ObservationError(f'cameras {unknown} named by stamp are not subscribed '
-                                   f'(subscribed: {sorted(self._topics)})')
-        wanted = {cam: _ns(stamp) for cam, stamp in stamps.items()}
-        tick = self._frames.add_tick(None, wanted, max(wanted.values()), time.monotonic())[-1]
-        if tick.missing:
-            cam = tick.missing[0]
-            raise ObservationError(
-                f"camera {cam!r}: no frame stamped {wanted[cam] * 1e-9:.3f} s (or within "
-                f'frame_stamp_tolerance_s={self.param("frame_stamp_tolerance_s")}) received on '
-                f'{self._topics[cam]}: check that this node subscribes to the topic the strategy reads')
-        return {cam: image_from_msg(msg) for cam, (_, msg) in tick.images.items()}
+        return self._frames.at(stamps)
 
     # Topic backend (rtc) ----------------------------------------------------
     def _on_observation(self, msg: RolloutFrame) -> None:
