@@ -72,7 +72,8 @@ def test_highlight_episode_starts_with_the_seconds_before_the_press(ros, emulato
     assert len(lengths) == 1, lengths                      # the second one was discarded
     # ~2 s from the ring buffer, then ~1.5 s live, at 30 fps.
     assert 75 <= lengths[0] <= 120, lengths
-    stamps = np.asarray(ds.hf_dataset['stamp.observation']).ravel()
+    # Unix seconds in float64 on disk; LeRobot's torch view would round them to float32.
+    stamps = np.asarray(ds.hf_dataset.with_format('arrow')['stamp.observation'].to_pylist(), float).ravel()
     assert stamps[-1] - stamps[0] > 3.0                   # frames from before the first press
     assert np.all(np.diff(stamps) > 0)
 

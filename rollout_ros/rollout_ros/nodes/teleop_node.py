@@ -55,7 +55,7 @@ class TeleopNode(ManagedNode):
         self.move_outcome: MoveOutcome | None = None
         self._pub = None
         self._timer = None
-        self._services = []
+        self._teleop_services = []
         self._active = False
         self._move_thread: threading.Thread | None = None
         self._move_cancel = threading.Event()
@@ -90,7 +90,7 @@ class TeleopNode(ManagedNode):
         self._names = [f'{prefix}{m}' for m in follower_spec.motor_names]
         self._by_ros_name = {f'{prefix}{m}': m for m in follower_spec.motor_names}
         self._pub = self.create_lifecycle_publisher(JointState, '~/joint_states', 10)
-        self._services = [
+        self._teleop_services = [
             self.create_service(MoveToPose, '~/move_to', self._on_move_to,
                                 callback_group=self._service_group),
             self.create_service(Trigger, '~/release', self._on_release,
@@ -113,9 +113,9 @@ class TeleopNode(ManagedNode):
 
     def cleanup(self) -> None:
         self._stop_move()
-        for srv in self._services:
+        for srv in self._teleop_services:
             self.destroy_service(srv)
-        self._services = []
+        self._teleop_services = []
         if self._pub is not None:
             self.destroy_lifecycle_publisher(self._pub)
             self._pub = None

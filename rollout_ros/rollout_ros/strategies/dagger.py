@@ -59,6 +59,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         self.transitions: list[tuple[str, str]] = []
         self._teleop: dict[str, tuple[float, object]] = {}
         self._approaching = False
+        self._tick_intervention = False
         self._actuated = False
         self._move_client = self._release_client = None
 
@@ -101,7 +102,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         super().before_walk_back()
 
     def intervention(self) -> bool:
-        return self.phases.phase == CORRECTING
+        return self._tick_intervention
 
     def fill_status(self, msg) -> None:
         super().fill_status(msg)
@@ -134,14 +135,21 @@ class DaggerStrategyNode(RecordingStrategyNode):
 
     # The loop's action source -------------------------------------------------
     def _policy(self, obs):
+        # This tick's action comes from the phase its observation was taken
+        # in; a key pressed meanwhile takes effect from the next tick. The
+        # recorder brackets episodes by stamp, so a correction episode holds
+        # exactly the ticks acted on by the human.
+        phase = self.phases.phase
+        self._tick_intervention = phase == CORRECTING
+        if phase == AUTONOMOUS:
+            action = super()._policy(obs)
+        elif phase == PAUSED:
+            action = self.loop.last_command or obs[0]
+        else:
+            action = self._correction_action(obs)
         for old, new in self.phases.consume():
             self._on_transition(old, new)
-        phase = self.phases.phase
-        if phase == AUTONOMOUS:
-            return super()._policy(obs)
-        if phase == PAUSED:
-            return self.loop.last_command or obs[0]
-        return self._correction_action(obs)
+        return action
 
     def _correction_action(self, obs):
         names = self.mapper.ros_joint_names
