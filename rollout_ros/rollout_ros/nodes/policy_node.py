@@ -174,8 +174,8 @@ class PolicyNode(ManagedNode):
                      'Image topic per camera ({name} = camera name), subscribed to so that requests and '
                      "observations can name frames by stamp only; '' = no subscription (full images only).")
         self.declare('frame_stamp_tolerance_s', 0.05,
-                     'A frame named by stamp that has not arrived is replaced by the nearest one within '
-                     'this [s]; none = the request fails.', min_value=0.0)
+                     'A frame named by stamp that has not arrived is awaited this long, then replaced by '
+                     'the nearest one within this [s]; none = the request fails.', min_value=0.0)
         self.declare('rename_map', '',
                      'JSON object mapping our image keys to the policy\'s, e.g. '
                      '{"observation.images.front": "observation.images.top"}.')

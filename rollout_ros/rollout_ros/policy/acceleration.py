@@ -57,16 +57,15 @@ def prepare_config_for_compile(config, use_torch_compile: bool) -> None:
         config.compile_model = bool(use_torch_compile)
 
 
-def compile_predict_action_chunk(policy, policy_type: str) -> bool:
-    """Wrap ``predict_action_chunk`` in torch.compile; False for types that compile themselves."""
+def compile_predict_action_chunk(policy, policy_type: str) -> None:
+    """Wrap ``predict_action_chunk`` in torch.compile, except for types that compile themselves."""
     if policy_type in SELF_COMPILING_TYPES:
-        return False
+        return
     # An instance attribute: select_action calls self.predict_action_chunk,
     # so the sync path runs the compiled function too.
     policy.predict_action_chunk = torch.compile(
         policy.predict_action_chunk, backend=COMPILE_BACKEND, mode=COMPILE_MODE
     )
-    return True
 
 
 def is_compile_error(exc: BaseException) -> bool:

@@ -69,7 +69,8 @@ class LoadedPolicy:
     n_action_steps: int | None
     # Whether inference autocasts (see acceleration.amp_enabled).
     use_amp: bool = False
-    # predict_action_chunk wrapped in torch.compile (compiles on its first call).
+    # torch.compile applied (predict_action_chunk, or the model's own compile_model):
+    # the first call compiles.
     compiled: bool = False
 
 
@@ -275,7 +276,8 @@ def load_policy(
         ) from exc
     policy.to(dev)
     policy.eval()
-    compiled = compile_predict_action_chunk(policy, config.type) if use_torch_compile else False
+    if use_torch_compile:
+        compile_predict_action_chunk(policy, config.type)
     preprocessor, postprocessor = _load_processors(config, ckpt, dev)
 
     state_ft = config.robot_state_feature
@@ -307,7 +309,7 @@ def load_policy(
         chunk_size=getattr(config, "chunk_size", None),
         n_action_steps=getattr(config, "n_action_steps", None),
         use_amp=amp_enabled(dev, use_amp, getattr(config, "use_amp", False)),
-        compiled=compiled,
+        compiled=bool(use_torch_compile),
     )
 
 
