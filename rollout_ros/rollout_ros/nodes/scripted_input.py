@@ -2,6 +2,7 @@
 demo and of the strategy tests, on the same topic a keyboard node uses."""
 
 import threading
+import time
 
 from rclpy.node import Node
 from rollout_ros_interfaces.msg import InputEvent
@@ -15,7 +16,7 @@ class ScriptedInput:
         """presses: (seconds after start(), key), e.g. [(4.0, 'space'), (5.0, 'tab')]."""
         self.node = node
         self.presses = sorted(presses)
-        self.sent: list[str] = []
+        self.sent: list[tuple[float, str]] = []   # (unix time, key) as published
         self._pub = node.create_publisher(InputEvent, topic, EVENTS_QOS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,4 +40,4 @@ class ScriptedInput:
             msg = InputEvent(device='scripted', key=key, code=0, value=1)
             msg.header.stamp = self.node.get_clock().now().to_msg()
             self._pub.publish(msg)
-            self.sent.append(key)
+            self.sent.append((time.time(), key))
