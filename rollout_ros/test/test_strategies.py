@@ -62,6 +62,35 @@ def test_sentry_rotates_episodes_and_keeps_the_rate(ros, emulator, rollout_confi
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
+def test_sentry_uploads_on_schedule_without_slowing_the_loop(ros, emulator, rollout_config, tmp_path,
+                                                             monkeypatch):
+    import huggingface_hub.constants
+    from test_dataset_hub import FakeHub
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', hub.endpoint)
+    monkeypatch.setenv('HF_TOKEN', 'hf_FAKEtokenForTheStandIn')
+    rec = recording(tmp_path, 'sentry_push', target_video_file_size_mb=0.01, upload_every_n_episodes=2)
+    rec.dataset.push_to_hub = True
+    cfg = rollout_config(strategy='sentry', duration=8.0, recording=rec)
+    try:
+        summary = run(cfg)
+    finally:
+        hub.close()
+    ds = load(cfg)
+    assert ds.num_episodes >= 4
+    (repo, state), = hub.repos.items()
+    assert repo.startswith('test/rollout_sentry_push_')           # lerobot's stamp
+    pushes = [c for c in hub.commits if any(p.startswith('data/') for p in c[2])]
+    assert len(pushes) >= 2                                        # during the run, and the final one
+    # The final push holds every episode's files, and nothing half-written.
+    uploaded = set(state['files'])
+    local = {str(p.relative_to(ds.root)) for p in ds.root.rglob('*') if p.is_file()
+             and not any(part.startswith('.') for part in p.relative_to(ds.root).parts)}
+    assert local <= uploaded, local - uploaded
+    assert summary['rate_hz'] > 0.9 * cfg.fps
+
+
 def test_highlight_episode_starts_with_the_seconds_before_the_press(ros, emulator, rollout_config, tmp_path):
     started = []
     cfg = rollout_config(strategy='highlight', duration=7.0,
@@ -139,6 +168,23 @@ def test_stop_mid_episode_saves_it_and_leaves_the_robot_safe(ros, emulator, roll
     summary = run(cfg, stop, on_started=stop_later)
     ds = load(cfg)
     assert summary['episodes'] == 1 and ds.num_episodes == 1 and ds.num_frames > 30
+    assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_stop_during_a_correction_saves_it(ros, emulator, rollout_config, tmp_path, koch_leader):
+    stop, started = threading.Event(), []
+    rec = recording(tmp_path, 'dagger_stop', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader'))
+    cfg = rollout_config(strategy='dagger', duration=0.0, recording=rec)
+    press = operator([(1.0, 'space'), (1.5, 'tab')], started)
+
+    def start(rollout):
+        threading.Timer(3.5, stop.set).start()       # Ctrl-C while the human corrects
+        return press(rollout)
+    summary = run(cfg, stop, on_started=start)
+    assert summary['transitions'][-1] == 'paused->correcting'
+    ds = load(cfg)
+    assert ds.num_episodes == 1 and ds.num_frames > 30
+    assert bool(np.all(np.asarray(ds.hf_dataset['intervention'])))
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 

@@ -207,13 +207,11 @@ class DaggerStrategyNode(RecordingStrategyNode):
         """The policy starts afresh from the pose the human left: queued actions
         (an ACT chunk, an RTC queue) were planned for a world that is gone."""
         policy = self.local_policy
-        if policy is None:
-            self.run_async(lambda: self._call_policy_reset())
-            return
-        if getattr(policy, 'chunker', None) is not None:
-            policy.chunker.reset()
-        elif getattr(policy, 'engine', None) is not None:
-            policy.engine.reset()
+        if policy is not None:
+            policy.reset()
+        if policy is None or policy is self._chunks:
+            # The policy node runs elsewhere: its own queue goes through ~/reset.
+            self.run_async(self._call_policy_reset)
 
     def _call_policy_reset(self) -> None:
         service = self.param('policy_service').rsplit('/', 1)[0] + '/reset'
