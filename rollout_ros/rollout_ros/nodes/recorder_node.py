@@ -29,10 +29,8 @@ from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from huggingface_hub import get_token
-from huggingface_hub.constants import HF_HUB_OFFLINE
+from huggingface_hub import constants as hub_constants
 from lerobot.utils.constants import HF_LEROBOT_HOME
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future as RosFuture
@@ -54,7 +52,7 @@ from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.policy_node import image_from_msg
 from rollout_ros.nodes.recorder_images import parse_image
 from rollout_ros.nodes.recorder_worker import Command, RecorderError, RecorderWorker, RowBuilder
-from rollout_ros.nodes.spin import run_node
+from rollout_ros.nodes.spin import LinkNode, run_node
 
 SERVICES = ('start_episode', 'save_episode', 'discard_episode', 'push')
 # How long images are kept, beyond image_timeout_s, for ticks that have not
@@ -169,12 +167,8 @@ class RecorderNode(ManagedNode):
         # Subscriptions live on a hidden node with its own executor: a
         # transition or a save waiting here never holds back the images and
         # ticks that the worker is waiting for (same pattern as the strategy).
-        self._link = Node(f'_{self.get_name()}_link', namespace=self.get_namespace(),
-                          context=self.context, use_global_arguments=False,
-                          start_parameter_services=False)
-        self._link_executor = SingleThreadedExecutor(context=self.context)
-        self._link_executor.add_node(self._link)
-        threading.Thread(target=self._link_executor.spin, name='recorder-link', daemon=True).start()
+        self._link_owner = LinkNode(self, 'recorder-link')
+        self._link = self._link_owner.node
 
     # Parameters -------------------------------------------------------------
     def _strings(self, name: str) -> list[str]:
@@ -264,7 +258,7 @@ class RecorderNode(ManagedNode):
     def _make_hub(self, repo_id: str, root: Path):
         if not self.param('push_to_hub'):
             return None
-        if HF_HUB_OFFLINE:
+        if hub_constants.HF_HUB_OFFLINE:   # read now: the environment may change after import
             raise ConfigError('push_to_hub', 'HF_HUB_OFFLINE is set, so no upload can succeed.',
                               'unset HF_HUB_OFFLINE, or set push_to_hub:=false.')
         if not get_token():
@@ -495,8 +489,7 @@ class RecorderNode(ManagedNode):
         return DiagnosticStatus.OK, what
 
     def destroy_node(self) -> None:
-        self._link_executor.shutdown(timeout_sec=1.0)
-        self._link.destroy_node()
+        self._link_owner.destroy()
         super().destroy_node()
 
 

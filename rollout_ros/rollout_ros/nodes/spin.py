@@ -7,6 +7,7 @@ import threading
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 
@@ -31,6 +32,27 @@ def make_executor() -> SingleThreadedExecutor:
     (see the strategy's link node) instead.
     """
     return SingleThreadedExecutor()
+
+
+class LinkNode:
+    """A hidden helper node of `owner` on its own executor thread.
+
+    Subscriptions and service clients that `owner` must be able to wait on
+    from inside its own callbacks (a transition waiting for replies or first
+    data) live here, so every process can keep one single-threaded executor
+    and an external lifecycle manager can drive `owner` without a deadlock.
+    """
+
+    def __init__(self, owner: Node, thread_name: str):
+        self.node = Node(f'_{owner.get_name()}_link', namespace=owner.get_namespace(), context=owner.context,
+                         use_global_arguments=False, start_parameter_services=False)
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        threading.Thread(target=self._executor.spin, name=thread_name, daemon=True).start()
+
+    def destroy(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
 
 
 def run_node(node_cls, args=None, autostart=False) -> int:

@@ -16,8 +16,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import TransitionEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from rollout_ros_interfaces.msg import RolloutStatus
@@ -32,7 +30,7 @@ from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.chunk_consumer import ChunkConsumer
 from rollout_ros.nodes.policy_node import image_ref
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
-from rollout_ros.nodes.spin import run_node
+from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.nodes.status import diagnostics, status_line
 
 
@@ -105,12 +103,8 @@ class BaseStrategyNode(ManagedNode):
         # live on a single-threaded executor
         # (rclpy's multi-threaded one spins in Python and cost the loop half
         # its rate when the nodes ran as separate processes on 2 cores).
-        self._link = Node(f'_{self.get_name()}_link', namespace=self.get_namespace(),
-                          context=self.context, use_global_arguments=False,
-                          start_parameter_services=False)
-        self._link_executor = SingleThreadedExecutor(context=self.context)
-        self._link_executor.add_node(self._link)
-        threading.Thread(target=self._link_executor.spin, name='strategy-link', daemon=True).start()
+        self._link_owner = LinkNode(self, 'strategy-link')
+        self._link = self._link_owner.node
 
     # Managed nodes ----------------------------------------------------------
     def _node_error(self, name: str) -> str:
@@ -422,8 +416,7 @@ class BaseStrategyNode(ManagedNode):
         return {}
 
     def destroy_node(self) -> None:
-        self._link_executor.shutdown(timeout_sec=1.0)
-        self._link.destroy_node()
+        self._link_owner.destroy()
         super().destroy_node()
 
     def autostart(self, stop: threading.Event) -> None:
