@@ -95,6 +95,16 @@ def test_cross_process_policy_service(ros, assets, emulator, rollout_config):
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
+        # The subprocess's lifecycle services first: until they are up, the only
+        # /<name> in the graph would be the in-process twin removed below.
+        import rclpy
+        from lifecycle_msgs.srv import ChangeState
+        probe = rclpy.create_node(f'probe_{os.getpid()}')
+        try:
+            client = probe.create_client(ChangeState, f'/{name}/change_state')
+            assert client.wait_for_service(timeout_sec=60), 'policy subprocess never came up'
+        finally:
+            probe.destroy_node()
         cfg = rollout_config(duration=2.0, max_relative_target=6.3, action_log_len=10_000,
                              policy_call='service', policy_node_name=name)
         from rollout_ros.cli import Rollout
