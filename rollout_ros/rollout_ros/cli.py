@@ -79,6 +79,9 @@ class RolloutConfig:
     use_torch_compile: bool = False
     use_amp: bool = False
     action_log_len: int = 0
+    display_data: bool = False
+    display_ip: str = ''
+    display_port: int = 9876
     recording: RecordingConfig | None = None
 
 
@@ -156,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
       dest='max_guidance_weight', type=float, default=10.0)
     a('--inference.rtc.prefix_attention_schedule', '--inference.prefix_attention_schedule',
       dest='prefix_attention_schedule', default='LINEAR', choices=('LINEAR', 'EXP', 'ONES', 'ZEROS'))
+    a('--display_data', nargs='?', const='true', default='false',
+      help='stream observations and actions to a Rerun viewer (off the control loop)')
+    a('--display_ip', default='', help="Rerun viewer host; '' = spawn a local viewer")
+    a('--display_port', type=int, default=9876)
     a('--summary_json', default='', help='also write the summary to this file')
     add_recording_flags(p)
     return p
@@ -178,7 +185,9 @@ def config_from_args(ns) -> RolloutConfig:
         execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
         prefix_attention_schedule=ns.prefix_attention_schedule,
         use_torch_compile=_flag('--use_torch_compile', ns.use_torch_compile),
-        use_amp=_flag('--policy.use_amp', ns.use_amp))
+        use_amp=_flag('--policy.use_amp', ns.use_amp),
+        display_data=_flag('--display_data', ns.display_data), display_ip=ns.display_ip,
+        display_port=ns.display_port)
 
 
 def _flag(name: str, text: str) -> bool:
@@ -227,6 +236,7 @@ def build_nodes(cfg: RolloutConfig):
         interpolation_multiplier=cfg.interpolation_multiplier,
         policy_service=f'/{cfg.policy_node_name}/infer',
         policy_transport='topic' if cfg.policy_call == 'topic' else 'service',
+        display_data=cfg.display_data, display_ip=cfg.display_ip, display_port=cfg.display_port,
         managed_nodes=[n.get_name() for n in managed], **robot, **extra))
     strategy.local_nodes = {n.get_name(): n for n in managed}
     if cfg.policy_call == 'direct':

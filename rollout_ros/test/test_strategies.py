@@ -199,6 +199,7 @@ SEED_FLAGS = [
     '--strategy.upload_every_n_episodes=3', '--strategy.target_video_file_size_mb=50',
     '--strategy.input_device=pedal', '--strategy.pedal.device_path=/dev/input/event7',
     '--strategy.pedal.correction=KEY_X', '--play_sounds=false', '--resume=true',
+    '--display_data=true', '--display_ip=10.0.0.2', '--display_port=9000',
 ]
 
 
@@ -227,6 +228,8 @@ def test_seed_flags_map_onto_the_nodes(ros):
         assert strategy.param('num_episodes') == 7 and strategy.param('record_autonomous')
         assert not strategy.param('play_sounds') and strategy.param('teleop_type') == 'koch_leader'
         assert list(strategy.param('managed_nodes')) == list(nodes)
+        assert strategy.param('display_data') and strategy.param('display_ip') == '10.0.0.2'
+        assert strategy.param('display_port') == 9000
     finally:
         for node in (strategy, *managed):
             node.destroy_node()

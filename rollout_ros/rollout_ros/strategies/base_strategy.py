@@ -28,7 +28,7 @@ from rollout_ros.core.features import FeatureMapper
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.chunk_consumer import ChunkConsumer
-from rollout_ros.nodes.policy_node import image_ref
+from rollout_ros.nodes.policy_node import image_from_msg, image_ref
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.nodes.status import diagnostics, status_line
@@ -63,6 +63,11 @@ class BaseStrategyNode(ManagedNode):
         self.declare('max_frame_age_s', 0.5,
                      'Observations with an older camera frame or joint state are not fed to the '
                      'policy (starved tick) [s].', min_value=0.001)
+        self.declare('display_data', False, 'Stream observations and actions to a Rerun viewer (lerobot '
+                     '--display_data), off the control loop: the display drops ticks, the robot never waits.')
+        self.declare('display_ip', '', "Rerun viewer host to stream to; '' = spawn a local viewer.")
+        self.declare('display_port', 9876, 'Rerun viewer port.', min_value=1, max_value=65535)
+        self.declare('display_rrd_path', '', "Write the Rerun stream to this .rrd file instead of a viewer.")
         self.declare('managed_nodes', ['policy', 'camera_front', 'robot_driver'],
                      'Lifecycle nodes this strategy brings up, in order (torn down in reverse).')
         self.declare('transition_timeout_s', 120.0,
@@ -80,6 +85,7 @@ class BaseStrategyNode(ManagedNode):
         self.action_processor = None
         self.finished = threading.Event()
         self.loop: ControlLoop | None = None
+        self.display = None
         self.summary: dict = {}
         self.action_log_len = 0
         self._managed: dict[str, LifecycleClient] = {}
@@ -207,6 +213,8 @@ class BaseStrategyNode(ManagedNode):
         self.loop = ControlLoop(self.param('fps'), self._observe, self._policy, self._command,
                                 self.param('duration'), self.action_log_len,
                                 self.param('interpolation_multiplier'))
+        self.loop.record = self.on_policy_tick
+        self._open_display()
         self._thread = threading.Thread(target=self._run_loop, name='control-loop', daemon=True)
         self._thread.start()
         self._status_timer = self.create_timer(1.0, self._publish_status,
@@ -253,6 +261,10 @@ class BaseStrategyNode(ManagedNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
+        if self.display is not None:
+            self.display.close()
+            self.get_logger().info(f'display: {self.display.logged} ticks shown, {self.display.dropped} dropped')
+            self.display = None
         if self.loop is not None and self.loop.pacer.started and not self.summary:
             self.summary = {**self.loop.summary(), 'strategy': self.strategy_type, **self.summary_extras()}
             self._publish_status(final=True)
@@ -329,6 +341,23 @@ class BaseStrategyNode(ManagedNode):
         # Several drivers (one per arm) may publish parts of the robot.
         for name, pos in zip(msg.name, msg.position):
             self._joints[name] = (pos, msg.header.stamp)
+
+    def _open_display(self) -> None:
+        if not self.param('display_data'):
+            return
+        try:
+            from rollout_ros.display import RerunDisplay
+            self.display = RerunDisplay(self.param('display_ip'), self.param('display_port'),
+                                        self.param('display_rrd_path'))
+        except Exception as e:  # noqa: BLE001 - a display must not stop the robot
+            self.get_logger().error(f'display_data: no Rerun stream ({type(e).__name__}: {e}); running without')
+
+    def on_policy_tick(self, obs, action) -> None:
+        """Once per policy step, on the loop thread, after the command went out."""
+        if self.display is not None:
+            state, images, stamp = obs
+            self.display.submit(Time.from_msg(stamp).nanoseconds * 1e-9, state, action,
+                                {c: (lambda m=m: image_from_msg(m)) for c, m in images.items()})
 
     def _run_loop(self) -> None:
         try:

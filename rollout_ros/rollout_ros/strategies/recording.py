@@ -83,9 +83,6 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.episodes_saved = 0
         self.recorder_errors = []
         super().activate()
-        # Rows before the first start_episode are not written (or go to the
-        # recorder's ring buffer), so hooking in after the loop started loses nothing.
-        self.loop.record = self._record
         self.on_loop_started()
 
     def deactivate(self) -> None:
@@ -226,6 +223,10 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._executed.setdefault(key, {}).update(zip(msg.name, msg.position))
         while len(self._executed) > 64:
             self._executed.pop(next(iter(self._executed)))
+
+    def on_policy_tick(self, obs, action) -> None:
+        self._record(obs, action)
+        super().on_policy_tick(obs, action)
 
     def _record(self, obs, action) -> None:
         state, images, stamp = obs
