@@ -42,9 +42,12 @@ class DaggerStrategyNode(RecordingStrategyNode):
                      'and ~/release are used. Required for dagger.')
         self.declare('teleop_type', 'koch_leader', 'Leader type; decides whether the leader is actuated '
                      '(driven to the follower on pause) or passive (the follower comes to it).')
-        self.declare('pause_resume_keys', ['space', 'KEY_A'], 'Keys / pedal codes: pause or resume the policy.')
-        self.declare('correction_keys', ['tab', 'KEY_B'], 'Keys / pedal codes: start or end a correction.')
-        self.declare('upload_keys', ['enter', 'KEY_C'], 'Keys / pedal codes: upload saved episodes.')
+        self.declare('pause_resume_keys', ['space', 'KEY_A'], 'Keys / pedal codes: pause or resume the policy.',
+                     read_only=False)
+        self.declare('correction_keys', ['tab', 'KEY_B'], 'Keys / pedal codes: start or end a correction.',
+                     read_only=False)
+        self.declare('upload_keys', ['enter', 'KEY_C'], 'Keys / pedal codes: upload saved episodes.',
+                     read_only=False)
         self.declare('record_autonomous', False, 'Record autonomous and paused frames too (episodes '
                      'rotated by the recorder), not only corrections.')
         self.declare('num_episodes', 50, 'Corrections-only mode: stop after this many saved corrections.',

@@ -104,8 +104,8 @@ class RecordingStrategyNode(BaseStrategyNode):
             self.summary.update(self.summary_extras())
 
     def cleanup(self) -> None:
-        self._requests.put(None)
         if self._worker is not None:
+            self._requests.put(None)
             self._worker.join(timeout=self.param('recorder_timeout_s'))
             self._worker = None
         for client in self._rec_clients.values():
