@@ -32,3 +32,18 @@ def test_structural_parameters_refused_with_reason_once_configured(ros):
         assert node.set_parameters([Parameter('port', value='/dev/ttyUSB1')])[0].successful
     finally:
         node.destroy_node()
+
+
+def test_an_empty_list_override_keeps_the_list_type(ros):
+    # rclpy alone declares [] as a byte array and refuses it for a string list.
+    class _Lists(ManagedNode):
+        def __init__(self):
+            super().__init__('list_probe', parameter_overrides=[
+                Parameter('cameras', Parameter.Type.STRING_ARRAY, [])])
+            self.declare('cameras', ['front'], 'Structural list.')
+    node = _Lists()
+    try:
+        assert list(node.param('cameras')) == []
+        assert node.get_parameter('cameras').type_ == Parameter.Type.STRING_ARRAY
+    finally:
+        node.destroy_node()

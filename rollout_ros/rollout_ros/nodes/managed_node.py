@@ -11,6 +11,7 @@ import traceback
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 
 from rollout_ros.core.errors import ConfigError
 
@@ -51,6 +52,13 @@ class ManagedNode(LifecycleNode):
                 desc.integer_range = [IntegerRange(
                     from_value=int(min_value if min_value is not None else -2**62),
                     to_value=int(max_value if max_value is not None else 2**62), step=0)]
+        override = self._parameter_overrides.get(name)
+        if isinstance(default, list) and default and override is not None and override.value == []:
+            # rclpy re-infers an override's type from its value, and [] reads as a
+            # byte array: declare with the default, then set the empty list typed.
+            self.declare_parameter(name, default, desc, ignore_override=True)
+            self.set_parameters([Parameter(name, Parameter.Type.from_parameter_value(default), [])])
+            return self.get_parameter(name)
         return self.declare_parameter(name, default, desc)
 
     def param(self, name: str):
