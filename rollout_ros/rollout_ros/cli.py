@@ -11,6 +11,7 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import rclpy
 import rclpy.logging
@@ -303,6 +304,7 @@ class Rollout:
     def __init__(self, cfg: RolloutConfig):
         self.cfg = cfg
         self.strategy, self.managed = build_nodes(cfg)
+        self.dataset_root = ''
         self.executor = make_executor()
         for node in (self.strategy, *self.managed):
             self.executor.add_node(node)
@@ -315,6 +317,9 @@ class Rollout:
             step()
             if self.strategy.state_label != want:
                 raise RuntimeError(self.strategy.last_error or 'strategy failed to start')
+        recorder = next((n for n in self.managed if n.get_name() == 'recorder'), None)
+        if recorder is not None:
+            self.dataset_root = recorder.status()['root']   # resolved: stamp, HF_LEROBOT_HOME
 
     def wait(self, stop: threading.Event | None = None, status_stream=None) -> None:
         """Until the strategy finishes or `stop`; with a terminal, the status
@@ -346,7 +351,17 @@ class Rollout:
         self.executor.shutdown(timeout_sec=2.0)
         for node in (s, *self.managed):
             node.destroy_node()
+        if self.dataset_root:
+            s.summary.update(dataset_figures(self.dataset_root))
         return s.summary
+
+
+def dataset_figures(root: str) -> dict:
+    """What is on disk once the recorder has finalized, as the summary reports it."""
+    info_path = Path(root) / 'meta' / 'info.json'
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return {'dataset_root': str(root), 'episodes': info.get('total_episodes', 0),
+            'frames': info.get('total_frames', 0)}
 
 
 def format_summary(summary: dict, log_dir: str) -> str:

@@ -118,11 +118,6 @@ def recording_for(strategy: str, workdir: Path):
         input_device='none', input_topics=['/demo_operator/events'])
 
 
-def dataset_figures(root: str) -> dict:
-    info = json.loads((Path(root) / 'meta' / 'info.json').read_text())
-    return {'dataset_root': root, 'episodes': info['total_episodes'], 'frames': info['total_frames']}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='rollout_demo', description=__doc__.splitlines()[0])
     p.add_argument('--workdir', default='.demo', help='where checkpoint, video and logs go')
@@ -179,8 +174,6 @@ def main(argv=None) -> int:
             rclpy.try_shutdown()
             emulator.terminate()
             emulator.wait(timeout=5)
-    if cfg.recording is not None:
-        summary.update(dataset_figures(cfg.recording.dataset.root))
     (workdir / 'summary.json').write_text(json.dumps(summary))
     print(format_summary(summary, str(log_dir)))
     return 0

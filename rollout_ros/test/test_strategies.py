@@ -55,6 +55,8 @@ def test_sentry_rotates_episodes_and_keeps_the_rate(ros, emulator, rollout_confi
     recorded_ticks = summary['ticks'] - summary['starved_ticks']
     assert ds.num_frames >= recorded_ticks - 15, (ds.num_frames, recorded_ticks)
     assert summary['rate_hz'] > 0.9 * cfg.fps and summary['strategy'] == 'sentry'
+    assert (summary['dataset_root'], summary['episodes'], summary['frames']) == \
+        (cfg.recording.dataset.root, ds.num_episodes, ds.num_frames)
     # The executed (clipped) action and real stamps sit next to LeRobot's columns.
     row = ds.hf_dataset[5]
     assert len(row['executed.action']) == len(row['action'])
