@@ -60,6 +60,7 @@ class RecordingConfig:
     pedal_device_path: str = ''
     tty_path: str = ''
     bag_path: str = ''
+    bag_topics: list[str] = field(default_factory=list)   # '' = the session's own topics
     # InputEvent topics the strategy listens to besides its own input node's
     # (a scripted operator, your own buttons).
     input_topics: list[str] = field(default_factory=list)
@@ -108,6 +109,8 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
     a('--strategy.pedal.device_path', dest='pedal_device_path', default='')
     a('--strategy.tty_path', dest='tty_path', default='', help="keyboard node's terminal; '' = this one")
     a('--bag_path', default='', help='also record the session as a rosbag2 directory here')
+    a('--bag_topics', default='', help="comma-separated topics for --bag_path; '' = joint states and "
+      'commands, camera images, the strategy\'s frames and status, /diagnostics')
 
 
 def recording_from_args(ns) -> RecordingConfig:
@@ -128,7 +131,8 @@ def recording_from_args(ns) -> RecordingConfig:
         smooth_handover=_flag_bool(ns.smooth_handover), input_device=ns.input_device,
         keyboard_keys={e: getattr(ns, f'keyboard_{e}') for e in RecordingConfig().keyboard_keys},
         pedal_keys={e: getattr(ns, f'pedal_{e}') for e in RecordingConfig().pedal_keys},
-        pedal_device_path=ns.pedal_device_path, tty_path=ns.tty_path, bag_path=ns.bag_path)
+        pedal_device_path=ns.pedal_device_path, tty_path=ns.tty_path, bag_path=ns.bag_path,
+        bag_topics=[t.strip() for t in ns.bag_topics.split(',') if t.strip()])
 
 
 def check_recording(strategy: str, fps: float, task: str, rec: RecordingConfig | None) -> None:
@@ -172,8 +176,16 @@ def recorder_params(strategy: str, strategy_node: str, fps: float, robot: dict, 
         target_video_file_size_mb=float(rec.target_video_file_size_mb),
         ring_buffer_seconds=float(rec.ring_buffer_seconds) if strategy == 'highlight' else 0.0,
         ring_buffer_max_memory_mb=float(rec.ring_buffer_max_memory_mb),
-        bag_path=rec.bag_path)
+        bag_path=rec.bag_path,
+        bag_topics=(rec.bag_topics or session_topics(strategy_node, cameras)) if rec.bag_path else [])
     return {k: v for k, v in params.items() if v != []}
+
+
+def session_topics(strategy_node: str, cameras) -> list[str]:
+    """What a rosbag of the session holds unless told otherwise (the composed
+    CLI's topic names; launch users list their own)."""
+    return ['/joint_states', '/joint_commands', f'/{strategy_node}/frames', f'/{strategy_node}/status',
+            '/diagnostics', *(f'/camera_{c.name}/image_raw' for c in cameras)]
 
 
 def strategy_params(strategy: str, rec: RecordingConfig, recorder: str, teleop: str, input_topics) -> dict:

@@ -93,6 +93,20 @@ def test_sentry_uploads_on_schedule_without_slowing_the_loop(ros, emulator, roll
     assert summary['rate_hz'] > 0.9 * cfg.fps
 
 
+def test_sentry_bags_the_session_next_to_the_dataset(ros, emulator, rollout_config, tmp_path):
+    from rosbags.rosbag2 import Reader
+    rec = recording(tmp_path, 'sentry_bag', bag_path=str(tmp_path / 'bags'))
+    cfg = rollout_config(strategy='sentry', duration=3.0, recording=rec)
+    summary = run(cfg)
+    (bag,) = (tmp_path / 'bags').iterdir()
+    with Reader(bag) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    for topic in ('/joint_states', '/joint_commands', '/sentry_strategy/frames', '/camera_front/image_raw'):
+        assert counts.get(topic, 0) > 0, (topic, counts)
+    # One frame per recorded row, give or take the ones in flight at start and stop.
+    assert abs(counts['/sentry_strategy/frames'] - summary['frames']) <= 10, (counts, summary['frames'])
+
+
 def test_highlight_episode_starts_with_the_seconds_before_the_press(ros, emulator, rollout_config, tmp_path):
     started = []
     cfg = rollout_config(strategy='highlight', duration=7.0,
