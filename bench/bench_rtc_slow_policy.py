@@ -43,15 +43,9 @@ from rollout_ros.core.pacer import Pacer  # noqa: E402
 from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine  # noqa: E402
 from rollout_ros.policy.loading import check_features, load_policy  # noqa: E402
 from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint  # noqa: E402
+from rollout_ros.hardware.robots import get_robot_spec  # noqa: E402
 
-JOINTS = [
-    "shoulder_pan.pos",
-    "shoulder_lift.pos",
-    "elbow_flex.pos",
-    "wrist_flex.pos",
-    "wrist_roll.pos",
-    "gripper.pos",
-]
+JOINTS = get_robot_spec("koch_follower").feature_names   # the demo arm's, in lerobot's order
 CHW = (3, 48, 64)
 FPS = 30.0
 CHUNK = 50

@@ -26,15 +26,9 @@ import torch  # noqa: E402
 from rollout_ros.policy.loading import check_features, load_policy  # noqa: E402
 from rollout_ros.policy.sync_engine import SyncPolicyEngine  # noqa: E402
 from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint  # noqa: E402
+from rollout_ros.hardware.robots import get_robot_spec  # noqa: E402
 
-JOINTS = [
-    "shoulder_pan.pos",
-    "shoulder_lift.pos",
-    "elbow_flex.pos",
-    "wrist_flex.pos",
-    "wrist_roll.pos",
-    "gripper.pos",
-]
+JOINTS = get_robot_spec("koch_follower").feature_names   # the demo arm's, in lerobot's order
 CHW = (3, 96, 128)
 
 

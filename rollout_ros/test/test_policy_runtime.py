@@ -20,15 +20,9 @@ from rollout_ros.policy.loading import (
 )
 from rollout_ros.policy.sync_engine import ObservationError, SyncPolicyEngine
 from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+from rollout_ros.hardware.robots import get_robot_spec
 
-JOINTS = [
-    "shoulder_pan.pos",
-    "shoulder_lift.pos",
-    "elbow_flex.pos",
-    "wrist_flex.pos",
-    "wrist_roll.pos",
-    "gripper.pos",
-]
+JOINTS = get_robot_spec("koch_follower").feature_names   # the demo arm's, in lerobot's order
 CHW = (3, 48, 64)
 CHUNK = 5
 
