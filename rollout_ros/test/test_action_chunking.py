@@ -503,3 +503,13 @@ def test_no_module_imports_rclpy():
 
     for mod in (a, b, c):
         assert "rclpy" not in inspect.getsource(mod)
+
+
+def test_queue_tells_waiting_from_starved():
+    q = ActionQueue()
+    assert q.pop() is None and (q.waiting, q.starved) == (1, 0)      # no chunk yet: waiting
+    q.merge(np.zeros((2, 3)), q.consumed)
+    assert q.pop() is not None and q.pop() is not None
+    assert q.pop() is None and (q.waiting, q.starved) == (1, 1)      # ran dry: starved
+    q.clear()
+    assert q.pop() is None and (q.waiting, q.starved) == (2, 1)      # after a reset: waiting again

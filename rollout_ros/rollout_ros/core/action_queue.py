@@ -53,6 +53,11 @@ class ActionQueue:
         # Past-actions skipped per merged chunk, for reporting.
         self.delays = SampleWindow()
         self.stale_chunks = 0
+        # Dry pops: before the first chunk since a clear the loop is waiting
+        # for the policy; after it the queue ran dry (a starved tick).
+        self.starved = 0
+        self.waiting = 0
+        self._merged_since_clear = False
 
     @property
     def size(self) -> int:
@@ -81,6 +86,10 @@ class ActionQueue:
         with self._lock:
             self._requests += 1
             if self._head >= len(self._rows):
+                if self._merged_since_clear:
+                    self.starved += 1
+                else:
+                    self.waiting += 1
                 return None
             row = self._rows[self._head]
             self._head += 1
@@ -96,6 +105,7 @@ class ActionQueue:
             self._head = 0
             self._history.clear()
             self._last = None
+            self._merged_since_clear = False
 
     def snapshot_for_inference(self, obs_index: int | None = None) -> tuple[int, np.ndarray]:
         """(start_index, leftover): the plan from ``start_index`` on that a new chunk must continue.
@@ -133,6 +143,7 @@ class ActionQueue:
                 raise ValueError(f'chunk action_dim {chunk.shape[1]} != queued {pending.shape[1]}')
             delay = max(0, self._consumed - int(obs_index))
             self.delays.add(delay)
+            self._merged_since_clear = True
             ahead = chunk[delay:]
             if not len(ahead):
                 # Entirely in the past; the current plan is still the best one.

@@ -131,11 +131,8 @@ class ChunkConsumer:
         self.queue = ActionQueue()
         self._lock = threading.Lock()
         self._names: list[str] | None = None
-        self._delivered = False
         self.chunks = 0
         self.dropped_chunks = 0
-        self.starved = 0
-        self.waiting_ticks = 0
         self.reset()
 
     @property
@@ -154,7 +151,6 @@ class ChunkConsumer:
             self.queue.clear()
             self._start = self.queue.consumed
             self._base = random.getrandbits(_BASE_BITS - 1) + (1 << 40) - self._start
-            self._delivered = False
 
     def destroy(self) -> None:
         self._node.destroy_publisher(self._pub)
@@ -171,14 +167,14 @@ class ChunkConsumer:
         msg.camera_stamps = [img.header.stamp for img in images.values()]
         self._pub.publish(msg)
 
+    # Counted by the queue itself, so every consumer of one reports the same way.
+    starved = property(lambda self: self.queue.starved, doc='Dry pops after the first chunk (held ticks).')
+    waiting_ticks = property(lambda self: self.queue.waiting, doc='Dry pops before the first chunk.')
+
     def next_action(self) -> dict[str, float] | None:
         """The next queued action by name; None when dry (the loop holds and counts it)."""
         row = self.queue.pop()
         if row is None:
-            if self._delivered:
-                self.starved += 1
-            else:
-                self.waiting_ticks += 1
             return None
         return dict(zip(self._names, row.tolist()))
 
@@ -227,5 +223,4 @@ class ChunkConsumer:
                 self._names = names
             self.queue.blend_steps = blend_steps
             self.queue.merge(rows, first, mode)
-            self._delivered = True
             self.chunks += 1

@@ -194,12 +194,9 @@ class ChunkedPolicyEngine:
 
         self._tick_delays: deque[int] = deque(maxlen=int(delay_window))
         self._first_latency_s: float | None = None
-        self._delivered = False
         self.chunk_latency_ms = SampleWindow()
         self.inference_delays = SampleWindow()
         self.chunks = 0
-        self.starved = 0
-        self.waiting_ticks = 0
         self.error: BaseException | None = None
         self.failed = False
 
@@ -277,7 +274,6 @@ class ChunkedPolicyEngine:
         with self._merge_lock:
             self._epoch += 1
             self.queue.clear()
-            self._delivered = False
         with self._obs_lock:
             self._used_seq = self._seq
             self._obs = None
@@ -348,6 +344,10 @@ class ChunkedPolicyEngine:
         self._needs_policy_reset = True
         return times
 
+    # Counted by the queue itself, so every consumer of one reports the same way.
+    starved = property(lambda self: self.queue.starved, doc='Dry pops after the first chunk (held ticks).')
+    waiting_ticks = property(lambda self: self.queue.waiting, doc='Dry pops before the first chunk.')
+
     def next_action(self) -> dict[str, float] | None:
         """Pop one action by joint name; None when starved (hold the last command)."""
         if self.failed:
@@ -356,10 +356,6 @@ class ChunkedPolicyEngine:
         if self.queue.size <= self.queue_threshold:
             self._wake.set()
         if row is None:
-            if self._delivered:
-                self.starved += 1
-            else:
-                self.waiting_ticks += 1
             return None
         return dict(zip(self._action_names, row.tolist()))
 
@@ -443,7 +439,6 @@ class ChunkedPolicyEngine:
                 return  # planned for a robot state from before the reset
             self.queue.merge(chunk, start, self.mode)
             ticks = self.queue.requests - obs.obs_tick
-            self._delivered = True
         if self.on_chunk is not None:
             self.on_chunk(chunk, start, obs.tag)
         self.chunks += 1
