@@ -34,6 +34,15 @@ from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.nodes.status import diagnostics, status_line
 
 
+def keep_positions(store: dict):
+    """JointState callback keeping {joint: (position, stamp)}; several publishers
+    (one driver per arm) may each fill in their part."""
+    def on_msg(msg: JointState) -> None:
+        for name, pos in zip(msg.name, msg.position):
+            store[name] = (pos, msg.header.stamp)
+    return on_msg
+
+
 class BaseStrategyNode(ManagedNode):
 
     strategy_type = 'base'
@@ -157,8 +166,9 @@ class BaseStrategyNode(ManagedNode):
         self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._subs.append(self._link.create_subscription(JointState, 'joint_states', self._on_joint_state, 10,
-                                                   callback_group=self._io_group))
+        self._subs.append(self._link.create_subscription(JointState, 'joint_states',
+                                                         keep_positions(self._joints), 10,
+                                                         callback_group=self._io_group))
         for cam in self.camera_names:
             self._subs.append(self._link.create_subscription(
                 Image, template.format(name=cam), lambda m, c=cam: self._images.__setitem__(c, m),
@@ -337,10 +347,13 @@ class BaseStrategyNode(ManagedNode):
         self.get_logger().error(self.last_error)
         self.loop.stop()
 
-    def _on_joint_state(self, msg: JointState) -> None:
-        # Several drivers (one per arm) may publish parts of the robot.
-        for name, pos in zip(msg.name, msg.position):
-            self._joints[name] = (pos, msg.header.stamp)
+    def fresh_positions(self, store: dict, names: list[str]) -> list[float] | None:
+        """Positions of `names` from a keep_positions store, or None when one is
+        missing or older than max_frame_age_s."""
+        max_age = self.param('max_frame_age_s')
+        if any(n not in store or self._age_s(store[n][1]) > max_age for n in names):
+            return None
+        return [store[n][0] for n in names]
 
     def _open_display(self) -> None:
         if not self.param('display_data'):
@@ -375,7 +388,8 @@ class BaseStrategyNode(ManagedNode):
         max_age = self.param('max_frame_age_s')
         joints = self._joints
         names = self.mapper.ros_joint_names
-        if any(n not in joints or self._age_s(joints[n][1]) > max_age for n in names):
+        positions = self.fresh_positions(joints, names)
+        if positions is None:
             return None
         images = {}
         for cam in self.camera_names:
@@ -383,7 +397,7 @@ class BaseStrategyNode(ManagedNode):
             if img is None or self._age_s(img.header.stamp) > max_age:
                 return None
             images[cam] = img
-        state = self.mapper.observation_state(names, [joints[n][0] for n in names])
+        state = self.mapper.observation_state(names, positions)
         if self.observation_processor is not None:
             state = self.observation_processor(state)
         return state, images, min((joints[n][1] for n in names), key=lambda t: (t.sec, t.nanosec))

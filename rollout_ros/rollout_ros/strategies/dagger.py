@@ -29,6 +29,7 @@ from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.leaders import get_leader_spec
 from rollout_ros.nodes.lifecycle_client import call_blocking
 from rollout_ros.nodes.spin import run_node
+from rollout_ros.strategies.base_strategy import keep_positions
 from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
@@ -74,7 +75,8 @@ class DaggerStrategyNode(RecordingStrategyNode):
         self._actuated = get_leader_spec(self.param('teleop_type')).actuated
         super().configure()
         self._subs.append(self._link.create_subscription(
-            JointState, f'/{teleop}/joint_states', self._on_teleop, 10, callback_group=self._io_group))
+            JointState, f'/{teleop}/joint_states', keep_positions(self._teleop), 10,
+            callback_group=self._io_group))
         self._move_client = self._link.create_client(MoveToPose, f'/{teleop}/move_to',
                                                      callback_group=self._io_group)
         self._release_client = self._link.create_client(Trigger, f'/{teleop}/release',
@@ -132,10 +134,6 @@ class DaggerStrategyNode(RecordingStrategyNode):
         if not self.phases.request(event):
             self.get_logger().info(f'{key}: no {event} from {self.phases.phase}')
 
-    def _on_teleop(self, msg: JointState) -> None:
-        for name, pos in zip(msg.name, msg.position):
-            self._teleop[name] = (pos, msg.header.stamp)
-
     # The loop's action source -------------------------------------------------
     def _policy(self, obs):
         # This tick's action comes from the phase its observation was taken
@@ -156,10 +154,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
 
     def _correction_action(self, obs):
         names = self.mapper.ros_joint_names
-        max_age = self.param('max_frame_age_s')
-        if any(n not in self._teleop or self._age_s(self._teleop[n][1]) > max_age for n in names):
+        leader = self.fresh_positions(self._teleop, names)
+        if leader is None:
             return None    # no fresh leader pose: hold and count the tick, record nothing
-        target = np.array([self._teleop[n][0] for n in names])
+        target = np.array(leader)
         if self._approaching:
             current = np.array(self.mapper.joint_command(self.loop.last_command or obs[0])[1])
             step = self.param('handover_speed') / self.param('fps')
@@ -178,9 +176,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         corrections_only = not self.param('record_autonomous')
         if new == PAUSED and old == AUTONOMOUS:
             if self._actuated and self.param('smooth_handover'):
-                pose = self.loop.last_command
-                if pose is not None:
-                    self.run_async(lambda: self._move_leader(pose))
+                self._leader_to_follower()
         elif new == CORRECTING:
             # Even an actuated leader, just driven to the follower, may have been
             # nudged: the follower never jumps to it.
@@ -197,9 +193,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
                     self.get_logger().info(f'{self.corrections} corrections recorded: done')
                     self.loop.stop()
             if self._actuated:
-                pose = self.loop.last_command
-                if pose is not None:
-                    self.run_async(lambda: self._move_leader(pose))
+                self._leader_to_follower()
         elif new == AUTONOMOUS:
             self._reset_policy()
             self.loop.interpolator.reset()
@@ -228,6 +222,12 @@ class DaggerStrategyNode(RecordingStrategyNode):
             self._link.destroy_client(client)
 
     # Leader -------------------------------------------------------------------
+    def _leader_to_follower(self) -> None:
+        """Drive the actuated leader to the follower's last command (it then holds there)."""
+        pose = self.loop.last_command
+        if pose is not None:
+            self.run_async(lambda: self._move_leader(pose))
+
     def _move_leader(self, action) -> None:
         names, positions = self.mapper.joint_command(action)
         req = MoveToPose.Request()
