@@ -26,8 +26,8 @@ from rollout_ros.nodes.policy_node import PolicyNode
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
 from rollout_ros.nodes.spin import install_stop_signals, make_executor
 from rollout_ros.recording_config import (RECORDING_STRATEGIES, RecordingConfig, add_recording_flags,
-                                          check_recording, recorder_params, recording_from_args,
-                                          strategy_params)
+                                          check_recording, parse_flag, recorder_params,
+                                          recording_from_args, strategy_params)
 from rollout_ros.strategies.base_strategy import BaseStrategyNode
 from rollout_ros.strategies.dagger import DaggerStrategyNode
 from rollout_ros.strategies.highlight import HighlightStrategyNode
@@ -176,7 +176,7 @@ def config_from_args(ns) -> RolloutConfig:
         policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
         arm_ports={side: port for side, port in (('left', ns.left_port), ('right', ns.right_port)) if port},
         robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
-        use_degrees=str(ns.use_degrees).lower() in ('1', 'true', 'yes'),
+        use_degrees=parse_flag('--robot.use_degrees', ns.use_degrees),
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
         strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task or ns.dataset_single_task,
         device=ns.device, recording=recording if ns.strategy in RECORDING_STRATEGIES else None,
@@ -185,17 +185,10 @@ def config_from_args(ns) -> RolloutConfig:
         interpolation_multiplier=ns.interpolation_multiplier,
         execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
         prefix_attention_schedule=ns.prefix_attention_schedule,
-        use_torch_compile=_flag('--use_torch_compile', ns.use_torch_compile),
-        use_amp=_flag('--policy.use_amp', ns.use_amp),
-        display_data=_flag('--display_data', ns.display_data), display_ip=ns.display_ip,
+        use_torch_compile=parse_flag('--use_torch_compile', ns.use_torch_compile),
+        use_amp=parse_flag('--policy.use_amp', ns.use_amp),
+        display_data=parse_flag('--display_data', ns.display_data), display_ip=ns.display_ip,
         display_port=ns.display_port)
-
-
-def _flag(name: str, text: str) -> bool:
-    value = str(text).strip().lower()
-    if value not in ('1', 'true', 'yes', '0', 'false', 'no'):
-        raise ConfigError(name, f'{text!r} is not a boolean.', f'use {name}=true or {name}=false.')
-    return value in ('1', 'true', 'yes')
 
 
 def _params(**kw) -> list[Parameter]:

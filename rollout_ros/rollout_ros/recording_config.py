@@ -66,8 +66,12 @@ class RecordingConfig:
     input_topics: list[str] = field(default_factory=list)
 
 
-def _flag_bool(text) -> bool:
-    return str(text).lower() in ('1', 'true', 'yes', 'on')
+def parse_flag(name: str, text) -> bool:
+    """A boolean command-line flag; anything but a clear yes/no names the flag."""
+    value = str(text).strip().lower()
+    if value not in ('1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'):
+        raise ConfigError(name, f'{text!r} is not a boolean.', f'use {name}=true or {name}=false.')
+    return value in ('1', 'true', 'yes', 'on')
 
 
 def add_recording_flags(p: argparse.ArgumentParser) -> None:
@@ -118,17 +122,20 @@ def recording_from_args(ns) -> RecordingConfig:
     return RecordingConfig(
         dataset=DatasetConfig(
             repo_id=ns.dataset_repo_id, root=ns.dataset_root, single_task=ns.dataset_single_task,
-            fps=ns.dataset_fps, push_to_hub=_flag_bool(ns.dataset_push_to_hub),
-            private=_flag_bool(ns.dataset_private), tags=tags, num_episodes=ns.dataset_num_episodes,
-            vcodec=ns.dataset_vcodec, stamp_repo_id=not _flag_bool(ns.dataset_no_stamp)),
+            fps=ns.dataset_fps, push_to_hub=parse_flag('--dataset.push_to_hub', ns.dataset_push_to_hub),
+            private=parse_flag('--dataset.private', ns.dataset_private), tags=tags,
+            num_episodes=ns.dataset_num_episodes, vcodec=ns.dataset_vcodec,
+            stamp_repo_id=not parse_flag('--dataset.no_stamp', ns.dataset_no_stamp)),
         teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id),
-        resume=_flag_bool(ns.resume), play_sounds=_flag_bool(ns.play_sounds),
+        resume=parse_flag('--resume', ns.resume), play_sounds=parse_flag('--play_sounds', ns.play_sounds),
         upload_every_n_episodes=ns.upload_every_n_episodes,
         target_video_file_size_mb=ns.target_video_file_size_mb,
         ring_buffer_seconds=ns.ring_buffer_seconds, ring_buffer_max_memory_mb=ns.ring_buffer_max_memory_mb,
         save_key=ns.save_key, push_key=ns.push_key, discard_key=ns.discard_key,
-        num_episodes=ns.strategy_num_episodes, record_autonomous=_flag_bool(ns.record_autonomous),
-        smooth_handover=_flag_bool(ns.smooth_handover), input_device=ns.input_device,
+        num_episodes=ns.strategy_num_episodes,
+        record_autonomous=parse_flag('--strategy.record_autonomous', ns.record_autonomous),
+        smooth_handover=parse_flag('--strategy.smooth_handover', ns.smooth_handover),
+        input_device=ns.input_device,
         keyboard_keys={e: getattr(ns, f'keyboard_{e}') for e in RecordingConfig().keyboard_keys},
         pedal_keys={e: getattr(ns, f'pedal_{e}') for e in RecordingConfig().pedal_keys},
         pedal_device_path=ns.pedal_device_path, tty_path=ns.tty_path, bag_path=ns.bag_path,
