@@ -8,33 +8,23 @@ files start; only the composition differs.
 
 import argparse
 import json
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import rclpy
-import rclpy.logging
 import yaml
-from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 
 from rollout_ros.core.errors import ConfigError
-from rollout_ros.hardware.robots import get_robot_spec
-from rollout_ros.nodes.camera_node import CameraNode
-from rollout_ros.nodes.policy_node import PolicyNode
-from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-from rollout_ros.nodes.spin import install_stop_signals, make_executor
+from rollout_ros.core.limits import LIMITS, check_value
 from rollout_ros.recording_config import (RECORDING_STRATEGIES, RecordingConfig, add_recording_flags,
                                           check_recording, parse_flag, recorder_params,
                                           recording_from_args, strategy_params)
-from rollout_ros.strategies.base_strategy import BaseStrategyNode
-from rollout_ros.strategies.dagger import DaggerStrategyNode
-from rollout_ros.strategies.highlight import HighlightStrategyNode
-from rollout_ros.strategies.sentry import SentryStrategyNode
 
-STRATEGIES = {'base': BaseStrategyNode, 'sentry': SentryStrategyNode, 'highlight': HighlightStrategyNode,
-              'dagger': DaggerStrategyNode}
+# rclpy, torch and lerobot take seconds to import: everything that needs them
+# is imported where it is used, so a mistyped flag is reported at once.
+STRATEGIES = ('base', 'sentry', 'highlight', 'dagger')
 # Inference types each way of reaching the policy node carries.
 POLICY_CALLS = {'direct': ('sync', 'rtc'), 'service': ('sync',), 'topic': ('rtc',)}
 SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
@@ -118,8 +108,98 @@ def parse_cameras(text: str) -> list[CameraConfig]:
     return cams
 
 
+class FlagParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (the usage is pages long here)."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message}. See {self.prog} --help.\n')
+
+
+# RolloutConfig field -> (CLI flag, core.limits key), checked before anything starts.
+NUMERIC_FLAGS = {
+    'fps': ('--fps', 'fps'),
+    'duration': ('--duration', 'duration'),
+    'max_relative_target': ('--robot.max_relative_target', 'max_relative_target'),
+    'interpolation_multiplier': ('--interpolation_multiplier', 'interpolation_multiplier'),
+    'torch_threads': ('--torch_threads', 'torch_threads'),
+    'queue_threshold': ('--inference.queue_threshold', 'queue_threshold'),
+    'execution_horizon': ('--inference.rtc.execution_horizon', 'execution_horizon'),
+    'max_guidance_weight': ('--inference.rtc.max_guidance_weight', 'max_guidance_weight'),
+    'display_port': ('--display_port', 'display_port'),
+}
+RECORDING_NUMERIC_FLAGS = {
+    'upload_every_n_episodes': ('--strategy.upload_every_n_episodes', 'upload_every_n_episodes'),
+    'target_video_file_size_mb': ('--strategy.target_video_file_size_mb', 'target_video_file_size_mb'),
+    'ring_buffer_seconds': ('--strategy.ring_buffer_seconds', 'ring_buffer_seconds'),
+    'ring_buffer_max_memory_mb': ('--strategy.ring_buffer_max_memory_mb', 'ring_buffer_max_memory_mb'),
+}
+
+
+def check_numbers(cfg: 'RolloutConfig') -> None:
+    """Every number a user types, against the ranges the nodes declare: a
+    ConfigError naming the flag, before rclpy is even imported."""
+    for name, (flag, limit) in NUMERIC_FLAGS.items():
+        check_value(flag, limit, getattr(cfg, name))
+    for cam in cfg.cameras:
+        for key, limit in (('width', 'camera_size'), ('height', 'camera_size'), ('fps', 'camera_fps')):
+            check_value(f'--robot.cameras ({cam.name}.{key})', limit, getattr(cam, key),
+                        f'e.g. {{{cam.name}: {{{key}: {LIMITS[limit].example}}}}}.')
+    rec = cfg.recording
+    if rec is None:
+        return
+    for name, (flag, limit) in RECORDING_NUMERIC_FLAGS.items():
+        check_value(flag, limit, getattr(rec, name))
+    check_value('--dataset.num_episodes', 'num_episodes', rec.dataset.num_episodes)
+    if rec.num_episodes:
+        check_value('--strategy.num_episodes', 'num_episodes', rec.num_episodes)
+    if round(cfg.fps) < 1:
+        raise ConfigError('--fps', f'{cfg.fps:g}: a dataset stores a whole number of frames per second.',
+                          'use --fps=1 or more with a recording strategy.')
+
+
+# ROS parameter -> CLI flag, for node errors shown to a CLI user.
+PARAM_FLAGS = {
+    'policy_path': '--policy.path', 'device': '--policy.device', 'use_amp': '--policy.use_amp',
+    'robot_type': '--robot.type', 'robot_port': '--robot.port', 'robot_id': '--robot.id',
+    'calibration_dir': '--robot.calibration_dir', 'use_degrees': '--robot.use_degrees',
+    'max_relative_target': '--robot.max_relative_target', 'camera_names': '--robot.cameras',
+    'camera_shapes': '--robot.cameras', 'index_or_path': '--robot.cameras', 'color_mode': '--robot.cameras',
+    'fps': '--fps', 'duration': '--duration', 'interpolation_multiplier': '--interpolation_multiplier',
+    'rename_map': '--rename_map', 'use_torch_compile': '--use_torch_compile', 'torch_threads': '--torch_threads',
+    'inference_type': '--inference.type', 'queue_threshold': '--inference.queue_threshold',
+    'execution_horizon': '--inference.rtc.execution_horizon',
+    'max_guidance_weight': '--inference.rtc.max_guidance_weight',
+    'prefix_attention_schedule': '--inference.rtc.prefix_attention_schedule',
+    'repo_id': '--dataset.repo_id', 'dataset.repo_id': '--dataset.repo_id', 'root': '--dataset.root',
+    'resume': '--resume', 'push_to_hub': '--dataset.push_to_hub', 'private': '--dataset.private',
+    'vcodec': '--dataset.vcodec', 'teleop_type': '--teleop.type', 'teleop_port': '--teleop.port',
+    'teleop_id': '--teleop.id', 'tty_path': '--strategy.tty_path', 'device_path': '--strategy.pedal.device_path',
+    'bag_path': '--bag_path', 'bag_topics': '--bag_topics', 'display_port': '--display_port',
+    'upload_every_n_episodes': '--strategy.upload_every_n_episodes',
+}
+_PARAM_RE = re.compile(r'(?<![\w./-])(' + '|'.join(sorted(map(re.escape, PARAM_FLAGS), key=len, reverse=True))
+                       + r')(:=|: |\b(?= (?:is|has|must|needs|differs|of)\b))')
+
+
+def cli_terms(text: str) -> str:
+    """A node's error in the words of the command line: `resume:=true` ->
+    `--resume=true`, `policy_path: ...` -> `--policy.path: ...`."""
+    def flag(m):
+        sep = {':=': '=', ': ': ': '}.get(m.group(2), m.group(2))
+        return PARAM_FLAGS[m.group(1)] + sep
+    return _PARAM_RE.sub(flag, text)
+
+
+def parameter_error(e) -> ConfigError:
+    """rclpy's refusal of a parameter value (a range the CLI did not check)
+    as a ConfigError naming the flag."""
+    from rollout_ros.nodes.spin import parameter_refusal
+    param, reason = parameter_refusal(e)
+    return ConfigError(PARAM_FLAGS.get(param, param), reason, 'see rollout --help for the allowed values.')
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='rollout', description=__doc__.splitlines()[0])
+    p = FlagParser(prog='rollout', description=__doc__.splitlines()[0])
     a = p.add_argument
     a('--strategy.type', dest='strategy', default='base', choices=sorted(STRATEGIES),
       help='base: run; sentry: record everything; highlight: keep the last seconds, save on a key; '
@@ -134,12 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     a('--robot.calibration_dir', dest='calibration_dir', default='')
     a('--robot.use_degrees', dest='use_degrees', default='false')
     a('--robot.max_relative_target', dest='max_relative_target', type=float, default=0.35,
-      help='largest step per command from the present position [rad]')
+      help='largest step per command from the present position [rad]; 0 turns the limit off '
+      '(not recommended), allowed 0 to 6.3')
     a('--robot.cameras', dest='cameras', default='', help='YAML map of cameras (lerobot syntax)')
-    a('--fps', type=float, default=30.0)
+    a('--fps', type=float, default=30.0, help='control-loop and policy rate [Hz], 0.1 to 1000')
     a('--duration', type=float, default=0.0, help='seconds; 0 = until Ctrl-C')
     a('--interpolation_multiplier', type=int, default=1,
-      help='commands per policy action (robot commanded at fps*N, policy at fps)')
+      help='commands per policy action (robot commanded at fps*N, policy at fps), 1 to 20')
     a('--task', default='')
     a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
     a('--policy_call', choices=('direct', 'service', 'topic'), default='direct',
@@ -172,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(ns) -> RolloutConfig:
     recording = recording_from_args(ns)
     check_recording(ns.strategy, ns.fps, ns.task, recording)
-    return RolloutConfig(
+    cfg = RolloutConfig(
         policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
         arm_ports={side: port for side, port in (('left', ns.left_port), ('right', ns.right_port)) if port},
         robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
@@ -189,9 +270,26 @@ def config_from_args(ns) -> RolloutConfig:
         use_amp=parse_flag('--policy.use_amp', ns.use_amp),
         display_data=parse_flag('--display_data', ns.display_data), display_ip=ns.display_ip,
         display_port=ns.display_port)
+    check_numbers(cfg)
+    return cfg
 
 
-def _params(**kw) -> list[Parameter]:
+def strategy_class(name: str):
+    if name == 'sentry':
+        from rollout_ros.strategies.sentry import SentryStrategyNode
+        return SentryStrategyNode
+    if name == 'highlight':
+        from rollout_ros.strategies.highlight import HighlightStrategyNode
+        return HighlightStrategyNode
+    if name == 'dagger':
+        from rollout_ros.strategies.dagger import DaggerStrategyNode
+        return DaggerStrategyNode
+    from rollout_ros.strategies.base_strategy import BaseStrategyNode
+    return BaseStrategyNode
+
+
+def _params(**kw) -> list:
+    from rclpy.parameter import Parameter
     # An empty list carries no element type; camera lists are string arrays.
     return [Parameter(k, Parameter.Type.STRING_ARRAY, v) if v == [] else Parameter(k, value=v)
             for k, v in kw.items()]
@@ -199,6 +297,9 @@ def _params(**kw) -> list[Parameter]:
 
 def build_nodes(cfg: RolloutConfig):
     """The strategy and the nodes it manages, parameterised from one config."""
+    from rollout_ros.nodes.camera_node import CameraNode
+    from rollout_ros.nodes.policy_node import PolicyNode
+
     robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
                  calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
     cam_names = [c.name for c in cfg.cameras]
@@ -225,7 +326,7 @@ def build_nodes(cfg: RolloutConfig):
     if cfg.strategy in RECORDING_STRATEGIES:
         recording_nodes, extra = build_recording_nodes(cfg, robot)
         managed += recording_nodes
-    strategy = STRATEGIES[cfg.strategy](parameter_overrides=_params(
+    strategy = strategy_class(cfg.strategy)(parameter_overrides=_params(
         fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
         interpolation_multiplier=cfg.interpolation_multiplier,
         policy_service=f'/{cfg.policy_node_name}/infer',
@@ -268,9 +369,12 @@ def build_recording_nodes(cfg: RolloutConfig, robot: dict):
     return nodes, strategy_params(cfg.strategy, rec, 'recorder', 'teleop', input_topics or ['/keyboard/events'])
 
 
-def build_drivers(cfg: RolloutConfig, robot: dict) -> list[RobotDriverNode]:
+def build_drivers(cfg: RolloutConfig, robot: dict) -> list:
     """One driver per bus: a bimanual robot gets one per arm, with the joint
     prefixes and calibration ids lerobot uses for its bi_* robots."""
+    from rollout_ros.hardware.robots import get_robot_spec
+    from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+
     try:
         spec = get_robot_spec(cfg.robot_type, cfg.use_degrees)
     except ConfigError:
@@ -295,9 +399,16 @@ class Rollout:
     """A composed rollout: start() brings it up, wait() runs it, stop() tears it down."""
 
     def __init__(self, cfg: RolloutConfig):
+        from rclpy.exceptions import InvalidParameterValueException
+
+        check_numbers(cfg)
         self.cfg = cfg
-        self.strategy, self.managed = build_nodes(cfg)
+        try:
+            self.strategy, self.managed = build_nodes(cfg)
+        except InvalidParameterValueException as e:
+            raise parameter_error(e) from None
         self.dataset_root = ''
+        from rollout_ros.nodes.spin import make_executor
         self.executor = make_executor()
         for node in (self.strategy, *self.managed):
             self.executor.add_node(node)
@@ -395,13 +506,24 @@ def run(cfg: RolloutConfig, stop: threading.Event | None = None, status_stream=N
 
 def main(argv=None) -> int:
     ns = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(ns)
+    except ConfigError as e:
+        print(f'rollout: error: {e}', file=sys.stderr)
+        return 2
+    import rclpy
+    import rclpy.logging
+    from rclpy.signals import SignalHandlerOptions
+
+    from rollout_ros.nodes.spin import install_stop_signals
+
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
     try:
-        summary = run(config_from_args(ns), stop, sys.stderr if sys.stderr.isatty() else None)
+        summary = run(cfg, stop, sys.stderr if sys.stderr.isatty() else None)
     except (ConfigError, RuntimeError) as e:
-        print(f'rollout: error: {e}', file=sys.stderr)
+        print(f'rollout: error: {cli_terms(str(e))}', file=sys.stderr)
         return 2
     finally:
         rclpy.try_shutdown()

@@ -326,6 +326,8 @@ def test_plugging_into_an_existing_stack():
     ('base', {'camera_name': 'front,wrist', 'camera_index_or_path': '0,1,2'}, 'camera_index_or_path'),
     ('base', {'robot_type': 'kuka'}, 'robot_type'),
     ('base', {'fps': 'fast'}, 'fps'),
+    ('base', {'fps': '0'}, 'fps'),
+    ('base', {'interpolation_multiplier': '0'}, 'interpolation_multiplier'),
     ('base', {'use_driver': 'maybe'}, 'use_driver'),
 ])
 def test_bad_arguments_fail_the_launch_naming_the_argument(strategy, args, param):

@@ -22,6 +22,7 @@ from launch_ros.actions import LifecycleNode
 from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.limits import check_value
 from rollout_ros.hardware.robots import get_robot_spec
 
 INCLUDE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -87,6 +88,15 @@ def declare(args) -> list[DeclareLaunchArgument]:
                                   **({'choices': list(a.choices)} if a.choices else {})) for a in args]
 
 
+# Launch argument -> its range in core.limits (the nodes declare the same).
+ARG_LIMITS = {'fps': 'fps', 'duration': 'duration', 'interpolation_multiplier': 'interpolation_multiplier',
+              'torch_threads': 'torch_threads', 'upload_every_n_episodes': 'upload_every_n_episodes',
+              'target_video_file_size_mb': 'target_video_file_size_mb',
+              'ring_buffer_seconds': 'ring_buffer_seconds', 'ring_buffer_max_memory_mb': 'ring_buffer_max_memory_mb',
+              'camera_width': 'camera_size', 'camera_height': 'camera_size', 'camera_fps': 'camera_fps',
+              'num_episodes': 'num_episodes'}
+
+
 class Args:
     """This launch's configurations, read with the types the nodes declare."""
 
@@ -110,9 +120,12 @@ class Args:
         """The argument (or one `text` of its comma list) as `kind`."""
         text = self[name] if text is None else text
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
             raise ConfigError(name, f'{text!r} is not {"an integer" if kind is int else "a number"}.') from None
+        if name in ARG_LIMITS:
+            check_value(name, ARG_LIMITS[name], value)   # here, not as a node's traceback later
+        return value
 
     def per_camera(self, name: str, count: int) -> list[str]:
         """A comma list with one value for every camera, or one value for all."""

@@ -9,6 +9,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.camera import Frame, OpenCVCamera
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.spin import run_node
@@ -22,10 +23,10 @@ class CameraNode(ManagedNode):
                      'Camera name: the <cam> of observation.images.<cam>; also the frame_id.')
         self.declare('index_or_path', '0', 'Device index, /dev/video path, or a video file (loops).')
         self.declare('width', 640, 'Image width [px] (frames are resized if the source differs).',
-                     min_value=1, max_value=8192)
-        self.declare('height', 480, 'Image height [px].', min_value=1, max_value=8192)
+                     **LIMITS['camera_size'].kwargs())
+        self.declare('height', 480, 'Image height [px].', **LIMITS['camera_size'].kwargs())
         self.declare('fps', 30.0, 'Capture rate [Hz] (a video file is paced to it).',
-                     min_value=0.1, max_value=1000.0)
+                     **LIMITS['camera_fps'].kwargs())
         self.declare('color_mode', 'rgb', "Channel order of published images: 'rgb' or 'bgr'.")
         self.declare('fourcc', '', "Capture format for devices, e.g. 'MJPG'; '' = driver default.")
         self.declare('rotation', 0, 'Rotate published images clockwise by 0, 90, 180 or -90 degrees.')

@@ -40,6 +40,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.core.image_sync import ImageSync
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.chunk_consumer import (CHUNK_TOPIC, OBSERVATION_TOPIC, QOS, RemoteIndex,
@@ -183,7 +184,8 @@ class PolicyNode(ManagedNode):
                      read_only=False)
         self.declare('torch_threads', 0,
                      'Intra-op CPU threads for torch (process-wide); 0 = torch default. On a small '
-                     'CPU shared with the loop, 1 avoids waking idle workers every chunk.', min_value=0)
+                     'CPU shared with the loop, 1 avoids waking idle workers every chunk.',
+                     **LIMITS['torch_threads'].kwargs())
         self.declare('use_torch_compile', False,
                      f'torch.compile the policy ({COMPILE_BACKEND}, mode default; lerobot '
                      '--use_torch_compile) and run warm-up inferences at configure, so the loop never '
@@ -197,12 +199,14 @@ class PolicyNode(ManagedNode):
                      "(real-time chunking for pi0/pi05/smolvla, blended chunks for ACT/Diffusion).")
         self.declare('queue_threshold', 0,
                      'rtc: start the next inference when this many actions are left; 0 = half a chunk.',
-                     min_value=0)
+                     **LIMITS['queue_threshold'].kwargs())
         self.declare('execution_horizon', 0, 'rtc: guided overlap length for RTC policies; 0 = auto.',
-                     min_value=0)
-        self.declare('max_guidance_weight', 10.0, 'rtc: RTC guidance weight cap.', min_value=0.0)
+                     **LIMITS['execution_horizon'].kwargs())
+        self.declare('max_guidance_weight', 10.0, 'rtc: RTC guidance weight cap.',
+                     **LIMITS['max_guidance_weight'].kwargs())
         self.declare('prefix_attention_schedule', 'LINEAR', 'rtc: LINEAR, EXP, ONES or ZEROS.')
-        self.declare('fps', 30.0, 'rtc: control rate the chunks are consumed at [Hz].', min_value=0.1)
+        self.declare('fps', 30.0, 'rtc: control rate the chunks are consumed at [Hz].',
+                     **LIMITS['fps'].kwargs())
         self.engine: SyncPolicyEngine | None = None
         self.chunker: ChunkedPolicyEngine | None = None
         self.loaded = None

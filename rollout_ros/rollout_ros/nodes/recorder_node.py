@@ -40,6 +40,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.core.image_sync import ImageSync
 from rollout_ros.dataset.bags import BagWriter
 from rollout_ros.dataset.features import make_features
@@ -99,7 +100,7 @@ class RecorderNode(ManagedNode):
         d('root', '', "Dataset folder; '' = $HF_LEROBOT_HOME/<repo_id> (after the stamp).")
         d('resume', False, 'Append to the dataset at root (checked: robot type, fps, features).')
         d('fps', 30, 'Dataset rate [Hz], an integer as LeRobot stores it: one row per tick, so the '
-          "strategy's fps.", min_value=1, max_value=1000)
+          "strategy's fps.", **LIMITS['recorder_fps'].kwargs())
         d('robot_type', 'koch_follower', 'Robot type stored in the dataset; gives the default joint names.')
         d('state_names', strings, "observation.state names in dataset order; empty = the robot's "
           'joints + .pos (bimanual: left_/right_ prefixes).')
@@ -126,17 +127,19 @@ class RecorderNode(ManagedNode):
         d('max_backlog_s', 10.0, 'Ticks queued for the writer, in seconds of recording; beyond, ticks '
           'are dropped and counted (the disk or encoder cannot keep up) [s].', min_value=0.1)
         d('ring_buffer_seconds', 0.0, 'Keep this many seconds before start_episode in memory and put them '
-          'into the episode (highlight); 0 = off [s].', min_value=0.0)
+          'into the episode (highlight); 0 = off [s].', **LIMITS['ring_buffer_seconds'].kwargs())
         d('ring_buffer_max_memory_mb', 1024.0, 'Memory cap of the ring buffer (JPEG frames) [MB]; a cap '
-          'that shortens the window is reported.', min_value=1.0)
+          'that shortens the window is reported.', **LIMITS['ring_buffer_max_memory_mb'].kwargs())
         d('auto_rotate', False, 'Save the open episode and start the next when its video reaches '
           'target_video_file_size_mb (sentry); deferred during interventions.')
-        d('target_video_file_size_mb', 0.0, 'Rotation target [MB]; 0 = LeRobot default (200).', min_value=0.0)
+        d('target_video_file_size_mb', 0.0, 'Rotation target [MB]; 0 = LeRobot default (200).',
+          **LIMITS['target_video_file_size_mb'].kwargs())
         d('save_partial_on_stop', True, 'At cleanup/shutdown save the open episode; false = discard it.')
         d('push_to_hub', False, 'Upload to the Hugging Face Hub in the background (needs a login).')
         d('private', False, 'Create the Hub repo private.')
         d('tags', strings, 'Hub dataset tags.')
-        d('upload_every_n_episodes', 5, 'Push after this many saved episodes (push_to_hub).', min_value=1)
+        d('upload_every_n_episodes', 5, 'Push after this many saved episodes (push_to_hub).',
+          **LIMITS['upload_every_n_episodes'].kwargs())
         d('push_timeout_s', 600.0, 'How long cleanup waits for the final push [s]; the data stays local '
           "either way. A supervising strategy gives cleanup transition_timeout_s (120 s) and reports it failed "
           'when the push takes longer.', min_value=0.0)
@@ -489,7 +492,8 @@ class RecorderNode(ManagedNode):
         return DiagnosticStatus.OK, what
 
     def destroy_node(self) -> None:
-        self._link_owner.destroy()
+        if hasattr(self, '_link_owner'):   # absent when a parameter was refused in __init__
+            self._link_owner.destroy()
         super().destroy_node()
 
 

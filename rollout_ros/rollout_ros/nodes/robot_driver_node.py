@@ -24,6 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.dynamixel.bus import BusError
 from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.nodes.managed_node import ManagedNode
@@ -40,7 +41,7 @@ class RobotDriverNode(ManagedNode):
         self.declare('state_rate_hz', 50.0, 'Rate of joint_states [Hz].', min_value=1.0, max_value=1000.0)
         self.declare('max_relative_target', 0.35,
                      'Largest step of one command from the present position [rad]; 0 disables '
-                     '(not recommended).', read_only=False, min_value=0.0, max_value=6.3)
+                     '(not recommended).', read_only=False, **LIMITS['max_relative_target'].kwargs())
         self.declare('max_relative_target_per_joint', '',
                      'JSON map joint -> step cap [rad] overriding max_relative_target for those '
                      'joints, e.g. {"gripper": 0.8}.')

@@ -6,6 +6,7 @@ import sys
 import threading
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -18,6 +19,14 @@ def install_stop_signals(stop: threading.Event) -> None:
         stop.set()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def parameter_refusal(e: ParameterException) -> tuple[str, str]:
+    """(parameter, reason) of rclpy's refusal of a parameter value; its text
+    is '<what>. Reason: <reason>: <parameter>'."""
+    text = str(e)
+    head, _, param = text.rpartition(': ')
+    return param, head.split('Reason: ', 1)[-1]
 
 
 def make_executor() -> SingleThreadedExecutor:
@@ -64,7 +73,16 @@ def run_node(node_cls, args=None, autostart=False) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
-    node = node_cls()
+    try:
+        node = node_cls()
+    except ParameterException as e:
+        # A value outside a declared range (-p fps:=0, a params file): one
+        # line naming the parameter, not rclpy's traceback.
+        param, reason = parameter_refusal(e)
+        print(f'{node_cls.__name__}: parameter {param}: {reason}. Fix: give {param} a value in its range '
+              f'(ros2 param describe <node> {param}) in the launch arguments or the params file.', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     executor = make_executor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image, JointState
 from rollout_ros.core.control_loop import ControlLoop
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.features import FeatureMapper
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.chunk_consumer import ChunkConsumer
@@ -50,11 +51,12 @@ class BaseStrategyNode(ManagedNode):
     def __init__(self, node_name: str = 'base_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
         declare_robot_params(self)
-        self.declare('fps', 30.0, 'Control-loop and policy rate [Hz].', min_value=0.1, max_value=1000.0)
-        self.declare('duration', 0.0, 'Run time [s]; 0 = until stopped.', min_value=0.0)
+        self.declare('fps', 30.0, 'Control-loop and policy rate [Hz].', **LIMITS['fps'].kwargs())
+        self.declare('duration', 0.0, 'Run time [s]; 0 = until stopped.', **LIMITS['duration'].kwargs())
         self.declare('interpolation_multiplier', 1,
                      'Commands per policy action: the loop sends fps * N commands, linear steps '
-                     'towards each action; the policy still runs at fps.', min_value=1, max_value=20)
+                     'towards each action; the policy still runs at fps.',
+                     **LIMITS['interpolation_multiplier'].kwargs())
         self.declare('task', '', 'Language instruction given to the policy.', read_only=False)
         self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
         self.declare('camera_topic_template', '/camera_{name}/image_raw',
@@ -75,7 +77,7 @@ class BaseStrategyNode(ManagedNode):
         self.declare('display_data', False, 'Stream observations and actions to a Rerun viewer (lerobot '
                      '--display_data), off the control loop: the display drops ticks, the robot never waits.')
         self.declare('display_ip', '', "Rerun viewer host to stream to; '' = spawn a local viewer.")
-        self.declare('display_port', 9876, 'Rerun viewer port.', min_value=1, max_value=65535)
+        self.declare('display_port', 9876, 'Rerun viewer port.', **LIMITS['display_port'].kwargs())
         self.declare('display_rrd_path', '', "Write the Rerun stream to this .rrd file instead of a viewer.")
         self.declare('managed_nodes', ['policy', 'camera_front', 'robot_driver'],
                      'Lifecycle nodes this strategy brings up, in order (torn down in reverse).')
@@ -459,7 +461,8 @@ class BaseStrategyNode(ManagedNode):
         return {}
 
     def destroy_node(self) -> None:
-        self._link_owner.destroy()
+        if hasattr(self, '_link_owner'):   # absent when a parameter was refused in __init__
+            self._link_owner.destroy()
         super().destroy_node()
 
     def autostart(self, stop: threading.Event) -> None:

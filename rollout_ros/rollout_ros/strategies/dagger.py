@@ -26,6 +26,7 @@ from rollout_ros_interfaces.srv import MoveToPose
 from rollout_ros.core.dagger_phases import (AUTONOMOUS, CORRECTING, CORRECTION, PAUSE_RESUME, PAUSED,
                                             DaggerPhases)
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.leaders import get_leader_spec
 from rollout_ros.nodes.lifecycle_client import call_blocking
 from rollout_ros.nodes.spin import run_node
@@ -52,7 +53,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         self.declare('record_autonomous', False, 'Record autonomous and paused frames too (episodes '
                      'rotated by the recorder), not only corrections.')
         self.declare('num_episodes', 50, 'Corrections-only mode: stop after this many saved corrections.',
-                     min_value=1)
+                     **LIMITS['num_episodes'].kwargs())
         self.declare('smooth_handover', True, 'On pause, drive an actuated leader to the follower pose.')
         self.declare('handover_speed', 0.5, 'Joint speed cap while the follower approaches a passive '
                      "leader's pose at the start of a correction [rad/s].", min_value=0.01, max_value=10.0)
