@@ -1,6 +1,5 @@
 """Driver-side access to a Dynamixel X-series bus, through dynamixel_sdk only."""
 
-import functools
 import threading
 
 import dynamixel_sdk as sdk
@@ -19,33 +18,29 @@ _ERRNUM_ACCESS = 0x07
 READ_POLL_S = 0.002
 
 
-def _os_errors_as_bus_errors(method):
-    """Port errors (see PORT_ERRORS) reach callers as BusError."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except PORT_ERRORS as exc:
-            raise BusError(f'{method.__name__} on {self.port!r} failed: {exc} '
-                           '(adapter unplugged or port closed?)') from exc
-    return wrapper
+class _Failed(Exception):
+    """One attempt of a transaction failed; the text says why."""
 
 
 class DynamixelBus(ServoBusLifecycle):
     def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
-                 read_retries: int = 2):
+                 read_retries: int = 2, write_retries: int | None = None):
         for name, (_, model) in motors.items():
             if model not in ct.MODEL_NUMBER:
                 raise ValueError(f"motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
         ids = [dxl_id for dxl_id, _ in motors.values()]
         if len(set(ids)) != len(ids):
             raise ValueError(f"duplicate servo ids in {motors}")
-        if read_retries < 0:
-            raise ValueError("read_retries must be >= 0")
+        write_retries = read_retries if write_retries is None else write_retries
+        if read_retries < 0 or write_retries < 0:
+            raise ValueError("read_retries and write_retries must be >= 0")
         self.port = port
         self.motors = dict(motors)
         self.baudrate = baudrate
         self.read_retries = read_retries
+        # Register writes (torque, gains, calibration) are acknowledged and
+        # idempotent: a lost ack is retried like a lost read reply.
+        self.write_retries = write_retries
         self._port_handler: sdk.PortHandler | None = None
         self._packet_handler = sdk.PacketHandler(PROTOCOL_VERSION)
         self._sync_readers: dict[tuple[str, tuple[int, ...]], sdk.GroupSyncRead] = {}
@@ -53,6 +48,7 @@ class DynamixelBus(ServoBusLifecycle):
         # The SDK marks the port busy but does not wait for it; callbacks of a
         # multi-threaded executor would otherwise get spurious COMM_PORT_BUSY.
         self._lock = threading.Lock()
+        self._stale_replies = False
 
     # -- connection ------------------------------------------------------------
 
@@ -107,12 +103,15 @@ class DynamixelBus(ServoBusLifecycle):
             raise BusError(f"servo bus {self.port!r} at {self.baudrate} baud: " + ". ".join(problems))
 
     def _ping(self, dxl_id: int) -> tuple[int, int]:
-        for _ in range(self.read_retries + 1):
-            with self._lock:
-                model_number, result, _ = self._packet_handler.ping(self._port_handler, dxl_id)
-            if result == sdk.COMM_SUCCESS:
-                break
-        return model_number, result
+        def ping():
+            model_number, result, _ = self._packet_handler.ping(self._handler(), dxl_id)
+            if result != sdk.COMM_SUCCESS:
+                raise _Failed(self._packet_handler.getTxRxResult(result))
+            return model_number
+        try:
+            return self._transaction(ping, self.read_retries), sdk.COMM_SUCCESS
+        except BusError:
+            return 0, sdk.COMM_RX_TIMEOUT
 
     def _close(self) -> None:
         handler, self._port_handler = self._port_handler, None
@@ -123,54 +122,56 @@ class DynamixelBus(ServoBusLifecycle):
 
     # -- single-servo access -----------------------------------------------------
 
-    @_os_errors_as_bus_errors
     def read(self, register: str, motor: str) -> int:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
-        for _ in range(self.read_retries + 1):
-            with self._lock:
-                data, result, error = self._packet_handler.readTxRx(self._handler(), dxl_id, addr, size)
-            if result == sdk.COMM_SUCCESS and not error & _ERROR_MASK:
-                break
-        self._check(result, error, f"read {register} from {motor} (id {dxl_id})", addr)
-        return ct.decode_value(register, int.from_bytes(bytes(data[:size]), "little"))
+        what = f"read {register} from {motor} (id {dxl_id})"
 
-    @_os_errors_as_bus_errors
+        def read_once():
+            data, result, error = self._packet_handler.readTxRx(self._handler(), dxl_id, addr, size)
+            self._check(result, error, addr)
+            if len(data) < size:
+                raise _Failed(f"short reply ({len(data)} of {size} bytes)")
+            return ct.decode_value(register, int.from_bytes(bytes(data[:size]), "little"))
+        return self._transaction(read_once, self.read_retries, what)
+
     def write(self, register: str, motor: str, value: int) -> None:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
         data = list(ct.encode_value(register, value).to_bytes(size, "little"))
-        with self._lock:
+
+        def write_once():
             result, error = self._packet_handler.writeTxRx(self._handler(), dxl_id, addr, size, data)
-        self._check(result, error, f"write {register}={value} to {motor} (id {dxl_id})", addr)
+            self._check(result, error, addr)
+        self._transaction(write_once, self.write_retries, f"write {register}={value} to {motor} (id {dxl_id})")
 
     # -- group access (the control loop) ---------------------------------------------
 
-    @_os_errors_as_bus_errors
     def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, int]:
         addr, size, _ = ct.lookup(register)
         names = list(self.motors) if motors is None else list(motors)
         ids = tuple(self._id(m) for m in names)
-        for attempt in range(self.read_retries + 1):
-            with self._lock:
-                reader = self._sync_reader(register, ids)
-                if attempt:
-                    # Late replies to the failed attempt would otherwise be taken
-                    # as answers to this one (the SDK matches replies by id only).
-                    self._handler().ser.reset_input_buffer()
-                result = reader.txRxPacket()
-            if result == sdk.COMM_SUCCESS and all(reader.isAvailable(i, addr, size) for i in ids):
-                return {name: ct.decode_value(register, reader.getData(i, addr, size)) for name, i in zip(names, ids)}
-        raise BusError(f"sync read of {register} from {names} on {self.port!r} failed after "
-                       f"{self.read_retries + 1} attempts: {self._packet_handler.getTxRxResult(result)}")
 
-    @_os_errors_as_bus_errors
+        def sync_read_once():
+            reader = self._sync_reader(register, ids)
+            result = reader.txRxPacket()
+            if result != sdk.COMM_SUCCESS:
+                raise _Failed(self._packet_handler.getTxRxResult(result))
+            silent = [f"id {i}" for i in ids if not reader.isAvailable(i, addr, size)]
+            if silent:
+                raise _Failed(f"no data from {', '.join(silent)}")
+            # getData indexes the reply without checking its length: a short
+            # reply raises IndexError inside the SDK, caught as a failed attempt.
+            return {name: ct.decode_value(register, reader.getData(i, addr, size)) for name, i in zip(names, ids)}
+        return self._transaction(sync_read_once, self.read_retries, f"sync read of {register} from {names}")
+
     def sync_write(self, register: str, values: dict[str, int]) -> None:
         if not values:
             return
         addr, size, _ = ct.lookup(register)
         params = {self._id(m): list(ct.encode_value(register, v).to_bytes(size, "little")) for m, v in values.items()}
-        with self._lock:
+
+        def sync_write_once():
             writer = self._sync_writers.get(register)
             if writer is None:
                 writer = sdk.GroupSyncWrite(self._handler(), self._packet_handler, addr, size)
@@ -179,9 +180,11 @@ class DynamixelBus(ServoBusLifecycle):
             for dxl_id, data in params.items():
                 writer.addParam(dxl_id, data)
             result = writer.txPacket()
-        self._check(result, 0, f"sync write of {register} to {list(values)}", addr)
+            if result != sdk.COMM_SUCCESS:
+                raise _Failed(self._packet_handler.getTxRxResult(result))
+        # Unacknowledged: a goal is sent once (the next tick sends a fresher one).
+        self._transaction(sync_write_once, 0, f"sync write of {register} to {list(values)}")
 
-    @_os_errors_as_bus_errors
     def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
         # One acknowledged write per servo rather than a silent sync write: a
         # servo left limp (or stiff) without anyone noticing is a safety issue.
@@ -193,6 +196,45 @@ class DynamixelBus(ServoBusLifecycle):
                 failures.append(str(exc))
         if failures:
             raise BusError(f"torque {'enable' if enabled else 'disable'} failed: " + "; ".join(failures))
+
+    # -- transactions ----------------------------------------------------------------
+
+    def _transaction(self, attempt, retries: int, what: str = "transaction"):
+        """Run `attempt()` under the port lock, at most 1 + `retries` times.
+
+        Whatever one attempt raises counts as a failed attempt: pyserial's
+        OSError on a hung-up port, and the SDK's own exceptions on malformed
+        replies (IndexError in GroupSyncRead.getData on a short one). The SDK
+        marks the port busy for a transaction and clears the flag only on its
+        normal return paths, so after an exception it is cleared here, or
+        every later call would fail with "Port is in use!" instead of the
+        real error, and the port would stay unusable after a transient one.
+        """
+        reason = ""
+        for _ in range(retries + 1):
+            with self._lock:
+                handler = self._handler()
+                try:
+                    if self._stale_replies:
+                        # Late replies to a failed transaction would otherwise be
+                        # taken as answers to this one (the SDK matches replies by
+                        # id only, and its clearPort flushes output, not input).
+                        handler.ser.reset_input_buffer()
+                        self._stale_replies = False
+                    return attempt()
+                except _Failed as exc:
+                    reason = str(exc)
+                except BusError:
+                    raise
+                except PORT_ERRORS as exc:
+                    reason = f"{exc} (adapter unplugged or port closed?)"
+                except Exception as exc:  # noqa: BLE001 - the SDK's errors on a malformed reply
+                    reason = f"malformed reply ({type(exc).__name__}: {exc})"
+                finally:
+                    handler.is_using = False
+            self._stale_replies = True
+        attempts = f" after {retries + 1} attempts" if retries else ""
+        raise BusError(f"{what} on {self.port!r} failed{attempts}: {reason}")
 
     # -- helpers --------------------------------------------------------------------
 
@@ -217,11 +259,11 @@ class DynamixelBus(ServoBusLifecycle):
             self._sync_readers[(register, ids)] = reader
         return reader
 
-    def _check(self, result: int, error: int, what: str, addr: int) -> None:
+    def _check(self, result: int, error: int, addr: int) -> None:
         if result != sdk.COMM_SUCCESS:
-            raise BusError(f"{what} on {self.port!r} failed: {self._packet_handler.getTxRxResult(result)}")
+            raise _Failed(self._packet_handler.getTxRxResult(result))
         if error & _ERROR_MASK:
             text = self._packet_handler.getRxPacketError(error)
             if addr < ct.EEPROM_END and error & _ERROR_MASK == _ERRNUM_ACCESS:
                 text += " (EEPROM registers can only be written with torque disabled)"
-            raise BusError(f"{what} on {self.port!r}: servo reported {text}")
+            raise _Failed(f"servo reported {text}")

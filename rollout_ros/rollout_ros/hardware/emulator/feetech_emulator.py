@@ -191,6 +191,11 @@ class FeetechBusEmulator(PtyBusEmulator):
         servo = self._servos.get(servo_id)
         return [servo] if servo else []
 
+    def _shorten(self, reply: bytes) -> bytes:
+        first, *rest = proto.PacketParser().feed(reply)
+        short = proto.encode_status(first.id, first.error, b"")
+        return short + b"".join(proto.encode_status(p.id, p.error, p.params) for p in rest)
+
     def _write(self, servo: EmulatedFeetechServo, addr: int, data: bytes) -> None:
         old_id = servo.id
         servo.write(addr, data)

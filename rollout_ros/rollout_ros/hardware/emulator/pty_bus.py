@@ -110,8 +110,10 @@ class BusFaults:
         self._rng = random.Random(seed)
         self._drop = _Fault()
         self._corrupt = _Fault()
+        self._short = _Fault()
         self.dropped = 0
         self.corrupted = 0
+        self.shortened = 0
 
     def drop_replies(self, count: int = 1, probability: float = 0.0) -> None:
         """Lose the next `count` replies, then each later one with `probability`."""
@@ -122,9 +124,16 @@ class BusFaults:
         with `probability`."""
         self._set(self._corrupt, count, probability)
 
+    def short_replies(self, count: int = 1, probability: float = 0.0) -> None:
+        """Answer the next `count` requests, then each later one with `probability`,
+        with a well-formed status packet (valid checksum) that lacks its data:
+        dynamixel-sdk then indexes past the end of the reply (IndexError)."""
+        self._set(self._short, count, probability)
+
     def clear(self) -> None:
         self._set(self._drop, 0, 0.0)
         self._set(self._corrupt, 0, 0.0)
+        self._set(self._short, 0, 0.0)
 
     def _set(self, fault: _Fault, count: int, probability: float) -> None:
         if count < 0 or not 0.0 <= probability <= 1.0:
@@ -138,12 +147,16 @@ class BusFaults:
             return True
         return fault.probability > 0 and self._rng.random() < fault.probability
 
-    def apply(self, reply: bytes) -> bytes:
-        """What actually goes on the wire for `reply` (b"" when dropped)."""
+    def apply(self, reply: bytes, shorten=None) -> bytes:
+        """What actually goes on the wire for `reply` (b"" when dropped).
+        `shorten(reply)` re-encodes a reply without its data (protocol's business)."""
         with self._lock:
             if self._hit(self._drop):
                 self.dropped += 1
                 return b""
+            if shorten is not None and self._hit(self._short):
+                self.shortened += 1
+                return shorten(reply)
             if self._hit(self._corrupt):
                 self.corrupted += 1
                 # Both protocols end a packet with (part of) its checksum.
@@ -260,6 +273,10 @@ class PtyBusEmulator:
     def _handle(self, packet) -> bytes:
         raise NotImplementedError
 
+    def _shorten(self, reply: bytes) -> bytes:
+        """`reply` with its first status packet re-encoded without data."""
+        raise NotImplementedError
+
     def _record_goal(self, servo_id: int, goal: int) -> None:
         self._goal_writes.append((time.monotonic(), servo_id, goal))
 
@@ -279,7 +296,7 @@ class PtyBusEmulator:
                 with self._lock:
                     reply = self._handle(packet)
                 if reply:
-                    self._send(self.faults.apply(reply))
+                    self._send(self.faults.apply(reply, self._shorten))
 
     def _send(self, data: bytes) -> None:
         view = memoryview(data)
@@ -308,6 +325,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lose each reply with this probability (fault injection)")
     parser.add_argument("--corrupt-probability", type=float, default=0.0,
                         help="spoil the checksum of each reply with this probability (fault injection)")
+    parser.add_argument("--short-probability", type=float, default=0.0,
+                        help="send each reply without its data with this probability (fault injection)")
 
 
 def initial_positions(parser: argparse.ArgumentParser, args: argparse.Namespace, ids: list[int]) -> dict[int, int]:
@@ -321,6 +340,7 @@ def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> in
     """Print `PORT <path>` once serving, then serve until SIGTERM/SIGINT."""
     emulator.faults.drop_replies(0, args.drop_probability)
     emulator.faults.corrupt_checksums(0, args.corrupt_probability)
+    emulator.faults.short_replies(0, args.short_probability)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

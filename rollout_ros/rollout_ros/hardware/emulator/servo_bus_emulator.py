@@ -174,6 +174,11 @@ class ServoBusEmulator(PtyBusEmulator):
             return proto.encode_status(pkt.id, proto.ERR_INSTRUCTION)
         return handler(self, pkt)
 
+    def _shorten(self, reply: bytes) -> bytes:
+        first, *rest = proto.PacketParser().feed(reply)
+        short = proto.encode_status(first.id, first.error, b"")
+        return short + b"".join(proto.encode_packet(p.id, p.instruction, p.params) for p in rest)
+
     def _write(self, servo: EmulatedServo, addr: int, data: bytes) -> int:
         old_id = servo.id
         error = servo.write(addr, data)

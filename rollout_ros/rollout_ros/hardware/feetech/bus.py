@@ -34,7 +34,7 @@ _LOCK_ADDR = ct.CONTROL_TABLE["Lock"][0]
 
 class FeetechBus(ServoBusLifecycle):
     def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
-                 read_retries: int = 2):
+                 read_retries: int = 2, write_retries: int | None = None):
         for name, (_, model) in motors.items():
             if model not in ct.MODEL_NUMBER:
                 raise ValueError(f"motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
@@ -43,12 +43,16 @@ class FeetechBus(ServoBusLifecycle):
             raise ValueError(f"duplicate servo ids in {motors}")
         if any(not 0 <= i <= proto.MAX_ID for i in ids):
             raise ValueError(f"servo ids must be 0..{proto.MAX_ID}: {motors}")
-        if read_retries < 0:
-            raise ValueError("read_retries must be >= 0")
+        write_retries = read_retries if write_retries is None else write_retries
+        if read_retries < 0 or write_retries < 0:
+            raise ValueError("read_retries and write_retries must be >= 0")
         self.port = port
         self.motors = dict(motors)
         self.baudrate = baudrate
         self.read_retries = read_retries
+        # Register writes (torque, lock, gains, calibration) are acknowledged
+        # and idempotent: a lost ack is retried like a lost read reply.
+        self.write_retries = write_retries
         self._serial: serial.Serial | None = None
         self._parser = proto.PacketParser()
         # Requests of the control loop are identical every cycle: built once.
@@ -154,9 +158,14 @@ class FeetechBus(ServoBusLifecycle):
 
     def _write_locked(self, servo_id: int, addr: int, data: bytes, what: str) -> None:
         request = proto.encode_packet(servo_id, proto.WRITE, bytes([addr]) + data)
-        replies, bad = self._transact(request, (servo_id,), 0)
-        if not replies:
-            raise BusError(f"{what} on {self.port!r} failed: {_no_reply_text(bad)}")
+        bad_total = 0
+        for _ in range(self.write_retries + 1):
+            replies, bad = self._transact(request, (servo_id,), 0)
+            if replies:
+                return
+            bad_total += bad
+        raise BusError(f"{what} on {self.port!r} failed after {self.write_retries + 1} attempts: "
+                       f"{_no_reply_text(bad_total)}")
 
     # -- group access (the control loop) ---------------------------------------------
 
