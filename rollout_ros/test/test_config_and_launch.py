@@ -125,7 +125,7 @@ def test_every_yaml_key_is_commented():
             if ':' in stripped and '#' not in stripped:
                 # A value continued from the previous comment block is fine
                 # only for the robot parameters, documented above them.
-                assert stripped.split(':')[0] in ('calibration_dir', 'use_degrees', 'joint_prefix'), \
+                assert stripped.split(':')[0] in ('calibration_dir', 'use_degrees', 'joint_prefix', 'robot_side'), \
                     f'{path.name}: no comment on {stripped!r}'
 
 

@@ -91,3 +91,32 @@ class JointMap:
             frac = min(100.0, max(0.0, value)) / 100
         ticks = self.calibration.range_min + frac * self._span
         return self.ticks_to_rad(ticks)
+
+
+@dataclass(frozen=True)
+class MotorAngleMap:
+    """A joint whose motor reports its own angle (Damiao: radians from the
+    zero set at calibration), so there are no ticks: the bus value is the ROS
+    radian value, limits come from the robot's configuration in degrees, and
+    LeRobot's value is plain degrees, unclamped (what its OpenArm follower
+    reports). Same methods as JointMap."""
+
+    name: str
+    limits_deg: tuple[float, float]
+    norm_mode: NormMode = NormMode.DEGREES
+
+    def ticks_to_rad(self, value: float) -> float:
+        return float(value)
+
+    def rad_to_ticks(self, rad: float) -> float:
+        return float(rad)
+
+    @property
+    def limits_rad(self) -> tuple[float, float]:
+        return (math.radians(self.limits_deg[0]), math.radians(self.limits_deg[1]))
+
+    def rad_to_feature(self, rad: float) -> float:
+        return math.degrees(rad)
+
+    def feature_to_rad(self, value: float) -> float:
+        return math.radians(value)

@@ -22,7 +22,8 @@ CALIBRATION_REGISTERS = {
 class FollowerArm:
 
     def __init__(self, spec: RobotSpec, port: str, calibration: dict[str, MotorCalibration],
-                 max_relative_target: float | dict[str, float] | None = None, bus=None):
+                 max_relative_target: float | dict[str, float] | None = None, bus=None,
+                 can_options: dict | None = None):
         self.spec = spec
         self.port = port
         self.calibration = calibration
@@ -32,7 +33,7 @@ class FollowerArm:
             self._step_caps = {m: max_relative_target.get(m) or None for m in spec.motor_names}
         else:
             self._step_caps = {m: max_relative_target or None for m in spec.motor_names}
-        self.bus = bus or make_bus(spec, port)
+        self.bus = bus or make_bus(spec, port, can_options)
         self._lock = threading.Lock()
         self.present: dict[str, float] = {}
         self.torque_enabled = False
@@ -51,7 +52,7 @@ class FollowerArm:
             self.bus.set_torque(False)
             self.torque_enabled = False
             rewritten = []
-            for motor in self.joint_names:
+            for motor in self.joint_names if self.spec.calibration_in_motors else ():
                 cal = self.calibration[motor]
                 for register, field in CALIBRATION_REGISTERS.items():
                     if self.bus.read(register, motor) != getattr(cal, field):

@@ -37,7 +37,15 @@ class RobotDriverNode(ManagedNode):
     def __init__(self, node_name: str = 'robot_driver', **kwargs):
         super().__init__(node_name, **kwargs)
         declare_robot_params(self)
-        self.declare('robot_port', '/dev/ttyACM0', 'Serial port of the servo bus.')
+        self.declare('robot_port', '/dev/ttyACM0', 'Serial port of the servo bus (CAN robots: the CAN '
+                     'channel, e.g. can0).')
+        # CAN robots (openarm_follower), as lerobot's flags of the same names.
+        self.declare('can_interface', 'socketcan', 'python-can interface of a CAN robot (socketcan on the '
+                     'robot; virtual or udp_multicast for emulated arms).')
+        self.declare('use_can_fd', True, 'CAN FD frames (OpenArm runs CAN FD).')
+        self.declare('can_bitrate', 1_000_000, 'Nominal CAN bitrate [bit/s] (SocketCAN: set by ip link).',
+                     min_value=10_000)
+        self.declare('can_data_bitrate', 5_000_000, 'CAN FD data-phase bitrate [bit/s].', min_value=10_000)
         self.declare('state_rate_hz', 50.0, 'Rate of joint_states [Hz].', min_value=1.0, max_value=1000.0)
         self.declare('max_relative_target', 0.35,
                      'Largest step of one command from the present position [rad]; 0 disables '
@@ -80,7 +88,7 @@ class RobotDriverNode(ManagedNode):
                               '<id>_left/<id>_right, joint_prefix left_/right_); the rollout CLI and '
                               'the launch file do this for bi_* robots.')
         try:
-            arm = FollowerArm(spec, port, calibration, self._step_caps(spec))
+            arm = FollowerArm(spec, port, calibration, self._step_caps(spec), can_options=self._can_options())
             rewritten = arm.connect()
         except BusError as e:
             raise ConfigError('robot_port', str(e),
@@ -94,6 +102,10 @@ class RobotDriverNode(ManagedNode):
         self._by_ros_name = dict(zip(self._names, arm.joint_names))
         self._state_pub = self.create_lifecycle_publisher(JointState, 'joint_states', 10)
         self._exec_pub = self.create_lifecycle_publisher(JointState, '~/executed_commands', 10)
+
+    def _can_options(self) -> dict:
+        return dict(interface=self.param('can_interface'), fd=self.param('use_can_fd'),
+                    bitrate=self.param('can_bitrate'), data_bitrate=self.param('can_data_bitrate'))
 
     def _step_caps(self, spec) -> dict[str, float]:
         caps = {m: self.param('max_relative_target') for m in spec.motor_names}

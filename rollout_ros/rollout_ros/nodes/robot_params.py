@@ -16,10 +16,12 @@ def declare_robot_params(node) -> None:
                  'Body joints in degrees instead of -100..100 (lerobot use_degrees; must match '
                  'how the policy was trained).')
     node.declare('joint_prefix', '', 'Prefix of ROS joint names (e.g. left_); LeRobot names lack it.')
+    node.declare('robot_side', '', "Arm side for robots with per-side defaults (openarm_follower: left or "
+                 "right joint limits; '' = lerobot's narrow defaults), as lerobot's --robot.side.")
 
 
 def load_robot(node, port: str = '<port>'):
     """(spec, calibration) from the node's robot parameters; ConfigError on bad input."""
-    spec = get_robot_spec(node.param('robot_type'), node.param('use_degrees'))
+    spec = get_robot_spec(node.param('robot_type'), node.param('use_degrees'), node.param('robot_side'))
     return spec, load_robot_calibration(spec, node.param('calibration_dir') or None,
                                         node.param('robot_id'), port)
