@@ -7,7 +7,7 @@ values are fed to the follower as actions unchanged, so a leader joint at
 x% of its calibrated range puts the follower joint at x% of its own.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rollout_ros.core.calibration import MotorCalibration, default_calibration_dir, load_calibration
@@ -26,6 +26,10 @@ class LeaderSpec(RobotSpec):
     # (motor, goal in LeRobot units): joints lerobot keeps torqued while a
     # human teleoperates, e.g. the Koch gripper that springs back to open.
     held_goals: tuple[tuple[str, float], ...] = ()
+    # How lerobot turns this leader's values into the follower's action:
+    # (follower joint, leader joint, factor), action = factor * leader value.
+    # Empty: same joint, same value.
+    follower_map: tuple[tuple[str, str, float], ...] = ()
 
 
 def _koch_leader(use_degrees: bool) -> LeaderSpec:
@@ -73,17 +77,72 @@ def _so101_leader(use_degrees: bool) -> LeaderSpec:
     return _so_leader('so101_leader', use_degrees)
 
 
+# OpenArm Mini (Feetech STS3215, 7 joints and a gripper), read as lerobot's
+# openarm_mini reads it: its joint_6 and joint_7 drive the follower's joint_7
+# and joint_6, some joints turn the other way per side, and its 0..100
+# gripper is -0.65 follower degrees per unit (100 = -65 deg, fully open).
+_MINI_JOINTS = tuple(f'joint_{i}' for i in range(1, 8))
+_MINI_FLIPS = {'': (), 'left': ('joint_1', 'joint_3', 'joint_4', 'joint_5', 'joint_6', 'joint_7'),
+               'right': ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_7')}
+_MINI_SWAP = {'joint_6': 'joint_7', 'joint_7': 'joint_6'}
+MINI_GRIPPER_DEG_PER_UNIT = -0.65
+
+
+def openarm_mini(side: str = '') -> LeaderSpec:
+    if side not in _MINI_FLIPS:
+        raise ConfigError('teleop_side', f'openarm_mini side {side!r} is unknown.', "use left, right or ''.")
+    # Body joints are degrees whatever use_degrees says (lerobot's openarm_mini).
+    motors = tuple(MotorSpec(name, i, 'sts3215', NormMode.DEGREES) for i, name in enumerate(_MINI_JOINTS, start=1))
+    motors += (MotorSpec('gripper', 8, 'sts3215', NormMode.RANGE_0_100),)
+    setup = []
+    for m in motors:
+        setup += [(m.name, 'Return_Delay_Time', 0), (m.name, 'Maximum_Acceleration', 254),
+                  (m.name, 'Acceleration', 254), (m.name, 'Operating_Mode', 0)]
+    fmap = tuple((_MINI_SWAP.get(j, j), j, -1.0 if j in _MINI_FLIPS[side] else 1.0) for j in _MINI_JOINTS)
+    fmap += (('gripper', 'gripper', MINI_GRIPPER_DEG_PER_UNIT),)
+    return LeaderSpec('openarm_mini', 'feetech', motors, apply_drive_mode=True, setup_registers=tuple(setup),
+                      calibration_name='openarm_mini', actuated=True, follower_map=fmap, side=side)
+
+
+def bimanual_leader(teleop_type: str, left: LeaderSpec, right: LeaderSpec) -> LeaderSpec:
+    """Two leaders as lerobot's bi_* teleoperators name them: `left_`/`right_`
+    joints, calibrations `<id>_left`/`<id>_right` under the arm's class name."""
+    arms = (('left_', left), ('right_', right))
+    fmap = ()
+    for prefix, arm in arms:
+        pairs = arm.follower_map or tuple((m, m, 1.0) for m in arm.motor_names)
+        fmap += tuple((f'{prefix}{f}', f'{prefix}{lj}', k) for f, lj, k in pairs)
+    return LeaderSpec(teleop_type, 'composite', tuple(replace(m, name=f'{p}{m.name}') for p, a in arms
+                                                      for m in a.motors),
+                      left.resolution, left.apply_drive_mode, calibration_name=left.calibration_dir_name,
+                      arms=arms, actuated=left.actuated and right.actuated,
+                      held_goals=tuple((f'{p}{m}', v) for p, a in arms for m, v in a.held_goals),
+                      follower_map=fmap if (left.follower_map or right.follower_map) else ())
+
+
 LEADERS = {
     'koch_leader': _koch_leader,
     'so100_leader': _so100_leader,
     'so101_leader': _so101_leader,
+    'bi_so_leader': lambda use_degrees: bimanual_leader('bi_so_leader', _so101_leader(use_degrees),
+                                                        _so101_leader(use_degrees)),
+    'openarm_mini': lambda use_degrees: openarm_mini(),
+    # lerobot's bi_openarm_mini sets each arm's side itself.
+    'bi_openarm_mini': lambda use_degrees: bimanual_leader('bi_openarm_mini', openarm_mini('left'),
+                                                           openarm_mini('right')),
 }
+SIDED_LEADERS = {'openarm_mini': openarm_mini}
 
 
-def get_leader_spec(teleop_type: str, use_degrees: bool = False) -> LeaderSpec:
+def get_leader_spec(teleop_type: str, use_degrees: bool = False, side: str = '') -> LeaderSpec:
     if teleop_type not in LEADERS:
         raise ConfigError('teleop_type', f'unknown leader type {teleop_type!r}.',
                           f'use one of {sorted(LEADERS)}.')
+    if side:
+        if teleop_type not in SIDED_LEADERS:
+            raise ConfigError('teleop_side', f'{teleop_type} has no sides.',
+                              f"leave it empty; sides exist for {sorted(SIDED_LEADERS)}.")
+        return SIDED_LEADERS[teleop_type](side)
     return LEADERS[teleop_type](use_degrees)
 
 
@@ -104,6 +163,13 @@ def leader_calibration_paths(calibration_dir: str | Path | None, spec: LeaderSpe
 
 def load_leader_calibration(calibration_dir: str | Path | None, spec: LeaderSpec, teleop_id: str,
                             port: str = '<port>') -> dict[str, MotorCalibration]:
+    if spec.arms:
+        merged = {}
+        for prefix, arm in spec.arms:
+            side = prefix.rstrip('_')
+            calib = load_leader_calibration(calibration_dir, arm, f'{teleop_id}_{side}', f'<{side} port>')
+            merged.update({f'{prefix}{name}': c for name, c in calib.items()})
+        return merged
     paths = leader_calibration_paths(calibration_dir, spec, teleop_id)
     path = next((p for p in paths if p.is_file()), None)
     if path is None:
@@ -123,9 +189,23 @@ def load_leader_calibration(calibration_dir: str | Path | None, spec: LeaderSpec
 
 class LeaderFollowerMap:
     """Leader radians <-> follower radians through the LeRobot value both
-    share: what lerobot's teleop loop sends the follower as action."""
+    share: what lerobot's teleop loop sends the follower as action
+    (`follower_map`: the leader's LeaderSpec.follower_map, when it is not
+    joint for joint)."""
 
-    def __init__(self, leader_maps: dict[str, JointMap], follower_maps: dict[str, JointMap]):
+    def __init__(self, leader_maps: dict[str, JointMap], follower_maps: dict[str, JointMap],
+                 follower_map: tuple[tuple[str, str, float], ...] = ()):
+        self.pairs = follower_map or tuple((m, m, 1.0) for m in leader_maps)
+        if follower_map:
+            followers = {f for f, _, _ in follower_map}
+            if followers != set(follower_maps) or {lj for _, lj, _ in follower_map} != set(leader_maps):
+                raise ConfigError('teleop_type', f'the leader drives follower joints {sorted(followers)}, the '
+                                  f'follower has {sorted(follower_maps)}.',
+                                  'pair a leader with a follower of the same arm (openarm_mini with '
+                                  'openarm_follower, bi_openarm_mini with bi_openarm_follower).')
+            self.leader_maps = leader_maps
+            self.follower_maps = follower_maps
+            return
         if set(leader_maps) != set(follower_maps):
             raise ConfigError('teleop_type', f'the leader has joints {sorted(leader_maps)}, the follower '
                               f'{sorted(follower_maps)}.', 'pair a leader with a follower of the same arm.')
@@ -138,9 +218,9 @@ class LeaderFollowerMap:
         self.follower_maps = follower_maps
 
     def to_follower(self, leader_rad: dict[str, float]) -> dict[str, float]:
-        return {m: self.follower_maps[m].feature_to_rad(self.leader_maps[m].rad_to_feature(r))
-                for m, r in leader_rad.items()}
+        return {f: self.follower_maps[f].feature_to_rad(k * self.leader_maps[lj].rad_to_feature(leader_rad[lj]))
+                for f, lj, k in self.pairs if lj in leader_rad}
 
     def to_leader(self, follower_rad: dict[str, float]) -> dict[str, float]:
-        return {m: self.leader_maps[m].feature_to_rad(self.follower_maps[m].rad_to_feature(r))
-                for m, r in follower_rad.items()}
+        return {lj: self.leader_maps[lj].feature_to_rad(self.follower_maps[f].rad_to_feature(follower_rad[f]) / k)
+                for f, lj, k in self.pairs if f in follower_rad}

@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.errors import ConfigError
+from rollout_ros.hardware.bimanual_leader import BimanualLeader
 from rollout_ros.hardware.bus_errors import BusError
 from rollout_ros.hardware.leader_arm import LeaderArm
 from rollout_ros.hardware.leaders import LeaderFollowerMap, get_leader_spec, load_leader_calibration
@@ -39,6 +40,11 @@ class TeleopNode(ManagedNode):
         self.declare('teleop_type', 'koch_leader', 'Leader arm type, as lerobot names it (koch_leader, '
                      'so100_leader, so101_leader).')
         self.declare('teleop_port', '/dev/ttyACM1', 'Serial port of the leader arm.')
+        self.declare('teleop_left_port', '', 'Bimanual leaders (bi_so_leader, bi_openarm_mini): serial port '
+                     'of the left arm.')
+        self.declare('teleop_right_port', '', 'Bimanual leaders: serial port of the right arm.')
+        self.declare('teleop_side', '', "openarm_mini: left or right (lerobot's per-side joint directions); "
+                     "'' = none.")
         self.declare('teleop_id', 'leader',
                      'Leader calibration id: <calibration_dir>/teleoperators/<name>/<teleop_id>.json, '
                      "<name> being lerobot's (koch_leader, so_leader for both SO leaders).")
@@ -70,13 +76,21 @@ class TeleopNode(ManagedNode):
 
     def configure(self) -> None:
         port = self.param('teleop_port')
-        spec = get_leader_spec(self.param('teleop_type'), self.param('use_degrees'))
+        spec = get_leader_spec(self.param('teleop_type'), self.param('use_degrees'), self.param('teleop_side'))
         calibration = load_leader_calibration(self.param('calibration_dir') or None, spec,
                                               self.param('teleop_id'), port)
         follower_spec, follower_calibration = load_robot(self, '<robot_port>')
         self.bridge = LeaderFollowerMap(spec.joint_maps(calibration),
-                                        follower_spec.joint_maps(follower_calibration))
-        arm = LeaderArm(spec, port, calibration, actuated=spec.actuated)
+                                        follower_spec.joint_maps(follower_calibration), spec.follower_map)
+        if spec.arms:
+            ports = {side: self.param(f'teleop_{side}_port') for side in ('left', 'right')}
+            for side, side_port in ports.items():
+                if not side_port:
+                    raise ConfigError(f'teleop_{side}_port', f'{spec.type} needs the port of its {side} arm.',
+                                      f'set teleop_{side}_port (CLI: --teleop.{side}_arm_config.port).')
+            arm = BimanualLeader(spec, ports, calibration)
+        else:
+            arm = LeaderArm(spec, port, calibration, actuated=spec.actuated)
         try:
             rewritten = arm.connect()
         except BusError as e:
