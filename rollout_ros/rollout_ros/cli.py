@@ -28,7 +28,10 @@ STRATEGIES = ('base', 'sentry', 'highlight', 'dagger')
 # Inference types each way of reaching the policy node carries.
 POLICY_CALLS = {'direct': ('sync', 'rtc'), 'service': ('sync',), 'topic': ('rtc',)}
 SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
-                'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms')
+                'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms',
+                # At the bus write (the driver's own clock), what the robot felt:
+                'bus_rate_hz', 'bus_period_err_p50_ms', 'bus_period_err_p99_ms', 'bus_period_err_max_ms',
+                'bus_max_gap_ms', 'bus_gaps')
 
 
 @dataclass
@@ -379,9 +382,11 @@ def build_drivers(cfg: RolloutConfig, robot: dict) -> list:
         spec = get_robot_spec(cfg.robot_type, cfg.use_degrees)
     except ConfigError:
         spec = None    # the driver's configure reports it, before anything moves
+    rate = float(cfg.fps * cfg.interpolation_multiplier)   # for the figures of ~/command_timing
     if spec is None or not spec.arms:
         return [RobotDriverNode(parameter_overrides=_params(
-            robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, **robot))]
+            robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, command_rate_hz=rate,
+            **robot))]
     drivers = []
     for prefix, arm in spec.arms:
         side = prefix.rstrip('_')
@@ -391,7 +396,7 @@ def build_drivers(cfg: RolloutConfig, robot: dict) -> list:
         drivers.append(RobotDriverNode(f'robot_driver_{side}', parameter_overrides=_params(
             **{**robot, 'robot_type': arm.type, 'robot_id': f'{cfg.robot_id}_{side}'},
             robot_port=cfg.arm_ports[side], joint_prefix=prefix,
-            max_relative_target=cfg.max_relative_target)))
+            max_relative_target=cfg.max_relative_target, command_rate_hz=rate)))
     return drivers
 
 
@@ -472,12 +477,24 @@ def format_summary(summary: dict, log_dir: str) -> str:
     s = summary
     lines = [
         f"ticks {s['ticks']}  rate {s['rate_hz']:.2f} Hz",
-        f"period error p50 {s['period_err_p50_ms']:.2f} ms  p99 {s['period_err_p99_ms']:.2f} ms  "
+        f"loop: tick lateness p50 {s['period_err_p50_ms']:.2f} ms  p99 {s['period_err_p99_ms']:.2f} ms  "
         f"max {s['period_err_max_ms']:.2f} ms  overruns {s['overruns']}  starved {s['starved_ticks']}",
-        f"inference p50 {s['infer_p50_ms']:.2f} ms  p99 {s['infer_p99_ms']:.2f} ms",
-        f'logs: {log_dir}',
-        json.dumps({k: s[k] for k in (*SUMMARY_KEYS, *(k for k in s if k not in SUMMARY_KEYS))}),
     ]
+    if 'bus_max_gap_ms' in s:
+        lines.append(
+            f"at the bus: {s['bus_rate_hz']:.2f} Hz  period error p50 {s['bus_period_err_p50_ms']:.2f} ms  "
+            f"p99 {s['bus_period_err_p99_ms']:.2f} ms  max {s['bus_period_err_max_ms']:.2f} ms  "
+            f"longest gap {s['bus_max_gap_ms']:.1f} ms  gaps > 2 periods {s['bus_gaps']}")
+    if s.get('infer_measures') == 'queue_pop':
+        chunk = (f"  chunk inference (background) p50 {s['chunk_infer_p50_ms']:.2f} ms  "
+                 f"p99 {s['chunk_infer_p99_ms']:.2f} ms" if 'chunk_infer_p50_ms' in s else '')
+        lines.append(f"next action from the queue p50 {s['infer_p50_ms']:.2f} ms  "
+                     f"p99 {s['infer_p99_ms']:.2f} ms{chunk}")
+    else:
+        lines.append(f"inference p50 {s['infer_p50_ms']:.2f} ms  p99 {s['infer_p99_ms']:.2f} ms")
+    lines += [f'logs: {log_dir}',
+              json.dumps({k: s[k] for k in (*(k for k in SUMMARY_KEYS if k in s),
+                                            *(k for k in s if k not in SUMMARY_KEYS))})]
     return '\n'.join(lines)
 
 

@@ -15,6 +15,7 @@ import pytest
 from rollout_ros.hardware.dynamixel import control_table as ct
 from rollout_ros.hardware.dynamixel.bus import BusError, DynamixelBus
 from rollout_ros.hardware.emulator import dynamixel_protocol as proto
+from rollout_ros.hardware.emulator.pty_bus import read_goal_log
 from rollout_ros.hardware.emulator.servo_bus_emulator import KOCH_IDS, KOCH_MODELS, ServoBusEmulator
 
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -211,10 +212,11 @@ def test_disconnect_disables_torque(emulator):
 
 def test_cli_prints_port_and_stops_on_sigterm(tmp_path):
     link = tmp_path / "ttyKOCH"
+    goal_log = tmp_path / "goals.txt"
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rollout_ros.hardware.emulator.servo_bus_emulator", "--preset", "koch",
-         "--link", str(link), "--initial", "1000,1100,1200,1300,1400,1500"],
+         "--link", str(link), "--initial", "1000,1100,1200,1300,1400,1500", "--goal-log", str(goal_log)],
         stdout=subprocess.PIPE, text=True, env=env)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
@@ -223,9 +225,18 @@ def test_cli_prints_port_and_stops_on_sigterm(tmp_path):
         assert word == "PORT" and os.path.realpath(link) == os.path.realpath(port)
         with DynamixelBus(str(link), MOTORS) as b:
             assert b.sync_read("Present_Position") == dict(zip(NAMES, range(1000, 1600, 100)))
+            before = time.monotonic()
+            b.sync_write("Goal_Position", {NAMES[0]: 1010, NAMES[1]: 1111})
+            b.sync_write("Goal_Position", {NAMES[0]: 1020})
+            after = time.monotonic()
+            time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         assert not link.exists()
+        # Every goal write, on the one monotonic clock the machine shares.
+        writes = read_goal_log(str(goal_log))
+        assert [(i, g) for _, i, g in writes] == [(1, 1010), (2, 1111), (1, 1020)]
+        assert all(before <= t <= after + 0.1 for t, _, _ in writes)
     finally:
         if proc.poll() is None:
             proc.kill()

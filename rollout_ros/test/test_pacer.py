@@ -34,7 +34,7 @@ def test_on_time_loop_keeps_grid_and_rate():
     rep = pacer.report()
     assert rep.ticks == 100 and rep.overruns == 0 and rep.skipped_slots == 0
     assert rep.rate_hz == pytest.approx(50.0)
-    assert rep.period_err_max_ms == pytest.approx(0.0, abs=1e-6)
+    assert rep.period_err_max_ms == pytest.approx(0.0, abs=1e-3)
 
 
 def test_small_overrun_is_caught_up_not_absorbed():
@@ -101,3 +101,23 @@ def test_interpolation_multiplier_commands_between_policy_actions():
     assert recorded == [(0, 0.0), (1, 3.0), (2, 6.0)]
     loop._tick()                     # the policy has nothing more: hold and count
     assert commands[-1] == {'j.pos': 6.0} and loop.starved_ticks == 1
+
+
+def test_command_timing_sees_the_gap_the_robot_felt():
+    """At the bus, a missed command is an interval of two periods (counted as
+    a gap when longer), not lateness on a grid that skips the missed slot."""
+    from rollout_ros.core.stats import command_timing
+
+    period = 1 / 30
+    times = [k * period for k in range(30)]
+    times += [times[-1] + 0.2 + k * period for k in range(30)]   # the arm waited 200 ms once
+    times[10] += 0.004                                            # and one command came 4 ms late
+    t = command_timing(times, period)
+    assert t['commands'] == 60
+    assert t['max_gap_ms'] == pytest.approx(200.0, abs=1e-3)
+    assert t['period_err_max_ms'] == pytest.approx(200.0 - 1e3 * period, abs=1e-3)
+    assert t['gaps'] == 1
+    assert t['period_err_p50_ms'] == pytest.approx(0.0, abs=1e-3)
+    # Without a period given, the median interval stands in for it.
+    assert command_timing(times)['gaps'] == 1
+    assert command_timing(times[:1])['commands'] == 1

@@ -13,6 +13,7 @@ import pytest
 
 from rollout_ros.cli import CameraConfig, Rollout, run
 from rollout_ros.core.calibration import calibration_path, load_calibration
+from rollout_ros.core.stats import command_timing
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
 from helpers import lerobot_motor_bus, run_logged, spin_in_background
@@ -65,6 +66,16 @@ def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, r
     assert_servos_got_actions(assets, emulator, actions)
     # Torque off after the ordered shutdown.
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+    # The summary's figures at the bus write are what the servos received.
+    # (The driver's clock reads after the write, the emulator's at arrival: the
+    # window is widened by less than the handshake's 20 ms spacing.)
+    received = [t for t, dxl_id, _ in emulator.goal_writes
+                if dxl_id == 1 and summary['bus_first_write_s'] - 0.015 <= t <= summary['bus_last_write_s']]
+    at_servos = command_timing(received, 1 / cfg.fps)
+    # A handshake command still in flight when the loop starts may count too.
+    assert abs(summary['bus_commands'] - summary['ticks']) <= 1
+    assert abs(at_servos['commands'] - summary['bus_commands']) <= 1
+    assert abs(summary['bus_max_gap_ms'] - at_servos['max_gap_ms']) < 1e3 / cfg.fps
 
 
 def test_so101_rollout_through_feetech(ros, assets, tmp_path, rollout_config):

@@ -22,9 +22,11 @@ import time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS
+from rollout_ros.core.stats import CommandTimes
 from rollout_ros.hardware.dynamixel.bus import BusError
 from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.nodes.managed_node import ManagedNode
@@ -65,6 +67,11 @@ class RobotDriverNode(ManagedNode):
         self.declare('max_bus_errors', 5,
                      'Consecutive failed bus transactions before the node gives up (error transition).',
                      min_value=1)
+        self.declare('command_rate_hz', 0.0,
+                     'Rate commands are expected at, for the period error of ~/command_timing [Hz]; '
+                     '0 = the median interval between commands.', min_value=0.0)
+        self.command_times = CommandTimes()
+        self.create_service(Trigger, '~/command_timing', self._on_command_timing)
         self.arm: FollowerArm | None = None
         self._state_pub = None
         self._exec_pub = None
@@ -238,12 +245,27 @@ class RobotDriverNode(ManagedNode):
             self._bus_failed('sending command', e)
             return
         self._last_cmd_time = time.monotonic()
+        self.command_times.add(self._last_cmd_time)
         self._holding = False
         out = JointState()
         out.header = msg.header
         out.name = [n for n in msg.name if n in self._by_ros_name]
         out.position = [sent[self._by_ros_name[n]] for n in out.name]
         self._exec_pub.publish(out)
+
+    def command_timing(self, reset: bool = False, period_s: float | None = None) -> dict:
+        """Figures of the commands written since the last reset (see core.stats.command_timing)."""
+        if period_s is None and self.param('command_rate_hz') > 0:
+            period_s = 1.0 / self.param('command_rate_hz')
+        figures = self.command_times.timing(period_s)
+        if reset:
+            self.command_times.reset()
+        return figures
+
+    def _on_command_timing(self, _request, response):
+        response.message = json.dumps(self.command_timing(reset=True))
+        response.success = True
+        return response
 
 
 def main(args=None):

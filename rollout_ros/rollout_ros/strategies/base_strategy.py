@@ -21,6 +21,7 @@ from rclpy.time import Time
 from rollout_ros_interfaces.msg import RolloutStatus
 from rollout_ros_interfaces.srv import InferAction
 from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
 
 from rollout_ros.core.control_loop import ControlLoop
 from rollout_ros.core.errors import ConfigError
@@ -105,6 +106,7 @@ class BaseStrategyNode(ManagedNode):
         self._joints: dict[str, tuple[float, object]] = {}   # name -> (radians, stamp)
         self._images: dict[str, Image] = {}
         self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
+        self._timing_clients: dict[str, object] = {}    # managed driver -> its ~/command_timing
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = self._diag_pub = None
@@ -196,6 +198,8 @@ class BaseStrategyNode(ManagedNode):
                 self._subs.append(self._link.create_subscription(
                     JointState, f'{client.target}/executed_commands', lambda _m, e=seen: e.set(), 10,
                     callback_group=self._io_group))
+                self._timing_clients[name] = self._link.create_client(
+                    Trigger, f'{client.target}/command_timing', callback_group=self._io_group)
             if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
@@ -227,6 +231,7 @@ class BaseStrategyNode(ManagedNode):
                                 self.param('interpolation_multiplier'))
         self.loop.record = self.on_policy_tick
         self._open_display()
+        self._bus_timing()   # the drivers' write log starts with the loop
         self._thread = threading.Thread(target=self._run_loop, name='control-loop', daemon=True)
         self._thread.start()
         self._status_timer = self.create_timer(1.0, self._publish_status,
@@ -243,6 +248,9 @@ class BaseStrategyNode(ManagedNode):
         self._managed.clear()
         self._managed_states.clear()
         self._echoes.clear()
+        for timing_client in self._timing_clients.values():
+            self._link.destroy_client(timing_client)
+        self._timing_clients.clear()
         for sub in self._subs:
             self._link.destroy_subscription(sub)
         self._subs.clear()
@@ -278,9 +286,44 @@ class BaseStrategyNode(ManagedNode):
             self.get_logger().info(f'display: {self.display.logged} ticks shown, {self.display.dropped} dropped')
             self.display = None
         if self.loop is not None and self.loop.pacer.started and not self.summary:
-            self.summary = {**self.loop.summary(), 'strategy': self.strategy_type, **self.summary_extras()}
+            self.summary = {**self.loop.summary(), **self._inference_figures(), **self._bus_timing(),
+                            'strategy': self.strategy_type, **self.summary_extras()}
             self._publish_status(final=True)
             self.get_logger().info('run summary: ' + json.dumps(self.summary))
+
+    def _inference_figures(self) -> dict:
+        """What infer_* measured: the policy call itself (sync), or, with a
+        chunking backend, only taking the next action from the queue while
+        chunks are computed in the background (their latency as chunk_infer_*)."""
+        chunker = getattr(self.local_policy, 'chunker', None)
+        if chunker is None:
+            return {'infer_measures': 'policy_call'}
+        figures = {'infer_measures': 'queue_pop'}
+        stats = chunker.stats()
+        if 'chunk_latency_p50_ms' in stats:
+            figures.update(chunk_infer_p50_ms=stats['chunk_latency_p50_ms'],
+                           chunk_infer_p99_ms=stats['chunk_latency_p99_ms'])
+        return figures
+
+    def _bus_timing(self) -> dict:
+        """The drivers' figures of the commands they wrote to the bus since the
+        previous call (which starts a new window), as `bus_*` summary keys:
+        what the robot felt, next to the loop's own figures. With several
+        drivers (one per arm) the worst arm's figure is kept."""
+        period = 1.0 / (self.param('fps') * self.param('interpolation_multiplier'))
+        figures = []
+        for name, client in self._timing_clients.items():
+            node = self.local_nodes.get(name.strip('/'))
+            if node is not None and hasattr(node, 'command_timing'):
+                figures.append(node.command_timing(reset=True, period_s=period))
+                continue
+            resp = call_blocking(client, Trigger.Request(), 0.5) if client.service_is_ready() else None
+            if resp is not None and resp.success:
+                figures.append(json.loads(resp.message))
+        if not figures:
+            return {}
+        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max}
+        return {f'bus_{k}': worst.get(k, max)(f[k] for f in figures) for k in figures[0]}
 
     # Loop -------------------------------------------------------------------
     def _wait_for_inputs(self) -> None:

@@ -9,6 +9,7 @@ import os
 import random
 import select
 import signal
+import sys
 import threading
 import time
 import tty
@@ -327,6 +328,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spoil the checksum of each reply with this probability (fault injection)")
     parser.add_argument("--short-probability", type=float, default=0.0,
                         help="send each reply without its data with this probability (fault injection)")
+    parser.add_argument("--goal-log", metavar="PATH",
+                        help="at exit, write every Goal_Position write received to PATH, one "
+                             "'<CLOCK_MONOTONIC s> <id> <ticks>' line each (what the robot felt, for benchmarks)")
+    parser.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
+                        help="serve at SCHED_FIFO PRIORITY (1-99) like servo firmware answers, so a loaded "
+                             "machine does not make replies late; 0 = normal scheduling")
 
 
 def initial_positions(parser: argparse.ArgumentParser, args: argparse.Namespace, ids: list[int]) -> dict[int, int]:
@@ -338,6 +345,12 @@ def initial_positions(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> int:
     """Print `PORT <path>` once serving, then serve until SIGTERM/SIGINT."""
+    if args.realtime:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
+        except (OSError, AttributeError) as e:
+            print(f"--realtime {args.realtime}: not permitted here ({e}); serving at normal priority",
+                  file=sys.stderr, flush=True)
     emulator.faults.drop_replies(0, args.drop_probability)
     emulator.faults.corrupt_checksums(0, args.corrupt_probability)
     emulator.faults.short_replies(0, args.short_probability)
@@ -351,4 +364,16 @@ def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> in
             pass
     finally:
         emulator.stop()
+        if args.goal_log:
+            write_goal_log(emulator.goal_writes, args.goal_log)
     return 0
+
+
+def write_goal_log(writes: list[tuple[float, int, int]], path: str) -> None:
+    with open(path, "w") as f:
+        f.writelines(f"{t:.6f} {servo_id} {ticks}\n" for t, servo_id, ticks in writes)
+
+
+def read_goal_log(path: str) -> list[tuple[float, int, int]]:
+    with open(path) as f:
+        return [(float(t), int(i), int(g)) for t, i, g in (line.split() for line in f if line.strip())]
