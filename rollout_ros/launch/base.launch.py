@@ -12,11 +12,7 @@ configures and activates the other nodes itself and ends the launch when it
 stops. Arguments: `ros2 launch rollout_ros base.launch.py --show-args`.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'include'))
-from rollout_launch import strategy_launch  # noqa: E402
+from rollout_ros.launch_support import strategy_launch
 
 
 def generate_launch_description():

@@ -11,11 +11,7 @@ pedal, and dagger_strategy, which brings the others up and ends the launch when
 it stops.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'include'))
-from rollout_launch import strategy_launch  # noqa: E402
+from rollout_ros.launch_support import strategy_launch
 
 
 def generate_launch_description():

@@ -10,11 +10,7 @@ which brings the others up and ends the launch when it stops. Arguments: see
 `ros2 launch rollout_ros sentry.launch.py --show-args`.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'include'))
-from rollout_launch import strategy_launch  # noqa: E402
+from rollout_ros.launch_support import strategy_launch
 
 
 def generate_launch_description():

@@ -11,22 +11,19 @@ import json
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS, check_value
-from rollout_ros.recording_config import (RECORDING_STRATEGIES, RecordingConfig, add_recording_flags,
-                                          check_recording, parse_flag, recorder_params,
-                                          recording_from_args, strategy_params)
-
+from rollout_ros.recording_config import (RECORDING_STRATEGIES, add_recording_flags, check_recording, parse_flag,
+                                          recording_from_args)
 # rclpy, torch and lerobot take seconds to import: everything that needs them
 # is imported where it is used, so a mistyped flag is reported at once.
-STRATEGIES = ('base', 'sentry', 'highlight', 'dagger')
-# Inference types each way of reaching the policy node carries.
-POLICY_CALLS = {'direct': ('sync', 'rtc'), 'service': ('sync',), 'topic': ('rtc',)}
+from rollout_ros.run_description import (STRATEGIES, CameraConfig, Naming, NodeSpec, RolloutConfig,  # noqa: F401
+                                         describe)
+
 SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
                 'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms',
                 # At the bus write (the driver's own clock), what the robot felt:
@@ -34,49 +31,11 @@ SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'p
                 'bus_max_gap_ms', 'bus_gaps')
 
 
-@dataclass
-class CameraConfig:
-    name: str
-    index_or_path: str
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    color_mode: str = 'rgb'
-
-
-@dataclass
-class RolloutConfig:
-    policy_path: str = ''
-    robot_type: str = 'koch_follower'
-    robot_port: str = '/dev/ttyACM0'
-    arm_ports: dict[str, str] = field(default_factory=dict)   # bimanual: 'left'/'right' -> port
-    robot_id: str = 'follower'
-    calibration_dir: str = ''
-    use_degrees: bool = False
-    max_relative_target: float = 0.35
-    cameras: list[CameraConfig] = field(default_factory=list)
-    strategy: str = 'base'
-    fps: float = 30.0
-    duration: float = 0.0
-    task: str = ''
-    device: str = 'cpu'
-    rename_map: str = ''
-    policy_call: str = 'direct'    # 'direct' (in-process), 'service' (sync) or 'topic' (rtc chunks)
-    torch_threads: int = 0
-    policy_node_name: str = 'policy'
-    inference_type: str = 'sync'
-    interpolation_multiplier: int = 1
-    queue_threshold: int = 0
-    execution_horizon: int = 0
-    max_guidance_weight: float = 10.0
-    prefix_attention_schedule: str = 'LINEAR'
-    use_torch_compile: bool = False
-    use_amp: bool = False
-    action_log_len: int = 0
-    display_data: bool = False
-    display_ip: str = ''
-    display_port: int = 9876
-    recording: RecordingConfig | None = None
+# Config fields -> the flags that set them, for errors found while describing the run.
+CLI_NAMES = Naming({
+    'arm_ports.left': '--robot.left_arm_config.port', 'arm_ports.right': '--robot.right_arm_config.port',
+    'inference_type': '--inference.type', 'recording.dataset.repo_id': '--dataset.repo_id', 'fps': '--fps',
+    'external.teleop': '--teleop.type', 'strategy': '--strategy.type'})
 
 
 def parse_cameras(text: str) -> list[CameraConfig]:
@@ -277,127 +236,31 @@ def config_from_args(ns) -> RolloutConfig:
     return cfg
 
 
-def strategy_class(name: str):
-    if name == 'sentry':
-        from rollout_ros.strategies.sentry import SentryStrategyNode
-        return SentryStrategyNode
-    if name == 'highlight':
-        from rollout_ros.strategies.highlight import HighlightStrategyNode
-        return HighlightStrategyNode
-    if name == 'dagger':
-        from rollout_ros.strategies.dagger import DaggerStrategyNode
-        return DaggerStrategyNode
-    from rollout_ros.strategies.base_strategy import BaseStrategyNode
-    return BaseStrategyNode
-
-
-def _params(**kw) -> list:
+def _params(params: dict) -> list:
     from rclpy.parameter import Parameter
     # An empty list carries no element type; camera lists are string arrays.
     return [Parameter(k, Parameter.Type.STRING_ARRAY, v) if v == [] else Parameter(k, value=v)
-            for k, v in kw.items()]
+            for k, v in params.items()]
+
+
+def make_node(spec: NodeSpec, namespace: str = ''):
+    """The node a description entry names, in this process."""
+    import importlib
+    module, cls = spec.node_class.split(':')
+    node_cls = getattr(importlib.import_module(module), cls)
+    return node_cls(spec.name, namespace=namespace or None, parameter_overrides=_params(spec.params))
 
 
 def build_nodes(cfg: RolloutConfig):
     """The strategy and the nodes it manages, parameterised from one config."""
-    from rollout_ros.nodes.camera_node import CameraNode
-    from rollout_ros.nodes.policy_node import PolicyNode
-
-    robot = dict(robot_type=cfg.robot_type, robot_id=cfg.robot_id,
-                 calibration_dir=cfg.calibration_dir, use_degrees=cfg.use_degrees)
-    cam_names = [c.name for c in cfg.cameras]
-    if cfg.inference_type not in POLICY_CALLS[cfg.policy_call]:
-        raise ConfigError('--inference.type', f'{cfg.inference_type} does not run over --policy_call='
-                          f'{cfg.policy_call}.', 'use --policy_call=service with sync, --policy_call=topic '
-                          'with rtc, or direct with either.')
-    drivers = build_drivers(cfg, robot)
-    policy = PolicyNode(cfg.policy_node_name, parameter_overrides=_params(
-        policy_path=cfg.policy_path, device=cfg.device, robot_type=cfg.robot_type,
-        camera_names=cam_names, rename_map=cfg.rename_map, task=cfg.task,
-        torch_threads=cfg.torch_threads, inference_type=cfg.inference_type, fps=float(cfg.fps),
-        queue_threshold=cfg.queue_threshold, execution_horizon=cfg.execution_horizon,
-        max_guidance_weight=cfg.max_guidance_weight,
-        prefix_attention_schedule=cfg.prefix_attention_schedule,
-        use_torch_compile=cfg.use_torch_compile, use_amp=cfg.use_amp,
-        # In-process calls hand the frames over directly: no camera subscriptions.
-        camera_topic_template='' if cfg.policy_call == 'direct' else '/camera_{name}/image_raw'))
-    cameras = [CameraNode(f'camera_{c.name}', parameter_overrides=_params(
-        camera_name=c.name, index_or_path=c.index_or_path, width=c.width, height=c.height,
-        fps=float(c.fps), color_mode=c.color_mode)) for c in cfg.cameras]
-    managed = [policy, *cameras, *drivers]
-    extra = {}
-    if cfg.strategy in RECORDING_STRATEGIES:
-        recording_nodes, extra = build_recording_nodes(cfg, robot)
-        managed += recording_nodes
-    strategy = strategy_class(cfg.strategy)(parameter_overrides=_params(
-        fps=cfg.fps, duration=cfg.duration, task=cfg.task, camera_names=cam_names,
-        interpolation_multiplier=cfg.interpolation_multiplier,
-        policy_service=f'/{cfg.policy_node_name}/infer',
-        policy_transport='topic' if cfg.policy_call == 'topic' else 'service',
-        display_data=cfg.display_data, display_ip=cfg.display_ip, display_port=cfg.display_port,
-        managed_nodes=[n.get_name() for n in managed], **robot, **extra))
-    strategy.local_nodes = {n.get_name(): n for n in managed}
+    run = describe(cfg, naming=CLI_NAMES)
+    managed = [make_node(spec, run.namespace) for spec in run.managed]
+    strategy = make_node(run.strategy, run.namespace)
+    strategy.local_nodes = {run.full_name(spec).strip('/'): node for spec, node in zip(run.managed, managed)}
     if cfg.policy_call == 'direct':
-        strategy.local_policy = policy
+        strategy.local_policy = managed[0]
     strategy.action_log_len = cfg.action_log_len
     return strategy, managed
-
-
-def build_recording_nodes(cfg: RolloutConfig, robot: dict):
-    """Teleop (dagger), recorder and operator input for a recording strategy,
-    and the strategy parameters that point at them."""
-    from rollout_ros.nodes.recorder_node import RecorderNode
-
-    rec = cfg.recording or RecordingConfig()
-    check_recording(cfg.strategy, cfg.fps, cfg.task, rec)
-    nodes = []
-    if cfg.strategy == 'dagger':
-        from rollout_ros.nodes.teleop_node import TeleopNode
-        nodes.append(TeleopNode('teleop', parameter_overrides=_params(
-            teleop_type=rec.teleop.type, teleop_port=rec.teleop.port, teleop_id=rec.teleop.id, **robot)))
-    strategy_node = f'{cfg.strategy}_strategy'
-    nodes.append(RecorderNode('recorder', parameter_overrides=_params(
-        **recorder_params(cfg.strategy, strategy_node, cfg.fps, robot, cfg.cameras, rec))))
-    input_topics = []
-    if cfg.strategy in ('highlight', 'dagger') and rec.input_device != 'none':
-        if rec.input_device == 'pedal':
-            from rollout_ros.nodes.pedal_node import PedalNode
-            overrides = _params(device_path=rec.pedal_device_path) if rec.pedal_device_path else []
-            nodes.append(PedalNode('pedal', parameter_overrides=overrides))
-        else:
-            from rollout_ros.nodes.keyboard_node import KeyboardNode
-            nodes.append(KeyboardNode('keyboard', parameter_overrides=_params(tty_path=rec.tty_path)))
-        input_topics.append(f'/{nodes[-1].get_name()}/events')
-    input_topics += rec.input_topics
-    return nodes, strategy_params(cfg.strategy, rec, 'recorder', 'teleop', input_topics or ['/keyboard/events'])
-
-
-def build_drivers(cfg: RolloutConfig, robot: dict) -> list:
-    """One driver per bus: a bimanual robot gets one per arm, with the joint
-    prefixes and calibration ids lerobot uses for its bi_* robots."""
-    from rollout_ros.hardware.robots import get_robot_spec
-    from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-
-    try:
-        spec = get_robot_spec(cfg.robot_type, cfg.use_degrees)
-    except ConfigError:
-        spec = None    # the driver's configure reports it, before anything moves
-    rate = float(cfg.fps * cfg.interpolation_multiplier)   # for the figures of ~/command_timing
-    if spec is None or not spec.arms:
-        return [RobotDriverNode(parameter_overrides=_params(
-            robot_port=cfg.robot_port, max_relative_target=cfg.max_relative_target, command_rate_hz=rate,
-            **robot))]
-    drivers = []
-    for prefix, arm in spec.arms:
-        side = prefix.rstrip('_')
-        if side not in cfg.arm_ports:
-            raise ConfigError(f'--robot.{side}_arm_config.port', f'{cfg.robot_type} needs the port of '
-                              f'its {side} arm.', f'pass --robot.{side}_arm_config.port=/dev/ttyACM1.')
-        drivers.append(RobotDriverNode(f'robot_driver_{side}', parameter_overrides=_params(
-            **{**robot, 'robot_type': arm.type, 'robot_id': f'{cfg.robot_id}_{side}'},
-            robot_port=cfg.arm_ports[side], joint_prefix=prefix,
-            max_relative_target=cfg.max_relative_target, command_rate_hz=rate)))
-    return drivers
 
 
 class Rollout:

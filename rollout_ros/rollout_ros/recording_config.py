@@ -167,44 +167,8 @@ def check_recording(strategy: str, fps: float, task: str, rec: RecordingConfig |
                           'pass --dataset.root=<path of the dataset to continue>.')
 
 
-def recorder_params(strategy: str, strategy_node: str, fps: float, robot: dict, cameras, rec: RecordingConfig,
-                    joint_prefixes=None) -> dict:
-    """Parameters of the recorder node for a recording strategy (empty lists
-    left to the node's defaults: an override carries no element type)."""
-    params = dict(
-        repo_id=rec.dataset.repo_id, root=rec.dataset.root, resume=rec.resume,
-        stamp_repo_id=rec.dataset.stamp_repo_id, fps=int(round(fps)),
-        robot_type=robot['robot_type'],
-        camera_names=[c.name for c in cameras], camera_shapes=[f'{c.height}x{c.width}' for c in cameras],
-        frames_topic=f'/{strategy_node}/frames', intervention=strategy == 'dagger',
-        vcodec=rec.dataset.vcodec, push_to_hub=rec.dataset.push_to_hub, private=rec.dataset.private,
-        tags=rec.dataset.tags, upload_every_n_episodes=rec.upload_every_n_episodes,
-        auto_rotate=strategy == 'sentry' or (strategy == 'dagger' and rec.record_autonomous),
-        target_video_file_size_mb=float(rec.target_video_file_size_mb),
-        ring_buffer_seconds=float(rec.ring_buffer_seconds) if strategy == 'highlight' else 0.0,
-        ring_buffer_max_memory_mb=float(rec.ring_buffer_max_memory_mb),
-        bag_path=rec.bag_path,
-        bag_topics=(rec.bag_topics or session_topics(strategy_node, cameras)) if rec.bag_path else [])
-    return {k: v for k, v in params.items() if v != []}
-
-
 def session_topics(strategy_node: str, cameras) -> list[str]:
     """What a rosbag of the session holds unless told otherwise (the composed
     CLI's topic names; launch users list their own)."""
     return ['/joint_states', '/joint_commands', f'/{strategy_node}/frames', f'/{strategy_node}/status',
             '/diagnostics', *(f'/camera_{c.name}/image_raw' for c in cameras)]
-
-
-def strategy_params(strategy: str, rec: RecordingConfig, recorder: str, teleop: str, input_topics) -> dict:
-    """Parameters a recording strategy node gets on top of the base ones."""
-    params = dict(recorder_node=recorder, play_sounds=rec.play_sounds, input_topics=list(input_topics))
-    if strategy == 'highlight':
-        params.update(save_key=rec.save_key, push_key=rec.push_key, discard_key=rec.discard_key)
-    if strategy == 'dagger':
-        keys = rec.pedal_keys if rec.input_device == 'pedal' else rec.keyboard_keys
-        params.update(teleop_node=teleop, teleop_type=rec.teleop.type,
-                      pause_resume_keys=[keys['pause_resume']], correction_keys=[keys['correction']],
-                      upload_keys=[keys['upload']], record_autonomous=rec.record_autonomous,
-                      num_episodes=rec.num_episodes or rec.dataset.num_episodes,
-                      smooth_handover=rec.smooth_handover)
-    return params

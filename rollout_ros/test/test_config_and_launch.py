@@ -5,6 +5,7 @@ install), build for every strategy and plug-in variant with node parameters
 that the nodes declare."""
 
 import importlib.util
+import os
 import py_compile
 import runpy
 from pathlib import Path
@@ -237,7 +238,7 @@ def test_strategy_launch_builds(strategy, variant, declared, monkeypatch):
     nodes = built.by_name
     for name, (exe, files, params) in nodes.items():
         assert exe in scripts, f'{name}: no console script {exe}'
-        assert files == [str(CONFIG / f'{strategy}.yaml')], (name, files)
+        assert [os.path.realpath(f) for f in files] == [str(CONFIG / f'{strategy}.yaml')], (name, files)
         check_values(f'{strategy}.launch.py {name}', params, declared[exe])
 
     strategy_node = f'/{strategy}_strategy'
@@ -263,7 +264,8 @@ def test_strategy_launch_builds(strategy, variant, declared, monkeypatch):
         assert recorder['frames_topic'] == f'{strategy_node}/frames'
         assert recorder['intervention'] is (strategy == 'dagger')
         assert recorder['auto_rotate'] is (strategy == 'sentry')
-        assert (recorder['ring_buffer_seconds'] > 0) is (strategy == 'highlight')
+        # highlight's buffer length is the params file's unless given; the others have none.
+        assert recorder.get('ring_buffer_seconds') == (None if strategy == 'highlight' else 0.0)
         assert nodes[strategy_node][2]['recorder_node'] == '/recorder'
     # The launch ends when the strategy process exits, as a failure when it failed.
     assert len(built.handlers) == 1
@@ -290,9 +292,10 @@ def test_namespace_cameras_and_input_reach_every_node():
     assert strategy['policy_service'] == '/arm1/policy/infer'
     assert strategy['input_topics'] == ['/arm1/pedal/events']
     assert strategy['recorder_node'] == '/arm1/recorder'
-    assert strategy['policy_transport'] == 'service' and nodes['/arm1/policy'][2]['inference_type'] == 'sync'
+    assert strategy['policy_transport'] == 'service' and 'inference_type' not in nodes['/arm1/policy'][2]
+    # camera_fps was not given: the params file (or the node's default) decides.
     assert nodes['/arm1/camera_wrist'][2] == {'camera_name': 'wrist', 'index_or_path': '/dev/video2',
-                                              'width': 1280, 'height': 720, 'fps': 30.0}
+                                              'width': 1280, 'height': 720}
     recorder = nodes['/arm1/recorder'][2]
     assert recorder['camera_shapes'] == ['480x640', '720x1280']
     assert recorder['frames_topic'] == '/arm1/highlight_strategy/frames'
@@ -373,3 +376,50 @@ def test_every_argument_is_described_and_shown():
     assert {'input_device', 'pedal_device_path', 'use_input'} <= shown['highlight'] - shown['sentry']
     assert {'teleop_type', 'teleop_port', 'teleop_id', 'record_autonomous', 'num_episodes',
             'use_teleop'} <= shown['dagger'] - shown['highlight']
+
+
+@needs_launch
+def test_params_file_wins_over_arguments_not_given(tmp_path):
+    raw = load(CONFIG / 'sentry.yaml')
+    raw['/**/recorder']['ros__parameters'].update(repo_id='me/rollout_from_file', fps=15)
+    raw['/**/robot_driver']['ros__parameters']['robot_port'] = '/dev/ttyFILE'
+    raw['/**/sentry_strategy']['ros__parameters'].update(fps=15.0, camera_names=['top'])
+    path = tmp_path / 'mine.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    # repo_id only in the file: the launch no longer refuses it, and sets none of those keys itself.
+    nodes = Built(strategy_launch('sentry'), params_file=str(path)).by_name
+    assert list(nodes) == ['/policy', '/camera_top', '/robot_driver', '/recorder', '/sentry_strategy']
+    assert not {'repo_id', 'fps'} & set(nodes['/recorder'][2])
+    assert 'robot_port' not in nodes['/robot_driver'][2] and 'fps' not in nodes['/sentry_strategy'][2]
+    assert nodes['/recorder'][2]['camera_names'] == ['top']
+    # An argument given on the command line wins over the file.
+    nodes = Built(strategy_launch('sentry'), params_file=str(path), fps='10', robot_port='/dev/ttyARG').by_name
+    assert nodes['/sentry_strategy'][2]['fps'] == 10.0 and nodes['/recorder'][2]['fps'] == 10
+    assert nodes['/robot_driver'][2]['robot_port'] == '/dev/ttyARG'
+    with pytest.raises(ConfigError, match='integer'):
+        Built(strategy_launch('sentry'), params_file=str(path), fps='7.5')
+
+
+@needs_launch
+@pytest.mark.parametrize('strategy', STRATEGIES)
+def test_cli_and_launch_describe_the_same_run(strategy, monkeypatch):
+    """One description: the same choices give the same nodes and wiring from
+    the CLI's flags and from the launch arguments."""
+    from rollout_ros.cli import build_parser, config_from_args
+    from rollout_ros.run_description import describe
+    flags = [f'--strategy.type={strategy}', '--policy.path=/ckpt', '--policy_call=service',
+             '--robot.cameras={front: {index_or_path: 0}, wrist: {index_or_path: 1}}']
+    if strategy != 'base':
+        flags.append('--dataset.repo_id=u/rollout_x')
+    if strategy == 'dagger':
+        flags.append('--teleop.type=koch_leader')
+    run = describe(config_from_args(build_parser().parse_args(flags)))
+    cli = {run.full_name(s): s.params for s in run.nodes}
+    launched = Built(strategy_launch(strategy), camera_name='front,wrist', **required_args(strategy)).by_name
+    assert list(launched) == list(cli)
+    wiring = ('managed_nodes', 'camera_names', 'camera_topic_template', 'policy_service', 'policy_transport',
+              'recorder_node', 'teleop_node', 'input_topics', 'frames_topic', 'camera_shapes', 'intervention',
+              'auto_rotate', 'camera_name')
+    for name, params in cli.items():
+        assert {k: v for k, v in params.items() if k in wiring} == \
+            {k: v for k, v in launched[name][2].items() if k in wiring}, name

@@ -243,7 +243,7 @@ def test_seed_flags_map_onto_the_nodes(ros):
         assert list(strategy.param('pause_resume_keys')) == ['KEY_A']
         assert strategy.param('num_episodes') == 7 and strategy.param('record_autonomous')
         assert not strategy.param('play_sounds') and strategy.param('teleop_type') == 'koch_leader'
-        assert list(strategy.param('managed_nodes')) == list(nodes)
+        assert list(strategy.param('managed_nodes')) == [f'/{n}' for n in nodes]
         assert strategy.param('display_data') and strategy.param('display_ip') == '10.0.0.2'
         assert strategy.param('display_port') == 9000
     finally:

@@ -85,6 +85,10 @@ class BaseStrategyNode(ManagedNode):
         self.declare('transition_timeout_s', 120.0,
                      'How long one managed node may take for a transition (loading a policy) [s].',
                      min_value=0.1)
+        self.declare('autostart', True,
+                     'Run as its own process: configure and activate at start. false: wait unconfigured '
+                     'for a lifecycle manager (ros2 lifecycle set, nav2 lifecycle_manager); configure '
+                     'then brings up managed_nodes in order, skipping those already configured.')
         self.declare('startup_timeout_s', 10.0,
                      'How long to wait for the first joint state and frames after activation [s].',
                      min_value=0.1)
@@ -134,13 +138,17 @@ class BaseStrategyNode(ManagedNode):
 
     def _transition_all(self, transition: str, names, strict: bool) -> None:
         timeout = self.param('transition_timeout_s')
+        goal = {'configure': 'inactive', 'activate': 'active', 'deactivate': 'inactive', 'cleanup': 'unconfigured',
+                'shutdown': 'finalized'}[transition]
         for name in names:
+            # An external lifecycle manager may have brought a node up already.
+            if transition == 'configure' and self._managed_states.get(name) in ('inactive', 'active') \
+                    or transition == 'activate' and self._managed_states.get(name) == 'active':
+                continue
             client = self._managed[name]
             ok = client.change(transition, timeout)
             if ok:
-                self._managed_states[name] = {'configure': 'inactive', 'activate': 'active',
-                                      'deactivate': 'inactive', 'cleanup': 'unconfigured',
-                                      'shutdown': 'finalized'}[transition]
+                self._managed_states[name] = goal
             elif strict:
                 raise ConfigError(f'{name}', f'failed to {transition}: {self._node_error(name)}')
             else:
@@ -510,6 +518,9 @@ class BaseStrategyNode(ManagedNode):
 
     def autostart(self, stop: threading.Event) -> None:
         """Standalone process: configure and activate at start (like nav2's autostart)."""
+        if not self.param('autostart'):
+            self.get_logger().info('autostart is false: waiting unconfigured for a lifecycle manager')
+            return
         for step, want in ((self.trigger_configure, 'inactive'), (self.trigger_activate, 'active')):
             if stop.is_set():
                 return
