@@ -377,7 +377,8 @@ def _recorder_params(b: _Builder, cfg: RolloutConfig, rec: RecordingConfig, ns: 
     if rec.bag_path:
         b.setting(params, 'bag_topics', 'recording.bag_topics',
                   rec.bag_topics or session_topics(f'{ns}/{strategy_name}'.lstrip('/'), cfg.cameras))
-    return params
+    # Empty lists left to the node's defaults: an override of [] carries no element type.
+    return {k: v for k, v in params.items() if v != []}
 
 
 def _check_recording(cfg: RolloutConfig, rec: RecordingConfig, naming: Naming) -> None:
