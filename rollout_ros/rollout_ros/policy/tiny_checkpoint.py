@@ -114,6 +114,37 @@ def _save_processors_and_names(config, out: Path, state_names: list[str], camera
     (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
+def make_default_act_checkpoint(
+    out_dir: str | Path,
+    state_names: list[str],
+    cameras: dict[str, tuple[int, int, int]],
+    seed: int = 0,
+    fps: int = 30,
+) -> Path:
+    """ACT at lerobot's default size (ResNet-18 backbone, dim 512, 4 encoder
+    layers, chunk 100, VAE) with random weights, in lerobot's format: what a
+    trained ACT costs per inference, for benchmarks. The backbone starts
+    untrained (`pretrained_backbone_weights=None`), so nothing is downloaded."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    input_features = {OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(len(state_names),))}
+    for cam, chw in cameras.items():
+        input_features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
+    config = ACTConfig(
+        input_features=input_features,
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(len(state_names),))},
+        device="cpu",
+        pretrained_backbone_weights=None,
+        push_to_hub=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = ACTPolicy(config)
+    policy.save_pretrained(out)
+    _save_processors_and_names(config, out, state_names, cameras, fps)
+    return out
+
+
 def make_tiny_diffusion_checkpoint(
     out_dir: str | Path,
     state_names: list[str],
