@@ -71,6 +71,8 @@ class EpisodicPhases:
             self._queued: list[str] = []
         self.phase_started: float | None = None
         self.frames = 0                 # rows recorded in this episode
+        self.last_episode_frames = 0    # rows of the episode recorded last
+        self.kept_frames: list[int] = []   # rows of each episode saved, in order
         self.discarded = 0
         self.steps: list[Step] = []
 
@@ -180,8 +182,14 @@ class EpisodicPhases:
         return done
 
     def _entered(self, step: Step, now: float) -> None:
-        if step.close == DISCARD:
+        if step.old == RECORDING:
+            self.last_episode_frames = self.frames
+        if step.close == SAVE:
+            self.kept_frames.append(self.last_episode_frames)
+        elif step.close == DISCARD:
             self.discarded += 1
         if step.new != step.old:
             # A recording phase's clock starts at begin(), once the recorder is ready.
             self.phase_started = now if step.new == RESETTING else None
+            if step.new == RECORDING:
+                self.frames = 0

@@ -14,7 +14,7 @@ def diagnostics(status, node_name: str) -> DiagnosticArray:
         level, message = DiagnosticStatus.WARN, f'{status.state}: {status.recorder_errors} recorder errors'
     if status.state == 'error':
         level = DiagnosticStatus.ERROR
-    fields = ('strategy', 'state', 'phase', 'ticks', 'rate_hz', 'target_rate_hz', 'period_err_p99_ms',
+    fields = ('strategy', 'state', 'phase', 'episode', 'num_episodes', 'phase_time_left_s', 'ticks', 'rate_hz', 'target_rate_hz', 'period_err_p99_ms',
               'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms', 'recording', 'episodes_saved',
               'episode_frames', 'buffer_seconds', 'upload_state', 'recorder_errors')
     entry = DiagnosticStatus(level=level, name=f'rollout_ros: {node_name}', message=message,
@@ -25,7 +25,10 @@ def diagnostics(status, node_name: str) -> DiagnosticArray:
 
 def status_line(status) -> str:
     """What an operator reads at a glance, one line, refreshed in place."""
-    parts = [f'{status.strategy}', status.phase or status.state,
+    phase = status.phase or status.state
+    if status.num_episodes:
+        phase = f'episode {status.episode}/{status.num_episodes} {phase} {status.phase_time_left_s:.0f} s left'
+    parts = [f'{status.strategy}', phase,
              f'{status.rate_hz:5.1f}/{status.target_rate_hz:g} Hz',
              f'p99 {status.period_err_p99_ms:.1f} ms', f'infer {status.infer_p99_ms:.0f} ms',
              f'starved {status.starved_ticks}']

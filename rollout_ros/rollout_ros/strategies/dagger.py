@@ -19,18 +19,14 @@ sentry does (never in the middle of a correction).
 import sys
 
 import numpy as np
-from sensor_msgs.msg import JointState
-from std_srvs.srv import Trigger
-from rollout_ros_interfaces.srv import MoveToPose
 
 from rollout_ros.core.dagger_phases import (AUTONOMOUS, CORRECTING, CORRECTION, PAUSE_RESUME, PAUSED,
                                             DaggerPhases)
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.leaders import get_leader_spec
-from rollout_ros.nodes.lifecycle_client import call_blocking
 from rollout_ros.nodes.spin import run_node
-from rollout_ros.strategies.base_strategy import keep_positions
+from rollout_ros.strategies.leader_link import LeaderLink, capped_step
 from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
@@ -62,11 +58,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
         self.phases = DaggerPhases()
         self.corrections = 0
         self.transitions: list[tuple[str, str]] = []
-        self._teleop: dict[str, tuple[float, object]] = {}
+        self.leader: LeaderLink | None = None
         self._approaching = False
         self._tick_intervention = False
         self._actuated = False
-        self._move_client = self._release_client = None
 
     def configure(self) -> None:
         teleop = self.param('teleop_node').strip('/')
@@ -75,19 +70,12 @@ class DaggerStrategyNode(RecordingStrategyNode):
                               'start a teleop node and name it here (teleop:=... in the launch file).')
         self._actuated = get_leader_spec(self.param('teleop_type')).actuated
         super().configure()
-        self._subs.append(self._link.create_subscription(
-            JointState, f'/{teleop}/joint_states', keep_positions(self._teleop), 10,
-            callback_group=self._io_group))
-        self._move_client = self._link.create_client(MoveToPose, f'/{teleop}/move_to',
-                                                     callback_group=self._io_group)
-        self._release_client = self._link.create_client(Trigger, f'/{teleop}/release',
-                                                        callback_group=self._io_group)
+        self.leader = LeaderLink(self, teleop)
 
     def cleanup(self) -> None:
-        for client in (self._move_client, self._release_client):
-            if client is not None:
-                self._link.destroy_client(client)
-        self._move_client = self._release_client = None
+        if self.leader is not None:
+            self.leader.destroy()
+            self.leader = None
         super().cleanup()
 
     def activate(self) -> None:
@@ -155,18 +143,14 @@ class DaggerStrategyNode(RecordingStrategyNode):
 
     def _correction_action(self, obs):
         names = self.mapper.ros_joint_names
-        leader = self.fresh_positions(self._teleop, names)
+        leader = self.leader.pose(names)
         if leader is None:
             return None    # no fresh leader pose: hold and count the tick, record nothing
         target = np.array(leader)
         if self._approaching:
-            current = np.array(self.mapper.joint_command(self.loop.last_command or obs[0])[1])
-            step = self.param('handover_speed') / self.param('fps')
-            delta = target - current
-            if np.all(np.abs(delta) <= step):
-                self._approaching = False
-            else:
-                target = current + np.clip(delta, -step, step)
+            current = self.mapper.joint_command(self.loop.last_command or obs[0])[1]
+            target, reached = capped_step(current, target, self.param('handover_speed') / self.param('fps'))
+            self._approaching = not reached
         return self.mapper.observation_state(names, target.tolist())
 
     def _on_transition(self, old: str, new: str) -> None:
@@ -196,31 +180,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
             if self._actuated:
                 self._leader_to_follower()
         elif new == AUTONOMOUS:
-            self._reset_policy()
+            self.reset_policy()
             self.loop.interpolator.reset()
             if self._actuated:
                 self.run_async(self._release_leader)
-
-    def _reset_policy(self) -> None:
-        """The policy starts afresh from the pose the human left: queued actions
-        (an ACT chunk, an RTC queue) were planned for a world that is gone."""
-        policy = self.local_policy
-        if policy is not None:
-            policy.reset()
-        if policy is None or policy is self._chunks:
-            # The policy node runs elsewhere: its own queue goes through ~/reset.
-            self.run_async(self._call_policy_reset)
-
-    def _call_policy_reset(self) -> None:
-        service = self.param('policy_service').rsplit('/', 1)[0] + '/reset'
-        client = self._link.create_client(Trigger, service, callback_group=self._io_group)
-        try:
-            if not client.wait_for_service(timeout_sec=1.0):
-                self.get_logger().warning(f'{service} unavailable: the policy keeps its queued actions')
-                return
-            call_blocking(client, Trigger.Request(), 2.0)
-        finally:
-            self._link.destroy_client(client)
 
     # Leader -------------------------------------------------------------------
     def _leader_to_follower(self) -> None:
@@ -230,18 +193,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
             self.run_async(lambda: self._move_leader(pose))
 
     def _move_leader(self, action) -> None:
-        names, positions = self.mapper.joint_command(action)
-        req = MoveToPose.Request()
-        req.target = JointState(name=names, position=positions)
-        req.max_speed = float(self.param('leader_move_speed'))
-        resp = call_blocking(self._move_client, req, 5.0) if self._move_client.wait_for_service(
-            timeout_sec=1.0) else None
-        if resp is None or not resp.success:
-            self.get_logger().warning(f"leader move refused: {resp.message if resp else 'no teleop node'}")
+        self.leader.move_to(action, self.param('leader_move_speed'))
 
     def _release_leader(self) -> None:
-        if self._release_client.wait_for_service(timeout_sec=1.0):
-            call_blocking(self._release_client, Trigger.Request(), 2.0)
+        self.leader.release()
 
 
 def main(args=None):

@@ -129,6 +129,27 @@ class RecordingStrategyNode(BaseStrategyNode):
     def intervention(self) -> bool:
         return False
 
+    def reset_policy(self) -> None:
+        """The policy starts afresh (loop thread): queued actions (an ACT chunk,
+        an RTC queue) and hidden state were planned for a world that is gone."""
+        policy = self.local_policy
+        if policy is not None:
+            policy.reset()
+        if policy is None or policy is self._chunks:
+            # The policy node runs elsewhere: its own queue goes through ~/reset.
+            self.run_async(self._call_policy_reset)
+
+    def _call_policy_reset(self) -> None:
+        service = self.param('policy_service').rsplit('/', 1)[0] + '/reset'
+        client = self._link.create_client(Trigger, service, callback_group=self._io_group)
+        try:
+            if not client.wait_for_service(timeout_sec=1.0):
+                self.get_logger().warning(f'{service} unavailable: the policy keeps its queued actions')
+                return
+            call_blocking(client, Trigger.Request(), 2.0)
+        finally:
+            self._link.destroy_client(client)
+
     def on_key(self, key: str) -> None:
         """A key or pedal press (not release, not auto-repeat) while the loop runs."""
 
