@@ -33,6 +33,7 @@ setup(
             'sentry_strategy = rollout_ros.strategies.sentry:main',
             'highlight_strategy = rollout_ros.strategies.highlight:main',
             'dagger_strategy = rollout_ros.strategies.dagger:main',
+            'episodic_strategy = rollout_ros.strategies.episodic:main',
             'keyboard = rollout_ros.nodes.keyboard_node:main',
             'pedal = rollout_ros.nodes.pedal_node:main',
             'teleop = rollout_ros.nodes.teleop_node:main',

@@ -112,6 +112,8 @@ def check_numbers(cfg: 'RolloutConfig') -> None:
     for name, (flag, limit) in RECORDING_NUMERIC_FLAGS.items():
         check_value(flag, limit, getattr(rec, name))
     check_value('--dataset.num_episodes', 'num_episodes', rec.dataset.num_episodes)
+    check_value('--dataset.episode_time_s', 'episode_time_s', rec.dataset.episode_time_s)
+    check_value('--dataset.reset_time_s', 'reset_time_s', rec.dataset.reset_time_s)
     if rec.num_episodes:
         check_value('--strategy.num_episodes', 'num_episodes', rec.num_episodes)
     if round(cfg.fps) < 1:
@@ -138,6 +140,7 @@ PARAM_FLAGS = {
     'teleop_id': '--teleop.id', 'tty_path': '--strategy.tty_path', 'device_path': '--strategy.pedal.device_path',
     'bag_path': '--bag_path', 'bag_topics': '--bag_topics', 'display_port': '--display_port',
     'upload_every_n_episodes': '--strategy.upload_every_n_episodes',
+    'episode_time_s': '--dataset.episode_time_s', 'reset_time_s': '--dataset.reset_time_s',
 }
 _PARAM_RE = re.compile(r'(?<![\w./-])(' + '|'.join(sorted(map(re.escape, PARAM_FLAGS), key=len, reverse=True))
                        + r')(:=|: |\b(?= (?:is|has|must|needs|differs|of)\b))')
@@ -165,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a('--strategy.type', dest='strategy', default='base', choices=sorted(STRATEGIES),
       help='base: run; sentry: record everything; highlight: keep the last seconds, save on a key; '
-      'dagger: human corrections recorded')
+      'dagger: human corrections recorded; episodic: num_episodes episodes with resets, as lerobot-record')
     a('--policy.path', dest='policy_path', default='', help='checkpoint dir or Hub id')
     a('--policy.device', '--device', dest='device', default='cpu', help='cpu, cuda, mps or auto')
     a('--robot.type', dest='robot_type', default='koch_follower')

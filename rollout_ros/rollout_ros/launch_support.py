@@ -211,8 +211,23 @@ DAGGER = [
     setting('num_episodes', 'recording.num_episodes', int, 'Corrections-only mode: stop after this many saved '
             'corrections (lerobot --strategy.num_episodes)'),
 ]
+EPISODIC = [
+    setting('num_episodes', 'recording.dataset.num_episodes', int, 'Episodes to record; the launch ends after the '
+            'last (lerobot --dataset.num_episodes)'),
+    setting('episode_time_s', 'recording.dataset.episode_time_s', float, 'Longest episode [s] (lerobot '
+            '--dataset.episode_time_s)'),
+    setting('reset_time_s', 'recording.dataset.reset_time_s', float, 'Reset after each episode but the last [s], '
+            'not recorded (lerobot --dataset.reset_time_s)'),
+    setting('reset_to_initial_position', 'recording.reset_to_initial_position', bool, 'Without a teleop: resets '
+            'bring the robot back to its starting pose (lerobot --strategy.reset_to_initial_position)'),
+    setting('smooth_leader_to_follower_handover', 'recording.smooth_leader_to_follower_handover', bool, 'At a '
+            'reset, drive an actuated leader to the follower before releasing it (lerobot '
+            '--strategy.smooth_leader_to_follower_handover)'),
+    setting('smooth_handover', 'recording.smooth_handover', bool, 'At a reset, move an actuated leader at all '
+            '(lerobot --strategy.smooth_handover)'),
+]
 STRATEGY_ARGS = {'base': LOOP, 'sentry': LOOP + RECORDING, 'highlight': LOOP + RECORDING,
-                 'dagger': LOOP + RECORDING + DAGGER}
+                 'dagger': LOOP + RECORDING + DAGGER, 'episodic': LOOP + RECORDING + EPISODIC}
 
 
 def params_file_arg(config: str) -> Arg:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from rollout_ros.core.errors import ConfigError
 
-RECORDING_STRATEGIES = ('sentry', 'highlight', 'dagger')
+RECORDING_STRATEGIES = ('sentry', 'highlight', 'dagger', 'episodic')
+# Strategies an operator drives with keys or a pedal.
+INPUT_STRATEGIES = ('highlight', 'dagger', 'episodic')
 INPUT_DEVICES = ('keyboard', 'pedal', 'none')
 
 
@@ -25,6 +27,8 @@ class DatasetConfig:
     private: bool = False
     tags: list[str] = field(default_factory=list)
     num_episodes: int = 50
+    episode_time_s: float = 60.0               # episodic
+    reset_time_s: float = 60.0                 # episodic
     vcodec: str = 'libsvtav1'
     stamp_repo_id: bool = True
 
@@ -52,11 +56,13 @@ class RecordingConfig:
     num_episodes: int = 0                      # dagger; 0 = dataset.num_episodes
     record_autonomous: bool = False
     smooth_handover: bool = True
+    reset_to_initial_position: bool = True     # episodic without a teleoperator
+    smooth_leader_to_follower_handover: bool = True   # episodic with an actuated leader
     input_device: str = 'keyboard'
     keyboard_keys: dict[str, str] = field(default_factory=lambda: {
-        'pause_resume': 'space', 'correction': 'tab', 'upload': 'enter'})
+        'pause_resume': 'space', 'correction': 'tab', 'upload': 'enter', 'next': 'right', 'redo': 'left'})
     pedal_keys: dict[str, str] = field(default_factory=lambda: {
-        'pause_resume': 'KEY_A', 'correction': 'KEY_B', 'upload': 'KEY_C'})
+        'pause_resume': 'KEY_A', 'correction': 'KEY_B', 'upload': 'KEY_C', 'next': 'KEY_C', 'redo': 'KEY_A'})
     pedal_device_path: str = ''
     tty_path: str = ''
     bag_path: str = ''
@@ -85,6 +91,10 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
     a('--dataset.private', dest='dataset_private', default='false')
     a('--dataset.tags', dest='dataset_tags', default='', help='comma-separated Hub tags')
     a('--dataset.num_episodes', dest='dataset_num_episodes', type=int, default=50)
+    a('--dataset.episode_time_s', dest='dataset_episode_time_s', type=float, default=60.0,
+      help='episodic: longest episode [s]')
+    a('--dataset.reset_time_s', dest='dataset_reset_time_s', type=float, default=60.0,
+      help='episodic: reset after each episode but the last [s], nothing recorded')
     a('--dataset.vcodec', '--dataset.rgb_encoder.vcodec', dest='dataset_vcodec', default='libsvtav1')
     a('--dataset.no_stamp', dest='dataset_no_stamp', default='false',
       help="keep repo_id as given instead of appending lerobot's _YYYYmmdd_HHMMSS")
@@ -105,6 +115,10 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
       help='dagger corrections to record; 0 = --dataset.num_episodes')
     a('--strategy.record_autonomous', dest='record_autonomous', default='false')
     a('--strategy.smooth_handover', dest='smooth_handover', default='true')
+    a('--strategy.reset_to_initial_position', dest='reset_to_initial_position', default='true',
+      help='episodic without --teleop.type: resets bring the robot back to its starting pose')
+    a('--strategy.smooth_leader_to_follower_handover', dest='smooth_leader_to_follower_handover', default='true',
+      help='episodic: at a reset, drive an actuated leader to the follower before releasing it')
     a('--strategy.input_device', dest='input_device', default='keyboard', choices=INPUT_DEVICES)
     for event, key in RecordingConfig().keyboard_keys.items():
         a(f'--strategy.keyboard.{event}', dest=f'keyboard_{event}', default=key)
@@ -124,7 +138,8 @@ def recording_from_args(ns) -> RecordingConfig:
             repo_id=ns.dataset_repo_id, root=ns.dataset_root, single_task=ns.dataset_single_task,
             fps=ns.dataset_fps, push_to_hub=parse_flag('--dataset.push_to_hub', ns.dataset_push_to_hub),
             private=parse_flag('--dataset.private', ns.dataset_private), tags=tags,
-            num_episodes=ns.dataset_num_episodes, vcodec=ns.dataset_vcodec,
+            num_episodes=ns.dataset_num_episodes, episode_time_s=ns.dataset_episode_time_s,
+            reset_time_s=ns.dataset_reset_time_s, vcodec=ns.dataset_vcodec,
             stamp_repo_id=not parse_flag('--dataset.no_stamp', ns.dataset_no_stamp)),
         teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id),
         resume=parse_flag('--resume', ns.resume), play_sounds=parse_flag('--play_sounds', ns.play_sounds),
@@ -135,6 +150,9 @@ def recording_from_args(ns) -> RecordingConfig:
         num_episodes=ns.strategy_num_episodes,
         record_autonomous=parse_flag('--strategy.record_autonomous', ns.record_autonomous),
         smooth_handover=parse_flag('--strategy.smooth_handover', ns.smooth_handover),
+        reset_to_initial_position=parse_flag('--strategy.reset_to_initial_position', ns.reset_to_initial_position),
+        smooth_leader_to_follower_handover=parse_flag('--strategy.smooth_leader_to_follower_handover',
+                                                      ns.smooth_leader_to_follower_handover),
         input_device=ns.input_device,
         keyboard_keys={e: getattr(ns, f'keyboard_{e}') for e in RecordingConfig().keyboard_keys},
         pedal_keys={e: getattr(ns, f'pedal_{e}') for e in RecordingConfig().pedal_keys},

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.robots import get_robot_spec
-from rollout_ros.recording_config import RECORDING_STRATEGIES, RecordingConfig, session_topics
+from rollout_ros.recording_config import (INPUT_STRATEGIES, RECORDING_STRATEGIES, RecordingConfig,
+                                          session_topics)
 
 # Inference types each way of reaching the policy node carries.
 POLICY_CALLS = {'direct': ('sync', 'rtc'), 'service': ('sync',), 'topic': ('rtc',)}
@@ -95,6 +96,9 @@ STRATEGIES = {
                               ('policy', 'camera', 'driver', 'recorder', 'input')),
     'dagger': StrategyKind('rollout_ros.strategies.dagger:DaggerStrategyNode',
                            ('policy', 'camera', 'driver', 'teleop', 'recorder', 'input')),
+    # The teleop only with --teleop.type (teleop_type:=): it drives the resets.
+    'episodic': StrategyKind('rollout_ros.strategies.episodic:EpisodicStrategyNode',
+                             ('policy', 'camera', 'driver', 'teleop', 'recorder', 'input')),
 }
 # Executable (console script) -> the node class it runs.
 NODE_CLASSES = {
@@ -267,7 +271,8 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
             respawn=True)
         for i, c in enumerate(cfg.cameras)]
     components['driver'] = _drivers(b, cfg, robot_paths, naming, 'driver' in checks)
-    if cfg.strategy == 'dagger':
+    teleop = cfg.strategy == 'dagger' or (cfg.strategy == 'episodic' and bool(rec.teleop.type))
+    if teleop:
         if 'teleop' in checks and get_robot_spec(cfg.robot_type).arms:
             raise ConfigError(naming('external.teleop'), f'there is no bimanual leader for {cfg.robot_type} yet.',
                               'run a teleop node of your own that publishes every joint.')
@@ -277,7 +282,7 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
     if recording:
         components['recorder'] = [NodeSpec('recorder', 'recorder', 'recorder',
                                            _recorder_params(b, cfg, rec, ns, strategy_name, camera_template))]
-    input_device = rec.input_device if cfg.strategy in ('highlight', 'dagger') else 'none'
+    input_device = rec.input_device if cfg.strategy in INPUT_STRATEGIES else 'none'
     if input_device != 'none':
         param, path = {'pedal': ('device_path', 'recording.pedal_device_path'),
                        'keyboard': ('tty_path', 'recording.tty_path')}[input_device]
@@ -318,6 +323,18 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
         for event in ('pause_resume', 'correction', 'upload'):
             source = 'pedal_keys' if input_device == 'pedal' else 'keyboard_keys'
             b.setting(params, f'{event}_keys', f'recording.{source}.{event}', [keys[event]])
+    if cfg.strategy == 'episodic':
+        if teleop:
+            params['teleop_node'] = f'{ns}/teleop'
+            b.settings(strategy_name, params, {'teleop_type': 'recording.teleop.type'})
+        b.settings(strategy_name, params, {
+            'num_episodes': 'recording.dataset.num_episodes', 'episode_time_s': 'recording.dataset.episode_time_s',
+            'reset_time_s': 'recording.dataset.reset_time_s', 'smooth_handover': 'recording.smooth_handover',
+            'reset_to_initial_position': 'recording.reset_to_initial_position',
+            'smooth_leader_to_follower_handover': 'recording.smooth_leader_to_follower_handover'})
+        source = 'pedal_keys' if input_device == 'pedal' else 'keyboard_keys'
+        for event in ('next', 'redo'):
+            b.setting(params, f'{event}_keys', f'recording.{source}.{event}', [getattr(rec, source)[event]])
     strategy = NodeSpec(strategy_name, strategy_name, 'strategy', params)
     return RunDescription(ns, managed, strategy, b.bindings)
 

@@ -51,6 +51,8 @@ LIMITS = {
     'ring_buffer_seconds': Range(0.0, None, ' [s]', '10'),
     'ring_buffer_max_memory_mb': Range(1.0, None, ' [MB]', '1024'),
     'num_episodes': Range(1, None, '', '50'),
+    'episode_time_s': Range(0.01, None, ' [s]', '60'),
+    'reset_time_s': Range(0.0, None, ' [s]', '60'),
     'recorder_fps': Range(1, 1000, ' [Hz]', '30'),
     'camera_size': Range(1, 8192, ' [px]', '640'),
     'camera_fps': Range(0.1, 1000.0, ' [Hz]', '30'),

@@ -1,8 +1,10 @@
-"""Key presses on a timeline, published as InputEvents: the operator of the
-demo and of the strategy tests, on the same topic a keyboard node uses."""
+"""Key presses on a timeline, or as a strategy reaches given states, published
+as InputEvents: the operator of the demo and of the strategy tests, on the
+same topic a keyboard node uses."""
 
 import threading
 import time
+from typing import Callable
 
 from rclpy.node import Node
 from rollout_ros_interfaces.msg import InputEvent
@@ -37,7 +39,28 @@ class ScriptedInput:
             if self._stop.wait(max(0.0, at - elapsed)):
                 return
             elapsed = at
-            msg = InputEvent(device='scripted', key=key, code=0, value=1)
-            msg.header.stamp = self.node.get_clock().now().to_msg()
-            self._pub.publish(msg)
-            self.sent.append((time.time(), key))
+            self._press(key)
+
+    def _press(self, key: str) -> None:
+        msg = InputEvent(device='scripted', key=key, code=0, value=1)
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+        self.sent.append((time.time(), key))
+
+
+class ReactiveInput(ScriptedInput):
+    """Presses keys in order, each once its condition holds (e.g. a strategy
+    phase was reached) and `delay_s` more have passed."""
+
+    def __init__(self, node: Node, topic: str, presses: list[tuple[Callable[[], bool], float, str]]):
+        super().__init__(node, topic, [])
+        self.presses = list(presses)
+
+    def _run(self) -> None:
+        for condition, delay_s, key in self.presses:
+            while not condition():
+                if self._stop.wait(0.01):
+                    return
+            if self._stop.wait(delay_s):
+                return
+            self._press(key)

@@ -98,6 +98,12 @@ class DaggerStrategyNode(RecordingStrategyNode):
     def intervention(self) -> bool:
         return self._tick_intervention
 
+    def _record(self, obs, action) -> None:
+        # Corrections only: a paused tick whose observation is stamped before
+        # the recorder took the save would otherwise end up in the episode.
+        if self._tick_intervention or self.param('record_autonomous'):
+            super()._record(obs, action)
+
     def fill_status(self, msg) -> None:
         super().fill_status(msg)
         msg.phase = self.phases.phase
@@ -173,6 +179,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         elif new == PAUSED and old == CORRECTING:
             if corrections_only:
                 self.corrections += 1
+                self._flush_pending()      # the correction's last row goes out before its save
                 self.request('save_episode')
                 if self.corrections >= self.param('num_episodes'):
                     self.get_logger().info(f'{self.corrections} corrections recorded: done')

@@ -31,6 +31,7 @@ from rclpy.time import Time
 
 from rollout_ros.core.episodic_phases import (DISCARD, DONE, NEXT, RECORDING, REDO, RESETTING, SAVE,
                                               EpisodicPhases, Step)
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.leaders import get_leader_spec
 from rollout_ros.nodes.spin import run_node
 from rollout_ros.strategies.leader_link import LeaderLink, capped_step
@@ -44,11 +45,11 @@ class EpisodicStrategyNode(RecordingStrategyNode):
     def __init__(self, node_name: str = 'episodic_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
         self.declare('num_episodes', 50, 'Episodes to record; the run ends after the last one '
-                     '(lerobot --dataset.num_episodes).', min_value=1)
+                     '(lerobot --dataset.num_episodes).', **LIMITS['num_episodes'].kwargs())
         self.declare('episode_time_s', 60.0, 'Longest episode [s]; it holds at most episode_time_s x fps '
-                     'rows (lerobot --dataset.episode_time_s).', min_value=0.01)
+                     'rows (lerobot --dataset.episode_time_s).', **LIMITS['episode_time_s'].kwargs())
         self.declare('reset_time_s', 60.0, 'Reset after each episode but the last [s]; nothing is recorded '
-                     '(lerobot --dataset.reset_time_s).', min_value=0.0)
+                     '(lerobot --dataset.reset_time_s).', **LIMITS['reset_time_s'].kwargs())
         self.declare('next_keys', ['right', 'n', 'KEY_C'], 'Keys / pedal codes: end the episode or the reset '
                      'early.', read_only=False)
         self.declare('redo_keys', ['left', 'r', 'KEY_A'], 'Keys / pedal codes: discard the episode (while '
@@ -74,6 +75,9 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         self.phases: EpisodicPhases | None = None
         self.leader: LeaderLink | None = None
         self.episode_frames: list[int] = []      # rows of each kept episode, in order
+        # (unix time, phase entered, cause, what became of the episode): when a
+        # recording phase began (the recorder's opening) and every step after.
+        self.timeline: list[tuple[float, str, str, str | None]] = []
         self._actuated = False
         self._initial = None                     # the loop's first observed state
         self._opened_at: int | None = None       # ns: the recorder opened the episode
@@ -100,6 +104,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         self.phases = EpisodicPhases(self.param('num_episodes'), self.param('episode_time_s'),
                                      self.param('reset_time_s'), self.param('fps'))
         self.episode_frames = []
+        self.timeline = []
         self._initial = None
         self._tick_records = False
         super().activate()
@@ -164,6 +169,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
                 if opened is None or Time.from_msg(obs[2]).nanoseconds < opened:
                     return hold
                 p.begin(time.monotonic())
+                self.timeline.append((opened * 1e-9, RECORDING, 'begin', None))
             action = super()._policy(obs)
             self._tick_records = action is not None
             return action
@@ -179,6 +185,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
     def _on_step(self, step: Step) -> None:
         """On the loop thread between two ticks: anything slow goes to the worker."""
         p = self.phases
+        self.timeline.append((time.time(), step.new, step.cause, step.close))
         self.get_logger().info(f'episode {p.episode}/{p.num_episodes}: {step.old} -> {step.new} ({step.cause})')
         if step.old == RECORDING:
             self._flush_pending()       # the episode's last row goes out before its save
