@@ -24,6 +24,7 @@ from rollout_ros.nodes.robot_driver_node import RobotDriverNode
 from rollout_ros.nodes.teleop_node import TeleopNode
 from rollout_ros.strategies.base_strategy import BaseStrategyNode
 from rollout_ros.strategies.dagger import DaggerStrategyNode
+from rollout_ros.strategies.episodic import EpisodicStrategyNode
 from rollout_ros.strategies.highlight import HighlightStrategyNode
 from rollout_ros.strategies.sentry import SentryStrategyNode
 
@@ -31,19 +32,21 @@ PKG = Path(__file__).resolve().parents[1]
 CONFIG = PKG / 'config'
 LAUNCH = PKG / 'launch'
 YAMLS = sorted(CONFIG.glob('*.yaml'))
-STRATEGIES = ('base', 'sentry', 'highlight', 'dagger')
+STRATEGIES = ('base', 'sentry', 'highlight', 'dagger', 'episodic')
 # Executable (setup.py console script) -> the node class it runs.
 EXECUTABLES = {'robot_driver': RobotDriverNode, 'camera': CameraNode, 'policy': PolicyNode,
                'teleop': TeleopNode, 'keyboard': KeyboardNode, 'pedal': PedalNode, 'recorder': RecorderNode,
                'base_strategy': BaseStrategyNode, 'sentry_strategy': SentryStrategyNode,
-               'highlight_strategy': HighlightStrategyNode, 'dagger_strategy': DaggerStrategyNode}
+               'highlight_strategy': HighlightStrategyNode, 'dagger_strategy': DaggerStrategyNode,
+               'episodic_strategy': EpisodicStrategyNode}
 PY_TYPES = {ParameterType.PARAMETER_BOOL: bool, ParameterType.PARAMETER_INTEGER: int,
             ParameterType.PARAMETER_DOUBLE: float, ParameterType.PARAMETER_STRING: str,
             ParameterType.PARAMETER_STRING_ARRAY: list}
 # Keys that differ between files on purpose; everything else a node has in
 # several files must agree (one robot, camera and recorder setup for all).
 PER_STRATEGY = {
-    'strategy': {'managed_nodes'},
+    # teleop_node, num_episodes, smooth_handover, handover_speed: dagger's and episodic's mean different things.
+    'strategy': {'managed_nodes', 'teleop_node', 'num_episodes', 'smooth_handover', 'handover_speed', 'teleop_type'},
     # recorder.yaml keeps a bare recorder local; the strategies use lerobot's default (push).
     'recorder': {'frames_topic', 'auto_rotate', 'ring_buffer_seconds', 'intervention', 'push_to_hub'},
 }
