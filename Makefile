@@ -10,9 +10,11 @@ setup:
 
 ROBOT ?= koch_follower
 STRATEGY ?= base
+# A checkpoint directory or Hub id; empty: a tiny random-weight ACT.
+POLICY ?=
 
 demo: setup
-	@$(PY) -m rollout_ros.demo --robot $(ROBOT) --strategy $(STRATEGY) $(DEMO_ARGS)
+	@$(PY) -m rollout_ros.demo --robot $(ROBOT) --strategy $(STRATEGY) $(if $(POLICY),--policy '$(POLICY)') $(DEMO_ARGS)
 
 test: setup
 	@$(PY) -m pytest -q rollout_ros/test

@@ -56,6 +56,31 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 python -m pip install -q -r "$LOCK" 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import rclpy, lerobot, dynamixel_sdk" || { echo "[setup] error: package install failed" >&2; exit 1; }
 
+# torchcodec (LeRobot's default video decoder) needs FFmpeg's shared libraries
+# under their usual names; without them every dataset load prints its loading
+# traceback before LeRobot falls back to PyAV, and lerobot-info fails. PyAV's
+# wheel carries an FFmpeg build (7.x, which torchcodec supports): when the
+# machine has no FFmpeg of its own, expose PyAV's copies in .venv/lib, which
+# the ROS wheels' bootstrapper puts on LD_LIBRARY_PATH of every venv process.
+# Its other bundled libraries come along because $ORIGIN is the link's folder.
+SITE=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+find "$VENV/lib" -maxdepth 1 -type l -lname "*/av.libs/*" -delete
+if ! python -c "import torchcodec" >/dev/null 2>&1 && [ -d "$SITE/av.libs" ]; then
+  for lib in "$SITE"/av.libs/*.so*; do
+    base=$(basename "$lib")
+    ln -sf "${lib#"$VENV/lib/"}" "$VENV/lib/$base"
+    # libavutil-<hash>.so.59.39.100 -> libavutil.so.59, the name torchcodec links to
+    case $base in
+      libav*|libsw*) ln -sf "${lib#"$VENV/lib/"}" "$VENV/lib/$(echo "$base" | sed -E 's/-[0-9a-f]+\.so\.([0-9]+)\..*/.so.\1/')" ;;
+    esac
+  done
+  if python -c "import torchcodec" >/dev/null 2>&1; then
+    log "torchcodec decodes with PyAV's FFmpeg libraries (none on this machine)"
+  else
+    log "warning: torchcodec cannot load FFmpeg; LeRobot will warn and decode video with PyAV"
+  fi
+fi
+
 # The ROS wheels were built in a manylinux container whose interpreter lived
 # in /opt/python/cp3XX-cp3XX; their exported CMake targets still name that
 # interpreter's include dir and numpy's include dir there. CMake rejects

@@ -82,6 +82,18 @@ def start_emulator(log_path: Path, initial: list[int], robot_type: str = ROBOT_T
     return proc, line.split(' ', 1)[1]
 
 
+def cameras_of(policy_path: str) -> dict[str, tuple[int, int]]:
+    """The cameras a checkpoint (directory or Hub id) takes: name -> (height, width)."""
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.utils.constants import OBS_IMAGES
+
+    from rollout_ros.policy.loading import checkpoint_dir
+
+    config = PreTrainedConfig.from_pretrained(checkpoint_dir(policy_path))
+    return {key.removeprefix(f'{OBS_IMAGES}.'): tuple(feature.shape[-2:])
+            for key, feature in config.image_features.items()}
+
+
 DEMO_KEYS = {
     # (seconds after the loop starts, key)
     'highlight': [(4.0, 's'), (6.0, 's'), (9.0, 's'), (11.0, 's')],
@@ -127,6 +139,9 @@ def main(argv=None) -> int:
     p.add_argument('--inference', choices=('sync', 'rtc'), default='sync',
                    help='rtc: chunks come from a background thread; the loop never waits')
     p.add_argument('--strategy', default='base', choices=('base', 'sentry', 'highlight', 'dagger'))
+    p.add_argument('--policy', default='',
+                   help='a checkpoint directory or Hub id to run instead of the tiny random ACT '
+                        '(its cameras are emulated at the sizes it was trained on)')
     p.add_argument('--robot', default=ROBOT_TYPE,
                    choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
                    help='which emulated arm')
@@ -140,6 +155,12 @@ def main(argv=None) -> int:
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
     assets = prepare(workdir, args.robot)
+    if args.policy:
+        try:
+            cameras_of(args.policy)
+        except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
+            print(f'[demo] error: --policy {args.policy}: {e}', file=sys.stderr)
+            return 1
     emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
     print(f'[demo] emulated {args.robot} on {port}; running a {args.strategy} rollout for '
           f'{args.duration:g} s at {args.fps:g} Hz', flush=True)
@@ -150,10 +171,12 @@ def main(argv=None) -> int:
     from rollout_ros.cli import CameraConfig, RolloutConfig, format_summary, run
     from rollout_ros.nodes.spin import install_stop_signals
 
+    policy_path = args.policy or str(assets['checkpoint'])
     cfg = RolloutConfig(
-        policy_path=str(assets['checkpoint']), robot_type=args.robot, robot_port=port,
+        policy_path=policy_path, robot_type=args.robot, robot_port=port,
         robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
-        cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], args.fps)],
+        cameras=[CameraConfig(name, str(assets['video']), w, h, args.fps)
+                 for name, (h, w) in cameras_of(policy_path).items()],
         fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,
         inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,

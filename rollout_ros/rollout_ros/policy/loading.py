@@ -144,6 +144,11 @@ def _resolve_checkpoint_dir(policy_path: str, revision: str | None) -> Path:
     return _hub_snapshot(policy_path, revision)
 
 
+def checkpoint_dir(policy_path: str, revision: str | None = None) -> Path:
+    """The local directory of a checkpoint given as a directory or a Hub id (from the cache when offline)."""
+    return _resolve_checkpoint_dir(policy_path, revision)
+
+
 def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
     # Imported here so a purely local setup never touches the Hub client.
     from huggingface_hub import constants, snapshot_download
