@@ -83,6 +83,7 @@ NUMERIC_FLAGS = {
     'duration': ('--duration', 'duration'),
     'max_relative_target': ('--robot.max_relative_target', 'max_relative_target'),
     'interpolation_multiplier': ('--interpolation_multiplier', 'interpolation_multiplier'),
+    'max_starved_ticks': ('--max_starved_ticks', 'max_starved_ticks'),
     'torch_threads': ('--torch_threads', 'torch_threads'),
     'queue_threshold': ('--inference.queue_threshold', 'queue_threshold'),
     'execution_horizon': ('--inference.rtc.execution_horizon', 'execution_horizon'),
@@ -129,6 +130,7 @@ PARAM_FLAGS = {
     'max_relative_target': '--robot.max_relative_target', 'camera_names': '--robot.cameras',
     'camera_shapes': '--robot.cameras', 'index_or_path': '--robot.cameras', 'color_mode': '--robot.cameras',
     'fps': '--fps', 'duration': '--duration', 'interpolation_multiplier': '--interpolation_multiplier',
+    'max_starved_ticks': '--max_starved_ticks',
     'rename_map': '--rename_map', 'use_torch_compile': '--use_torch_compile', 'torch_threads': '--torch_threads',
     'inference_type': '--inference.type', 'queue_threshold': '--inference.queue_threshold',
     'execution_horizon': '--inference.rtc.execution_horizon',
@@ -186,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     a('--duration', type=float, default=0.0, help='seconds; 0 = until Ctrl-C')
     a('--interpolation_multiplier', type=int, default=1,
       help='commands per policy action (robot commanded at fps*N, policy at fps), 1 to 20')
+    a('--max_starved_ticks', type=int, default=15,
+      help='policy ticks without a fresh action (stale joint states or frames, no action in time) after '
+      'which the run stops with an error and the arm holds, 1 or more')
     a('--task', default='')
     a('--rename_map', default='', help='JSON map of our image keys to the policy\'s')
     a('--policy_call', choices=('direct', 'service', 'topic'), default='direct',
@@ -228,7 +233,7 @@ def config_from_args(ns) -> RolloutConfig:
         device=ns.device, recording=recording if ns.strategy in RECORDING_STRATEGIES else None,
         rename_map=ns.rename_map, policy_call=ns.policy_call, torch_threads=ns.torch_threads,
         inference_type=ns.inference_type, queue_threshold=ns.queue_threshold,
-        interpolation_multiplier=ns.interpolation_multiplier,
+        interpolation_multiplier=ns.interpolation_multiplier, max_starved_ticks=ns.max_starved_ticks,
         execution_horizon=ns.execution_horizon, max_guidance_weight=ns.max_guidance_weight,
         prefix_attention_schedule=ns.prefix_attention_schedule,
         use_torch_compile=parse_flag('--use_torch_compile', ns.use_torch_compile),
@@ -279,12 +284,17 @@ class Rollout:
         except InvalidParameterValueException as e:
             raise parameter_error(e) from None
         self.dataset_root = ''
-        from rollout_ros.nodes.spin import make_executor
+        from rollout_ros.nodes.spin import fail_node, make_executor, spin_guarded
         self.executor = make_executor()
         for node in (self.strategy, *self.managed):
             self.executor.add_node(node)
-        self._spinner = threading.Thread(target=self.executor.spin, name='executor', daemon=True)
-        self._spinner.start()
+        # A callback that raises ends the executor: the run then stops with that error.
+        self._fail_strategy = fail_node(self.strategy)
+        self._spinner = spin_guarded(self.executor, self._executor_died)
+
+    def _executor_died(self, message: str) -> None:
+        self._fail_strategy(message)
+        self.strategy.finished.set()
 
     def start(self) -> None:
         for step, want in ((self.strategy.trigger_configure, 'inactive'),
@@ -382,6 +392,8 @@ def run(cfg: RolloutConfig, stop: threading.Event | None = None, status_stream=N
         if finish is not None:
             finish()
         summary = rollout.stop()
+    # A stop that failed (torque left on, a node that did not answer) fails the run too.
+    error = error or rollout.strategy.last_error or None
     if error:
         raise RuntimeError(error)
     return summary

@@ -64,6 +64,7 @@ class RolloutConfig:
     policy_node_name: str = 'policy'
     inference_type: str = 'sync'
     interpolation_multiplier: int = 1
+    max_starved_ticks: int = 15
     queue_threshold: int = 0
     execution_horizon: int = 0
     max_guidance_weight: float = 10.0
@@ -300,7 +301,8 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
     b.bindings.append(Binding(strategy_name, 'camera_names', 'camera_names'))
     b.settings(strategy_name, params, {
         **robot_paths, 'fps': 'fps', 'duration': 'duration', 'task': 'task',
-        'interpolation_multiplier': 'interpolation_multiplier', 'display_data': 'display_data',
+        'interpolation_multiplier': 'interpolation_multiplier', 'max_starved_ticks': 'max_starved_ticks',
+        'display_data': 'display_data',
         'display_ip': 'display_ip', 'display_port': 'display_port', 'autostart': 'autostart'})
     if recording:
         params['recorder_node'] = f'{ns}/recorder'

@@ -115,3 +115,239 @@ def test_closed_port_keeps_reporting_the_serial_error(dxl_bus, emulator):
         with pytest.raises(BusError) as err:
             dxl_bus.sync_read('Present_Position')
         assert 'in use' not in str(err.value) and 'port closed' in str(err.value), err.value
+
+
+# ---------------------------------------------------------------- driver level
+
+
+@pytest.fixture
+def driver(ros, assets, emulator):
+    from rclpy.parameter import Parameter
+
+    from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
+    from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+    from helpers import spin_in_background
+    params = dict(robot_port=emulator.port, robot_type=ROBOT_TYPE, robot_id=ROBOT_ID,
+                  calibration_dir=str(assets['calibration_dir']), max_bus_errors=3, command_timeout_s=5.0)
+    node = RobotDriverNode(f'driver_faults_{os.getpid()}',
+                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    ex = spin_in_background(node)
+    yield node
+    emulator.faults.clear()
+    node.trigger_shutdown()
+    ex.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+
+
+def _state_publishers(node) -> int:
+    return len([i for i in node.get_publishers_info_by_topic('/joint_states') if i.node_name == node.get_name()])
+
+
+def test_driver_recovers_from_a_bus_fault_twice_then_stops_with_torque_off(driver, emulator):
+    from helpers import wait_for
+    ids = range(1, 7)
+    for round_ in range(3):
+        driver.trigger_configure()
+        driver.trigger_activate()
+        assert driver.state_label == 'active', (round_, driver.last_error)
+        assert driver.faulted is False and driver.bus_errors == 0
+        assert _state_publishers(driver) == 1, round_     # not one more per recovery
+        assert all(emulator.register(i, 'Torque_Enable') == 1 for i in ids)
+        if round_ == 2:
+            break
+        emulator.faults.drop_replies(0, probability=1.0)
+        assert wait_for(lambda: driver.state_label == 'unconfigured', timeout=10), (round_, driver.state_label)
+        assert 'servo bus failed' in driver.last_error
+        assert _state_publishers(driver) == 0
+        emulator.faults.clear()
+    # A normal stop after two recoveries still holds, then turns torque off.
+    emulator.clear_goal_writes()
+    driver.trigger_deactivate()
+    assert driver.state_label == 'inactive'
+    held = {dxl_id: goal for _, dxl_id, goal in emulator.goal_writes}
+    assert set(held) == set(ids)
+    assert all(abs(held[i] - emulator.register(i, 'Present_Position')) <= 3 for i in ids)
+    driver.trigger_cleanup()
+    assert driver.state_label == 'unconfigured', driver.last_error
+    assert all(emulator.register(i, 'Torque_Enable') == 0 for i in ids)
+
+
+def test_lost_torque_off_ack_is_retried_or_fails_the_stop(driver, emulator):
+    driver.trigger_configure()
+    driver.trigger_activate()
+    driver.trigger_deactivate()
+    emulator.faults.drop_replies(2)              # two lost acks: retried
+    driver.trigger_cleanup()
+    assert driver.state_label == 'unconfigured' and not driver.last_error
+    assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+    driver.trigger_configure()
+    driver.trigger_activate()
+    driver.trigger_deactivate()
+    emulator.faults.drop_replies(0, probability=1.0)   # the servos never ack: the stop fails loudly
+    driver.trigger_cleanup()
+    assert 'releasing the arm' in driver.last_error and 'torque disable failed' in driver.last_error
+
+
+# ---------------------------------------------------------------- run level (processes)
+
+EXIT_BUDGET_S = 20.0    # fault to process exit; measured well under it, slack for a loaded 2-core machine
+STARTUP_S = 240.0       # torch and the policy load in each child
+
+
+def _measure(name: str, t_fault: float, t_hold, t_exit: float, rc: int) -> dict:
+    figures = {'fault': name, 'hold_s': None if t_hold is None else round(max(0.0, t_hold - t_fault), 3),
+               'exit_s': round(t_exit - t_fault, 3), 'rc': rc}
+    print('FAULT ' + json.dumps(figures))
+    return figures
+
+
+def _settled_at(emulator, t_fault: float, ids=range(1, 7), tol: int = 3):
+    """When the goals sent to the servos stopped moving the arm: the time of the
+    first goal write after the fault from which every later goal is where the
+    arm rests now (None when a goal after the fault would still move it)."""
+    rest = {i: emulator.register(i, 'Present_Position') for i in ids}
+    after = [(t, i, g) for t, i, g in emulator.goal_writes if t >= t_fault]
+    moving = [t for t, i, g in after if abs(g - rest[i]) > tol]
+    if not moving:
+        return t_fault
+    later = [t for t, _, _ in after if t > moving[-1]]
+    return later[0] if later else None
+
+
+def _wait_exit(proc, t_fault: float):
+    try:
+        proc.wait(timeout=EXIT_BUDGET_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        pytest.fail(f'no exit within {EXIT_BUDGET_S} s of the fault (SIGINT then '
+                    f'{"worked" if proc.returncode != -9 else "failed too"})')
+    return time.monotonic()
+
+
+def _rollout_cmd(assets, port: str, *extra: str) -> list[str]:
+    from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID, ROBOT_TYPE
+    cams = (f'{{{CAMERA}: {{type: opencv, index_or_path: {assets["video"]}, width: {IMAGE_HW[1]}, '
+            f'height: {IMAGE_HW[0]}, fps: 30}}}}')
+    return [sys.executable, '-m', 'rollout_ros.cli', f'--policy.path={assets["checkpoint"]}',
+            f'--robot.type={ROBOT_TYPE}', f'--robot.port={port}', f'--robot.id={ROBOT_ID}',
+            f'--robot.calibration_dir={assets["calibration_dir"]}', f'--robot.cameras={cams}',
+            '--robot.max_relative_target=6.3', '--fps=30', '--duration=0', '--task=faults', *extra]
+
+
+def _spawn(cmd, log_path):
+    log = open(log_path, 'w')
+    return subprocess.Popen(cmd, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, text=True), log
+
+
+def _wait_running(emulator, proc, log_path):
+    from helpers import wait_for
+    ok = wait_for(lambda: len(emulator.goal_writes) > 30 or proc.poll() is not None, timeout=STARTUP_S)
+    assert ok and proc.poll() is None, open(log_path).read()[-3000:]
+
+
+@pytest.mark.parametrize('fault', ['short_reply', 'port_closed'])
+def test_bus_fault_in_a_rollout_process(assets, emulator, tmp_path, fault):
+    """The composed `rollout` process on the emulated Koch: a bus that only
+    answers with data-less replies (dynamixel-sdk raised IndexError and the
+    executor thread died: the process never exited) or a port that hangs up
+    (reported as "Port is in use!"): one error naming the real cause, the
+    goals stop, exit 2 within seconds."""
+    log_path = tmp_path / 'rollout.log'
+    proc, log = _spawn(_rollout_cmd(assets, emulator.port), log_path)
+    try:
+        _wait_running(emulator, proc, log_path)
+        t_fault = time.monotonic()
+        if fault == 'short_reply':
+            emulator.faults.short_replies(0, probability=1.0)
+        else:
+            emulator.close_port()
+        t_exit = _wait_exit(proc, t_fault)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    out = log_path.read_text()
+    t_hold = _settled_at(emulator, t_fault) if fault == 'short_reply' else None
+    figures = _measure(fault, t_fault, t_hold, t_exit, proc.returncode)
+    assert proc.returncode == 2, out[-3000:]
+    assert 'rollout: error:' in out and 'servo bus failed' in out, out[-3000:]
+    assert 'Port is in use' not in out, out[-3000:]
+    if fault == 'short_reply':
+        assert 'malformed reply (IndexError' in out, out[-3000:]
+        assert figures['hold_s'] is not None and figures['hold_s'] < 2.0, figures
+    else:
+        assert 'port closed?' in out, out[-3000:]
+    assert 'Traceback' not in out, out[-3000:]
+    assert figures['exit_s'] < 15.0, figures
+
+
+def test_policy_process_killed(ros, assets, emulator, tmp_path):
+    """Launch-style processes: the strategy and the policy node each in their
+    own process, camera and driver here. The policy process is SIGKILLed
+    mid-run: before, nothing was logged, the run went on forever, teardown
+    waited 120 s on the dead node and the exit code was 0."""
+    from rclpy.parameter import Parameter
+
+    from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID, ROBOT_TYPE
+    from rollout_ros.nodes.camera_node import CameraNode
+    from rollout_ros.nodes.robot_driver_node import RobotDriverNode
+    from helpers import spin_in_background, wait_for
+    tag = f'k{os.getpid()}'
+    policy, camera, driver = f'policy_{tag}', f'camera_{CAMERA}_{tag}', f'robot_driver_{tag}'
+    robot = [f'robot_type:={ROBOT_TYPE}', f'robot_id:={ROBOT_ID}', f'calibration_dir:={assets["calibration_dir"]}']
+    cam_template = f'/camera_{{name}}_{tag}/image_raw'
+    nodes = [CameraNode(camera, parameter_overrides=[
+                 Parameter('camera_name', value=CAMERA), Parameter('index_or_path', value=str(assets['video'])),
+                 Parameter('width', value=IMAGE_HW[1]), Parameter('height', value=IMAGE_HW[0])]),
+             RobotDriverNode(driver, parameter_overrides=[
+                 Parameter('robot_port', value=emulator.port), Parameter('robot_type', value=ROBOT_TYPE),
+                 Parameter('robot_id', value=ROBOT_ID), Parameter('max_relative_target', value=6.3),
+                 Parameter('calibration_dir', value=str(assets['calibration_dir'])),
+                 Parameter('joint_prefix', value='')])]
+    ex = spin_in_background(*nodes)
+
+    def ros_args(*params):
+        return [a for p in params for a in ('-p', p)]
+    policy_cmd = [sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args', '-r', f'__node:={policy}',
+                  *ros_args(f'policy_path:={assets["checkpoint"]}', f'camera_names:=[{CAMERA}]',
+                            f'camera_topic_template:={cam_template}', f'robot_type:={ROBOT_TYPE}')]
+    strategy_cmd = [sys.executable, '-m', 'rollout_ros.strategies.base_strategy', '--ros-args',
+                    '-r', f'__node:=strategy_{tag}',
+                    *ros_args(f'managed_nodes:=[{policy},{camera},{driver}]', f'policy_service:=/{policy}/infer',
+                              f'camera_names:=[{CAMERA}]', f'camera_topic_template:={cam_template}',
+                              'duration:=0.0', *robot)]
+    policy_proc, policy_log = _spawn(policy_cmd, tmp_path / 'policy.log')
+    strategy_proc = strategy_log = None
+    try:
+        from lifecycle_msgs.srv import GetState
+        probe = nodes[0].create_client(GetState, f'/{policy}/get_state')
+        assert probe.wait_for_service(timeout_sec=STARTUP_S), (tmp_path / 'policy.log').read_text()[-3000:]
+        strategy_proc, strategy_log = _spawn(strategy_cmd, tmp_path / 'strategy.log')
+        _wait_running(emulator, strategy_proc, tmp_path / 'strategy.log')
+        t_fault = time.monotonic()
+        policy_proc.kill()
+        t_exit = _wait_exit(strategy_proc, t_fault)
+        out = (tmp_path / 'strategy.log').read_text()
+        figures = _measure('policy_killed', t_fault, _settled_at(emulator, t_fault), t_exit,
+                           strategy_proc.returncode)
+        assert strategy_proc.returncode == 1, out[-3000:]
+        assert f'/{policy}/infer' in out and policy in out and 'no fresh action' in out, out[-3000:]
+        assert nodes[1].state_label == 'finalized', nodes[1].state_label
+        assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+        assert figures['hold_s'] is not None and figures['hold_s'] < 3.0, figures
+        assert figures['exit_s'] < 15.0, figures
+    finally:
+        for proc, log in ((policy_proc, policy_log), (strategy_proc, strategy_log)):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if log is not None:
+                log.close()
+        ex.shutdown(timeout_sec=1.0)
+        for node in nodes:
+            node.destroy_node()

@@ -10,6 +10,11 @@ asked once every N ticks and the commands in between are linear steps
 towards its action, whose own tick is marked by `emitted_policy_action`.
 Recording happens on exactly those ticks (`record(obs, action)`, after the
 command went out), so datasets hold one row per policy step at fps.
+
+Liveness: with `max_starved_ticks` N, a streak of N starved policy ticks,
+or, once the policy has acted, a streak lasting `max_starved_s` (ticks that
+wait out a policy timeout are few but long), ends the run with `starved_out`
+set; the owner names the missing input and holds the arm.
 """
 
 import threading
@@ -30,7 +35,8 @@ class ControlLoop:
     def __init__(self, fps: float, observe: Callable[[], Observation | None],
                  policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
                  duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1,
-                 record: Callable[[Observation, Action], None] | None = None):
+                 record: Callable[[Observation, Action], None] | None = None, max_starved_ticks: int = 0,
+                 max_starved_s: float = 0.0):
         self.interpolator = ActionInterpolator(interpolation_multiplier)
         self.pacer = Pacer(fps * self.interpolator.multiplier)
         self.observe = observe
@@ -42,6 +48,12 @@ class ControlLoop:
         self.stop_event = threading.Event()
         self.infer_ms = SampleWindow()
         self.starved_ticks = 0
+        self.max_starved_ticks = max_starved_ticks
+        self.max_starved_s = max_starved_s
+        self.consecutive_starved = 0
+        self._starved_since: float | None = None
+        self._tick_start = 0.0
+        self.starved_out = False
         self.last_action: Action | None = None      # the policy's latest action
         self.last_command: Action | None = None     # what went to the robot last
         # Actions in the order they were commanded; tests compare them with
@@ -60,11 +72,23 @@ class ControlLoop:
                 if self.duration_s and time.monotonic() - start >= self.duration_s:
                     break
                 pacer.begin_tick()
+                self._tick_start = time.monotonic()
                 self._tick()
                 pacer.wait()
         except BaseException as e:  # noqa: BLE001 - reported by the owner, loop must end
             self.error = e
             raise
+
+    def _starved_out_now(self) -> bool:
+        now = time.monotonic()
+        if self._starved_since is None:
+            # The streak began when this tick began, before it waited on inputs.
+            self._starved_since = self._tick_start
+        self.consecutive_starved += 1
+        if self.max_starved_ticks and self.consecutive_starved >= self.max_starved_ticks:
+            return True
+        return bool(self.max_starved_s and self.last_action is not None
+                    and now - self._starved_since >= self.max_starved_s)
 
     def _tick(self) -> None:
         interpolator = self.interpolator
@@ -77,9 +101,15 @@ class ControlLoop:
                 self.infer_ms.add((time.perf_counter() - t0) * 1e3)
             if action is None:
                 self.starved_ticks += 1
+                if self._starved_out_now():
+                    self.starved_out = True
+                    self.stop_event.set()
+                    return
                 if self.last_command is not None:
                     self.command(self.last_command)
                 return
+            self.consecutive_starved = 0
+            self._starved_since = None
             self.last_action = action
             self.last_obs = obs
             if self.action_log is not None:

@@ -40,6 +40,7 @@ LIMITS = {
     'fps': Range(0.1, 1000.0, ' [Hz]', '30'),
     'duration': Range(0.0, None, ' [s]; 0 = until Ctrl-C', '60'),
     'interpolation_multiplier': Range(1, 20, '', '2'),
+    'max_starved_ticks': Range(1, 100000, ' policy ticks', '15'),
     'max_relative_target': Range(0.0, 6.3, ' [rad]; 0 = no limit (not recommended)', '0.35'),
     'display_port': Range(1, 65535, '', '9876'),
     'torch_threads': Range(0, None, '; 0 = torch default', '1'),

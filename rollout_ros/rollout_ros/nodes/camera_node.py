@@ -99,9 +99,6 @@ class CameraNode(ManagedNode):
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
 
-    def shutdown(self) -> None:
-        self.deactivate()
-        self.cleanup()
 
     def _publish(self, frame: Frame) -> None:
         if not self._active:

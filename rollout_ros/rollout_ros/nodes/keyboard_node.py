@@ -63,8 +63,6 @@ class KeyboardNode(ManagedNode):
             self.destroy_lifecycle_publisher(self._pub)
             self._pub = None
 
-    def shutdown(self) -> None:
-        self.cleanup()
 
     def _publish(self, key: Key) -> None:
         if not self._active:

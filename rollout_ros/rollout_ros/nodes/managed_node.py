@@ -5,6 +5,12 @@ handler (the caller then only sees a failed call, and the node can be left
 half-configured). Here every transition runs through one wrapper that logs
 the error, keeps it in `last_error` for the supervising strategy, releases
 what a failed configure acquired, and returns FAILURE.
+
+Subclasses write four hooks: configure/activate set up, deactivate/cleanup
+take down, each safe on a half set-up node. There is one way down from any
+state, shared by cleanup, shutdown and the error transition: deactivate if
+active, then cleanup if configured (a faulted driver whose error path only
+half released left a second joint_states publisher after reconfigure).
 """
 
 import traceback
@@ -24,6 +30,10 @@ class ManagedNode(LifecycleNode):
     def __init__(self, node_name: str, **kwargs):
         self.last_error: str = ''
         self.structural_params: set[str] = set()
+        # What configure/activate set up and no deactivate/cleanup took down yet.
+        self._configured = False
+        self._activated = False
+        self.finalizing = False    # inside the shutdown transition (strategies finalize their nodes)
         super().__init__(node_name, **kwargs)
         self.add_on_set_parameters_callback(self._refuse_structural_change)
 
@@ -86,8 +96,17 @@ class ManagedNode(LifecycleNode):
 
     def cleanup(self) -> None: ...
 
-    def shutdown(self) -> None:
-        """Called from any state on shutdown: must be safe when half set up."""
+    def _teardown(self) -> None:
+        """The one way down, from any state: deactivate if active, then cleanup
+        if configured; cleanup still runs when deactivate failed."""
+        try:
+            if self._activated:
+                self._activated = False
+                self.deactivate()
+        finally:
+            if self._configured:
+                self._configured = False
+                self.cleanup()
 
     # Transition wrappers ----------------------------------------------------
     def _run(self, name: str, fn, undo=None) -> TransitionCallbackReturn:
@@ -109,7 +128,10 @@ class ManagedNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.last_error = ''   # the latest failure since the last configure
-        return self._run('configure', self.configure, undo=self.cleanup)
+        self.finalizing = False
+        ret = self._run('configure', self.configure, undo=self.cleanup)
+        self._configured = ret == SUCCESS
+        return ret
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         # Lifecycle publishers are enabled first: what activate starts (a control
@@ -117,6 +139,7 @@ class ManagedNode(LifecycleNode):
         # that only comes alive when the transition returns.
         super().on_activate(state)
         ret = self._run('activate', self.activate, undo=self.deactivate)
+        self._activated = ret == SUCCESS
         if ret != SUCCESS:
             super().on_deactivate(state)
         return ret
@@ -124,16 +147,21 @@ class ManagedNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         # Our own deactivate runs first so a safety command can still go out on
         # lifecycle publishers before the base class disables them.
+        self._activated = False
         ret = self._run('deactivate', self.deactivate)
         super().on_deactivate(state)
         return ret
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._configured = False
         return self._run('cleanup', self.cleanup)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self._run('shutdown', self.shutdown)
+        self.finalizing = True
+        return self._run('shutdown', self._teardown)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._run('error recovery', self.shutdown)
+        # Back to unconfigured with nothing of the failed configuration left,
+        # so a later configure starts from scratch.
+        self._run('error recovery', self._teardown)
         return SUCCESS

@@ -102,8 +102,6 @@ class PedalNode(ManagedNode):
             self.destroy_publisher(self._diag_pub)
         self._events_pub = self._heartbeat_pub = self._diag_pub = None
 
-    def shutdown(self) -> None:
-        self.cleanup()
 
     # Publishing -------------------------------------------------------------
     def _publish(self, event: PedalEvent) -> None:

@@ -331,8 +331,6 @@ class PolicyNode(ManagedNode):
         self.engine = None
         self.loaded = None
 
-    def shutdown(self) -> None:
-        self.cleanup()
 
     # In-process calls (composed with the strategy) --------------------------
     def infer(self, state: dict[str, float], images: dict, task: str = ''):

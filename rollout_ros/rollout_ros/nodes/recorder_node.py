@@ -326,8 +326,6 @@ class RecorderNode(ManagedNode):
             self._bag_pending = []
             self._bag_added = set()
 
-    def shutdown(self) -> None:
-        self.cleanup()
 
     def _stop_inputs(self) -> None:
         """Ticks already received still get their images (for image_timeout_s)

@@ -11,7 +11,10 @@ the pose it had at activation (speed-capped) and turns torque off when
 
 A bus that keeps failing (`max_bus_errors` transactions in a row) takes the
 node through ErrorProcessing to unconfigured: nothing more is written, so
-the servos keep their last goal, and supervisors see the transition.
+the servos keep their last goal, and supervisors see the transition. Any
+exception of the read/write path counts as a bus error (an escaped one
+would kill the executor thread). configure starts again from scratch, with
+every fault counter reset.
 """
 
 import json
@@ -87,6 +90,11 @@ class RobotDriverNode(ManagedNode):
         self.start_pose: dict[str, float] | None = None
 
     def configure(self) -> None:
+        self.faulted = False
+        self.bus_errors = 0
+        self._consecutive_errors = 0
+        self._holding = True
+        self._last_cmd_time = 0.0
         port = self.param('robot_port')
         spec, calibration = load_robot(self, port)
         if spec.arms:
@@ -156,34 +164,41 @@ class RobotDriverNode(ManagedNode):
         return TransitionCallbackReturn.ERROR if self.faulted else ret
 
     def cleanup(self) -> None:
-        self._release()
-        for pub in (self._state_pub, self._exec_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
-        self._state_pub = self._exec_pub = None
-
-    def shutdown(self) -> None:
-        self.deactivate()
-        self._release()
+        try:
+            self._release()
+        finally:
+            for pub in (self._state_pub, self._exec_pub):
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+            self._state_pub = self._exec_pub = None
 
     def _release(self) -> None:
-        if self.arm is None:
+        arm, self.arm = self.arm, None
+        if arm is None:
             return
         if self.faulted:
-            # The bus is unreliable: touch nothing, the servos keep their last goal.
-            self.arm.bus = None
-            self.arm = None
+            # The bus is unreliable: write nothing, the servos keep their last
+            # goal; only the port is closed so a reconfigure can open it again.
+            try:
+                arm.disconnect(disable_torque=False)
+            except Exception as e:  # noqa: BLE001 - a dead port may fail to close
+                self.get_logger().warning(f'closing the faulted port: {e}')
             return
         try:
-            if self.param('return_to_start') and self.start_pose and self.arm.torque_enabled:
+            if self.param('return_to_start') and self.start_pose and arm.torque_enabled:
                 self.get_logger().info('returning to the start pose')
-                if not self.arm.move_to(self.start_pose, self.param('return_speed'),
-                                        self.param('state_rate_hz')):
+                if not arm.move_to(self.start_pose, self.param('return_speed'), self.param('state_rate_hz')):
                     self.get_logger().warning('start pose too far for the return timeout; stopped')
-            self.arm.disconnect(self.param('disable_torque_on_shutdown'))
-        except BusError as e:
-            self.get_logger().error(f'disconnect: {e}')
-        self.arm = None
+            arm.disconnect(self.param('disable_torque_on_shutdown'))
+        except Exception as e:
+            # Torque left on (or a return cut short) must not pass for a clean
+            # stop: the transition fails and the process exits non-zero.
+            self.last_error = f'releasing the arm: {e}'
+            try:
+                arm.bus._close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise BusError(self.last_error) from e
 
     def _stamp_msg(self, positions: dict[str, float]) -> JointState:
         msg = JointState()
@@ -192,7 +207,9 @@ class RobotDriverNode(ManagedNode):
         msg.position = [positions[m] for m in self.arm.joint_names]
         return msg
 
-    def _bus_failed(self, what: str, error: BusError) -> None:
+    def _bus_failed(self, what: str, error: Exception) -> None:
+        if not isinstance(error, BusError):
+            error = f'{type(error).__name__}: {error}'
         self.bus_errors += 1
         self._consecutive_errors += 1
         self.get_logger().error(f'{what}: {error}', throttle_duration_sec=1.0)
@@ -211,7 +228,7 @@ class RobotDriverNode(ManagedNode):
             return
         try:
             present = self.arm.read()
-        except BusError as e:
+        except Exception as e:  # noqa: BLE001 - any failure of the bus path is a bus error
             self._bus_failed('reading joint states', e)
             return
         self._consecutive_errors = 0
@@ -221,7 +238,7 @@ class RobotDriverNode(ManagedNode):
             self.get_logger().warning('commands stopped: holding the present position')
             try:
                 self.arm.hold()
-            except BusError as e:
+            except Exception as e:  # noqa: BLE001
                 self._bus_failed('holding', e)
                 return
             self._holding = True
@@ -241,7 +258,7 @@ class RobotDriverNode(ManagedNode):
             return
         try:
             sent = self.arm.send(target)
-        except BusError as e:
+        except Exception as e:  # noqa: BLE001 - any failure of the bus path is a bus error
             self._bus_failed('sending command', e)
             return
         self._last_cmd_time = time.monotonic()

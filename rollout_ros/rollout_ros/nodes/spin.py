@@ -43,6 +43,35 @@ def make_executor() -> SingleThreadedExecutor:
     return SingleThreadedExecutor()
 
 
+def spin_guarded(executor, on_death, name: str = 'executor') -> threading.Thread:
+    """Spin `executor` on a daemon thread; an exception that escapes a callback
+    (it ends rclpy's spin, and every timer and service of the process with it)
+    is handed to `on_death(message)` so the run stops with an error instead of
+    standing with no executor."""
+    def spin():
+        try:
+            executor.spin()
+        except BaseException as e:  # noqa: BLE001 - reported, the owner stops the run
+            on_death(f'{name} thread died: {type(e).__name__}: {e}')
+    thread = threading.Thread(target=spin, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def fail_node(node, stop: threading.Event | None = None):
+    """on_death for spin_guarded: the node's error, logged once, and the run stopped."""
+    def on_death(message: str) -> None:
+        if not node.last_error:
+            node.last_error = message
+        node.get_logger().error(message)
+        loop = getattr(node, 'loop', None)
+        if loop is not None:
+            loop.stop()
+        if stop is not None:
+            stop.set()
+    return on_death
+
+
 class LinkNode:
     """A hidden helper node of `owner` on its own executor thread.
 
@@ -85,8 +114,7 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         return 2
     executor = make_executor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = spin_guarded(executor, fail_node(node, stop))
     try:
         if autostart and hasattr(node, 'autostart'):
             node.autostart(stop)

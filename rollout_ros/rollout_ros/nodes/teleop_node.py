@@ -137,9 +137,6 @@ class TeleopNode(ManagedNode):
         if arm is not None:
             self._close(arm)
 
-    def shutdown(self) -> None:
-        self.deactivate()
-        self.cleanup()
 
     def _close(self, arm: LeaderArm) -> None:
         try:

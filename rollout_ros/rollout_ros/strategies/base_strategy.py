@@ -6,6 +6,14 @@ A lifecycle node that supervises the others: on configure it configures
 fails before any servo is touched), on activate it activates them in order
 and starts the control loop on its own thread, and on deactivate / cleanup /
 shutdown it walks them back in reverse.
+
+Liveness: a run stops with one error naming the node and the topic or
+service when `max_starved_ticks` pass without a fresh action, when a managed
+node leaves the active state or the ROS graph; the loop stops commanding
+(the driver's watchdog holds, then the driver is deactivated first: hold,
+torque as configured) and the process exits non-zero. While stopping, a node
+that does not answer its get_state within `stop_timeout_s` is skipped
+instead of waited on for transition_timeout_s.
 """
 
 import json
@@ -89,6 +97,15 @@ class BaseStrategyNode(ManagedNode):
                      'Run as its own process: configure and activate at start. false: wait unconfigured '
                      'for a lifecycle manager (ros2 lifecycle set, nav2 lifecycle_manager); configure '
                      'then brings up managed_nodes in order, skipping those already configured.')
+        self.declare('max_starved_ticks', 15,
+                     'Policy ticks without a fresh action (stale joint states or frames, no action from '
+                     'the policy in time) after which the run stops with an error naming the missing '
+                     'input, the arm held; once the policy has acted, also a starved stretch of this many '
+                     'periods (at least two policy_timeout_s with a policy in another process).',
+                     **LIMITS['max_starved_ticks'].kwargs())
+        self.declare('stop_timeout_s', 2.0,
+                     'While stopping, a managed node that does not answer get_state within this time is '
+                     'taken for gone and skipped [s].', min_value=0.05, max_value=60.0)
         self.declare('startup_timeout_s', 10.0,
                      'How long to wait for the first joint state and frames after activation [s].',
                      min_value=0.1)
@@ -117,6 +134,8 @@ class BaseStrategyNode(ManagedNode):
         self.status_text = ''          # one-line status for a terminal
         self.last_command_stamp = None
         self._infer_client = None
+        self.starve_reason = ''         # why the latest tick had no fresh action
+        self._gone: set[str] = set()    # managed nodes that stopped answering
         self._io_group = ReentrantCallbackGroup()
         # Service calls to the managed nodes (lifecycle, policy) and every
         # subscription go through a hidden node on its own single-threaded
@@ -146,13 +165,26 @@ class BaseStrategyNode(ManagedNode):
                     or transition == 'activate' and self._managed_states.get(name) == 'active':
                 continue
             client = self._managed[name]
+            if not strict and not self._answers(name):
+                continue
             ok = client.change(transition, timeout)
             if ok:
                 self._managed_states[name] = goal
             elif strict:
                 raise ConfigError(f'{name}', f'failed to {transition}: {self._node_error(name)}')
             else:
-                self.get_logger().error(f'{name} failed to {transition}: {self._node_error(name)}')
+                message = f'{name} failed to {transition}: {self._node_error(name)}'
+                self.get_logger().error(message)
+                if not self.last_error:
+                    self.last_error = message   # a stop that left torque on is not a clean exit
+
+    def _answers(self, name: str) -> bool:
+        """While stopping: is `name` still there? A dead process would hold each
+        of its transitions for transition_timeout_s."""
+        if name not in self._gone and self._managed[name].state(self.param('stop_timeout_s')) == 'unknown':
+            self._gone.add(name)
+            self.get_logger().error(f'{name} does not answer get_state (process gone?): skipped while stopping')
+        return name not in self._gone
 
     def _walk_back(self, target: str) -> None:
         """Bring every managed node back to `target` (inactive/unconfigured/finalized), in reverse."""
@@ -208,6 +240,7 @@ class BaseStrategyNode(ManagedNode):
                     callback_group=self._io_group))
                 self._timing_clients[name] = self._link.create_client(
                     Trigger, f'{client.target}/command_timing', callback_group=self._io_group)
+            self._gone.discard(name)
             if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
@@ -236,7 +269,9 @@ class BaseStrategyNode(ManagedNode):
         self.finished.clear()
         self.loop = ControlLoop(self.param('fps'), self._observe, self._policy, self._command,
                                 self.param('duration'), self.action_log_len,
-                                self.param('interpolation_multiplier'))
+                                self.param('interpolation_multiplier'),
+                                max_starved_ticks=self.param('max_starved_ticks'),
+                                max_starved_s=self._max_starved_s())
         self.loop.record = self.on_policy_tick
         self._open_display()
         self._bus_timing()   # the drivers' write log starts with the loop
@@ -250,7 +285,8 @@ class BaseStrategyNode(ManagedNode):
         self._walk_back('inactive')
 
     def cleanup(self) -> None:
-        self._walk_back('unconfigured')
+        # Shutting down (from any state) finalizes the managed nodes too.
+        self._walk_back('finalized' if self.finalizing else 'unconfigured')
         for client in self._managed.values():
             client.destroy()
         self._managed.clear()
@@ -275,10 +311,6 @@ class BaseStrategyNode(ManagedNode):
         if self._chunks is not None:
             self._chunks.destroy()
             self._chunks = self.local_policy = None
-
-    def shutdown(self) -> None:
-        self._stop_loop()
-        self._walk_back('finalized')
 
     def _stop_loop(self) -> None:
         if self.loop is not None:
@@ -396,9 +428,36 @@ class BaseStrategyNode(ManagedNode):
         self._managed_states[name] = label
         if was != 'active' or label == 'active' or self.loop is None or self.loop.stop_event.is_set():
             return
-        self.last_error = f'{name} left the active state ({label}): {self._node_error(name)}'
-        self.get_logger().error(self.last_error)
+        self._fail_run(f'{name} left the active state ({label}): {self._node_error(name)}')
+
+    def _max_starved_s(self) -> float:
+        """The streak of starved time that ends a run: max_starved_ticks periods,
+        but never less than two policy calls timing out back to back (one slow
+        call on a loaded machine must not end a run; a dead policy does)."""
+        budget = self.param('max_starved_ticks') / self.param('fps')
+        if self.local_policy is None or self._chunks is not None:
+            budget = max(budget, 2.0 * self.param('policy_timeout_s'))
+        return budget
+
+    def _fail_run(self, message: str) -> None:
+        """One error for the run, then stop it (the first fault is the one reported)."""
+        if self.loop is None or self.loop.stop_event.is_set():
+            return
+        if not self.last_error:
+            self.last_error = message
+            self.get_logger().error(message)
         self.loop.stop()
+
+    def _check_graph(self) -> None:
+        """A managed node that left the ROS graph (its process ended) ends the run."""
+        if self.loop is None or self.loop.stop_event.is_set():
+            return
+        present = {f"{ns.rstrip('/')}/{n}" for n, ns in self._link.get_node_names_and_namespaces()}
+        for name, client in self._managed.items():
+            if self._managed_states.get(name) == 'active' and client.target not in present:
+                self._gone.add(name)
+                self._fail_run(f'{name} left the ROS graph (its process ended?) during the run')
+                return
 
     def fresh_positions(self, store: dict, names: list[str]) -> list[float] | None:
         """Positions of `names` from a keep_positions store, or None when one is
@@ -428,8 +487,14 @@ class BaseStrategyNode(ManagedNode):
     def _run_loop(self) -> None:
         try:
             self.loop.run()
+            if self.loop.starved_out and not self.last_error:
+                self.last_error = (f'no fresh action for {self.loop.consecutive_starved} policy ticks '
+                                   f'(max_starved_ticks={self.loop.max_starved_ticks}): '
+                                   f'{self.starve_reason or "the strategy produced none"}; '
+                                   'stopping the run, the arm holds')
+                self.get_logger().error(self.last_error)
         except Exception as e:  # noqa: BLE001 - reported, then the node is stopped by its owner
-            self.last_error = f'control loop: {type(e).__name__}: {e}'
+            self.last_error = self.last_error or f'control loop: {type(e).__name__}: {e}'
             self.get_logger().error(self.last_error)
         finally:
             self.finished.set()
@@ -441,13 +506,20 @@ class BaseStrategyNode(ManagedNode):
         max_age = self.param('max_frame_age_s')
         joints = self._joints
         names = self.mapper.ros_joint_names
+        self.starve_reason = ''
         positions = self.fresh_positions(joints, names)
         if positions is None:
+            drivers = [n for n in self._managed if 'robot_driver' in n] or ['the robot driver']
+            self.starve_reason = (f'no fresh joint_states from {", ".join(drivers)} '
+                                  f'(none newer than max_frame_age_s={max_age} s)')
             return None
         images = {}
         for cam in self.camera_names:
             img = self._images.get(cam)
             if img is None or self._age_s(img.header.stamp) > max_age:
+                topic = self.param('camera_topic_template').format(name=cam)
+                self.starve_reason = (f'no fresh frame on {topic} (node camera_{cam}; none newer than '
+                                      f'max_frame_age_s={max_age} s)')
                 return None
             images[cam] = img
         state = self.mapper.observation_state(names, positions)
@@ -458,8 +530,13 @@ class BaseStrategyNode(ManagedNode):
     def _policy(self, obs):
         state, images, stamp = obs
         task = self.param('task')
+        policy_node = self.param('policy_service').rsplit('/', 1)[0] or '/policy'
         if self.local_policy is not None:
-            return self.local_policy.infer(state, images, task)
+            action = self.local_policy.infer(state, images, task)
+            if action is None:
+                self.starve_reason = (f'no action chunk from {policy_node} on {policy_node}/action_chunk'
+                                      if self._chunks is not None else f'policy {policy_node} returned no action')
+            return action
         req = InferAction.Request()
         req.stamp = stamp
         req.state_names = list(state)
@@ -470,8 +547,13 @@ class BaseStrategyNode(ManagedNode):
         req.task = task
         resp = call_blocking(self._infer_client, req, self.param('policy_timeout_s'))
         if resp is None or not resp.success:
+            service = self.param('policy_service')
             if resp is not None:
                 self.get_logger().error(f'policy call failed: {resp.message}', throttle_duration_sec=2.0)
+                self.starve_reason = f'policy service {service} (node {policy_node}) failed: {resp.message}'
+            else:
+                self.starve_reason = (f'policy service {service} (node {policy_node}) gave no reply within '
+                                      f'policy_timeout_s={self.param("policy_timeout_s")} s')
             return None
         return dict(zip(resp.action_names, resp.action))
 
@@ -487,6 +569,8 @@ class BaseStrategyNode(ManagedNode):
         self._cmd_pub.publish(msg)
 
     def _publish_status(self, final: bool = False) -> None:
+        if not final:
+            self._check_graph()
         if self._status_pub is None or self.loop is None:
             return
         s = self.loop.summary()

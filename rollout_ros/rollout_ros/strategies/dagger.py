@@ -151,7 +151,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
         names = self.mapper.ros_joint_names
         leader = self.leader.pose(names)
         if leader is None:
-            return None    # no fresh leader pose: hold and count the tick, record nothing
+            # No fresh leader pose: hold and count the tick, record nothing.
+            self.starve_reason = (f"no fresh leader pose from {self.param('teleop_node')} "
+                                  f"(max_frame_age_s={self.param('max_frame_age_s')} s)")
+            return None
         target = np.array(leader)
         if self._approaching:
             current = self.mapper.joint_command(self.loop.last_command or obs[0])[1]

@@ -89,10 +89,6 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._finish_recording()
         self._walk_back('inactive')
 
-    def shutdown(self) -> None:
-        self._finish_recording()
-        self._walk_back('finalized')
-
     def _finish_recording(self) -> None:
         """Before the managed nodes go: the last frame out, the open episode
         saved, every queued recorder call done, the summary counting them."""
