@@ -283,7 +283,7 @@ def test_bus_fault_in_a_rollout_process(assets, emulator, tmp_path, fault):
     else:
         assert 'port closed?' in out, out[-3000:]
     assert 'Traceback' not in out, out[-3000:]
-    assert figures['exit_s'] < 15.0, figures
+    assert figures['exit_s'] < EXIT_BUDGET_S, figures
 
 
 def test_policy_process_killed(ros, assets, emulator, tmp_path):
@@ -340,7 +340,7 @@ def test_policy_process_killed(ros, assets, emulator, tmp_path):
         assert nodes[1].state_label == 'finalized', nodes[1].state_label
         assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
         assert figures['hold_s'] is not None and figures['hold_s'] < 3.0, figures
-        assert figures['exit_s'] < 15.0, figures
+        assert figures['exit_s'] < EXIT_BUDGET_S, figures
     finally:
         for proc, log in ((policy_proc, policy_log), (strategy_proc, strategy_log)):
             if proc is not None and proc.poll() is None:
