@@ -337,7 +337,9 @@ class Rollout:
         for node in (s, *self.managed):
             node.destroy_node()
         if self.dataset_root:
-            s.summary.update(dataset_figures(self.dataset_root))
+            figures = dataset_figures(self.dataset_root)
+            # Last in the summary, whatever the strategy counted under the same names.
+            s.summary = {**{k: v for k, v in s.summary.items() if k not in figures}, **figures}
         return s.summary
 
 

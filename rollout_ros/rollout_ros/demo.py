@@ -13,7 +13,11 @@ LeRobot's format, and a strategy running the loop at 30 Hz:
   each episode starts with the seconds before the first press;
 - dagger: an emulated Koch leader arm moved by an emulated hand; a scripted
   operator pauses, corrects twice (two episodes, intervention frames) and
-  resumes.
+  resumes;
+- episodic: three episodes of at most 3 s with 1.5 s resets (the arm goes
+  back to its starting pose); the operator ends the first early (right
+  arrow) and discards the second (left arrow), which is then recorded again
+  and, like the third, runs to its time limit.
 
 Recording strategies write a LeRobot v3 dataset under .demo/datasets/.
 """
@@ -122,23 +126,27 @@ def recording_for(strategy: str, workdir: Path):
         return None
     import time
     root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}"
-    return RecordingConfig(
+    rec = RecordingConfig(
         dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
-        teleop=TeleopConfig('koch_leader', '', LEADER_ID), play_sounds=False,
+        teleop=TeleopConfig('koch_leader' if strategy == 'dagger' else '', '', LEADER_ID), play_sounds=False,
         # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
         target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
         input_device='none', input_topics=['/demo_operator/events'])
+    if strategy == 'episodic':
+        rec.dataset.num_episodes, rec.dataset.episode_time_s, rec.dataset.reset_time_s = 3, 3.0, 1.5
+    return rec
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='rollout_demo', description=__doc__.splitlines()[0])
     p.add_argument('--workdir', default='.demo', help='where checkpoint, video and logs go')
-    p.add_argument('--duration', type=float, default=15.0)
+    p.add_argument('--duration', type=float, default=None,
+                   help='seconds; default 15 (episodic: until its episodes are done, at most 60)')
     p.add_argument('--fps', type=float, default=30.0)
     p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
     p.add_argument('--inference', choices=('sync', 'rtc'), default='sync',
                    help='rtc: chunks come from a background thread; the loop never waits')
-    p.add_argument('--strategy', default='base', choices=('base', 'sentry', 'highlight', 'dagger'))
+    p.add_argument('--strategy', default='base', choices=('base', 'sentry', 'highlight', 'dagger', 'episodic'))
     p.add_argument('--policy', default='',
                    help='a checkpoint directory or Hub id to run instead of the tiny random ACT '
                         '(its cameras are emulated at the sizes it was trained on)')
@@ -146,6 +154,8 @@ def main(argv=None) -> int:
                    choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
                    help='which emulated arm')
     args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 60.0 if args.strategy == 'episodic' else 15.0
     if args.strategy == 'dagger' and args.robot != ROBOT_TYPE:
         p.error(f'the dagger demo has an emulated Koch leader: use --robot {ROBOT_TYPE}')
 
@@ -189,7 +199,9 @@ def main(argv=None) -> int:
         if args.strategy == 'dagger':
             cfg.recording.teleop.port = stack.enter_context(emulated_leader(workdir))
         try:
-            summary = run(cfg, stop, on_started=scripted_operator(DEMO_KEYS.get(args.strategy, [])))
+            operator = (episodic_operator() if args.strategy == 'episodic'
+                        else scripted_operator(DEMO_KEYS.get(args.strategy, [])))
+            summary = run(cfg, stop, on_started=operator)
         except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
             print(f'[demo] error: {e}', file=sys.stderr)
             return 1
@@ -212,6 +224,23 @@ def emulated_leader(workdir: Path):
     with ServoBusEmulator({i: 'xl330-m077' for i in KOCH_IDS}, tau=0.02, initial_positions=initial) as emu:
         with EmulatedHuman(emu, sinusoid(KOCH_IDS, amplitude=120, period_s=3.0)):
             yield emu.port
+
+
+def episodic_operator():
+    """on_started hook: an operator who ends episode 1 early and discards the first take of episode 2."""
+    from rollout_ros.core.episodic_phases import RECORDING
+    from rollout_ros.nodes.scripted_input import ReactiveInput
+
+    def start(rollout):
+        p = rollout.strategy.phases
+
+        def recording(episode):
+            return lambda: p.phase == RECORDING and p.started and p.episode == episode
+        operator = ReactiveInput(rollout.strategy, '/demo_operator/events',
+                                 [(recording(1), 1.0, 'right'), (recording(2), 1.0, 'left')])
+        operator.start()
+        return operator.stop
+    return start
 
 
 def scripted_operator(presses: list[tuple[float, str]]):

@@ -101,6 +101,7 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
     assert lengths == summary['episode_frames'] and ds.num_episodes == 3, (lengths, summary)
     assert (summary['dataset_root'], summary['episodes'], summary['frames']) == \
         (cfg.recording.dataset.root, ds.num_episodes, ds.num_frames)
+    assert list(summary)[-3:] == ['dataset_root', 'episodes', 'frames']
     assert all(n <= max_rows for n in lengths), lengths
     assert 1 <= lengths[0] <= 0.6 * max_rows, lengths               # ended early, at ~0.5 s
     assert all(n >= 1 for n in lengths[1:]), lengths   # ran to the limit (transitions above), fewer rows when starved
@@ -187,7 +188,7 @@ def test_episodic_flags_map_onto_the_nodes(ros):
         assert p == {'num_episodes': 4, 'episode_time_s': 12.5, 'reset_time_s': 0.0,
                      'reset_to_initial_position': False, 'smooth_leader_to_follower_handover': False,
                      'smooth_handover': False, 'next_keys': ['KEY_B'], 'redo_keys': ['KEY_A'],
-                     'teleop_node': 'teleop', 'teleop_type': 'so101_leader', 'input_topics': ['/pedal/events']}
+                     'teleop_node': '/teleop', 'teleop_type': 'so101_leader', 'input_topics': ['/pedal/events']}
         assert [n.get_name() for n in managed][-3:] == ['teleop', 'recorder', 'pedal']
     finally:
         for node in (strategy, *managed):
