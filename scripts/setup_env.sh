@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates or refreshes .venv: Python 3.12, ROS 2 Kilted wheels, LeRobot, the
-# colcon-built rollout_ros_interfaces and an editable rollout_ros.
+# colcon-built rollout_ros_interfaces and an editable rollout_ros, installed
+# in the venv prefix the way ROS finds packages (ament index, share/, lib/).
+# With ../shared/ros2 (or ROLLOUT_ROS2_SHARED) present, also the upstream
+# launch, launch_ros and ros2 command-line tools from its wheels and
+# composition_interfaces from its source.
 # Idempotent: when nothing it depends on changed, it returns in about a second.
 # Works as root without a tty (CI) and as a normal user.
 set -euo pipefail
@@ -9,6 +13,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 STAMP="$VENV/.rollout_ros_setup"
 LOCK="$ROOT/requirements/lock.txt"
+SHARED_ROS2="${ROLLOUT_ROS2_SHARED:-$ROOT/../shared/ros2}"
+# launch needs it and the shared wheels are installed without dependencies.
+OSRF_PYCOMMON="osrf-pycommon==2.0.2"
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -24,11 +31,13 @@ find_python312() {
 
 # Everything that should trigger a rebuild when it changes.
 fingerprint() {
-  cat "$LOCK" "$ROOT/scripts/setup_env.sh" \
+  { cat "$LOCK" "$ROOT/scripts/setup_env.sh" \
       "$ROOT/rollout_ros/setup.py" "$ROOT/rollout_ros/setup.cfg" \
       "$ROOT"/rollout_ros_interfaces/package.xml "$ROOT"/rollout_ros_interfaces/CMakeLists.txt \
-      "$ROOT"/rollout_ros_interfaces/msg/* "$ROOT"/rollout_ros_interfaces/srv/* 2>/dev/null |
-    sha256sum | cut -d' ' -f1
+      "$ROOT"/rollout_ros_interfaces/msg/* "$ROOT"/rollout_ros_interfaces/srv/* \
+      "$ROOT/scripts/install_ros_layout.py" 2>/dev/null
+  ls "$SHARED_ROS2"/wheels "$SHARED_ROS2"/src 2>/dev/null || true
+  } | sha256sum | cut -d' ' -f1
 }
 
 want=$(fingerprint)
@@ -109,9 +118,40 @@ export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
   exit 1
 }
 
-log "installing rollout_ros (editable)"
+if [ -d "$SHARED_ROS2/wheels" ]; then
+  log "installing the ROS 2 launch and command-line tools from $SHARED_ROS2"
+  python -m pip install -q --no-deps "$SHARED_ROS2"/wheels/*.whl "$OSRF_PYCOMMON" 2>&1 | grep -v "^WARNING: Location" || true
+  if [ -d "$SHARED_ROS2/src/composition_interfaces" ]; then
+    (cd "$ROOT" && colcon --log-base "$ROOT/.colcon/log" build \
+        --base-paths "$SHARED_ROS2/src/composition_interfaces" \
+        --build-base "$ROOT/.colcon/build" --install-base "$VENV" --merge-install \
+        --cmake-args -DBUILD_TESTING=OFF --event-handlers console_direct- >/dev/null) || {
+      echo "[setup] error: colcon build of composition_interfaces failed; see $ROOT/.colcon/log/latest_build" >&2
+      exit 1
+    }
+  fi
+  python -c "import launch, launch_ros, ros2cli" || { echo "[setup] error: the ROS 2 tools do not import" >&2; exit 1; }
+else
+  log "no $SHARED_ROS2: ros2 launch/param/lifecycle not installed (their tests skip)"
+fi
+
+log "installing rollout_ros (editable, in the ament index)"
 python -m pip install -q --no-deps --no-build-isolation -e "$ROOT/rollout_ros" 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import rollout_ros, rollout_ros_interfaces.srv" || { echo "[setup] error: rollout_ros import failed" >&2; exit 1; }
+python "$ROOT/scripts/install_ros_layout.py" "$ROOT/rollout_ros" "$VENV"
+
+# `source .venv/bin/activate` then gives the ros2 tools this prefix (ament index).
+if ! grep -q 'rollout_ros: AMENT_PREFIX_PATH' "$VENV/bin/activate"; then
+  cat >> "$VENV/bin/activate" <<'ACTIVATE'
+
+# rollout_ros: AMENT_PREFIX_PATH names this prefix, so `ros2 launch/run/pkg` find
+# rollout_ros, its interfaces and the ROS packages installed here.
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$VIRTUAL_ENV:"*) ;;
+  *) export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;;
+esac
+ACTIVATE
+fi
 
 echo "$want" > "$STAMP"
 log "done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"

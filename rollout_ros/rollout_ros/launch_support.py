@@ -58,7 +58,7 @@ FROM_FILE = "'' = the params file's value"
 
 
 def setting(name: str, path: str, kind: type, description: str) -> Arg:
-    return Arg(name, '', f'{description} ({FROM_FILE}.)', path, kind)
+    return Arg(name, '', f'{description}; {FROM_FILE}.', path, kind)
 
 
 NAMESPACE = Arg('namespace', '', 'Namespace of every node and topic (one per robot on a shared ROS graph).')
