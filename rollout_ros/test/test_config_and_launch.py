@@ -426,3 +426,24 @@ def test_cli_and_launch_describe_the_same_run(strategy, monkeypatch):
     for name, params in cli.items():
         assert {k: v for k, v in params.items() if k in wiring} == \
             {k: v for k, v in launched[name][2].items() if k in wiring}, name
+
+
+@needs_launch
+def test_episodic_launch_teleop_only_when_given_and_episode_arguments_reach_the_strategy():
+    bare = Built(strategy_launch('episodic'), num_episodes='3', episode_time_s='20', reset_time_s='5',
+                 reset_to_initial_position='false', **required_args('episodic')).by_name
+    assert list(bare) == ['/policy', '/camera_front', '/robot_driver', '/recorder', '/keyboard', '/episodic_strategy']
+    strategy = bare['/episodic_strategy'][2]
+    assert (strategy['num_episodes'], strategy['episode_time_s'], strategy['reset_time_s'],
+            strategy['reset_to_initial_position']) == (3, 20.0, 5.0, False)
+    assert 'teleop_node' not in strategy and strategy['input_topics'] == ['/keyboard/events']
+    recorder = bare['/recorder'][2]
+    assert recorder['frames_topic'] == '/episodic_strategy/frames' and recorder['intervention'] is False
+    led = Built(strategy_launch('episodic'), teleop_type='so101_leader', teleop_port='/dev/ttyACM1',
+                input_device='pedal', **required_args('episodic')).by_name
+    assert list(led)[:4] == ['/policy', '/camera_front', '/robot_driver', '/teleop']
+    strategy = led['/episodic_strategy'][2]
+    assert (strategy['teleop_node'], strategy['teleop_type']) == ('/teleop', 'so101_leader')
+    assert strategy['managed_nodes'] == list(led)[:-1] and strategy['input_topics'] == ['/pedal/events']
+    # The params file's keys serve keyboard and pedal alike (right/left arrows, KEY_C/KEY_A).
+    assert 'next_keys' not in strategy and 'redo_keys' not in strategy

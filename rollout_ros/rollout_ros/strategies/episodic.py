@@ -248,7 +248,10 @@ class EpisodicStrategyNode(RecordingStrategyNode):
                 return hold                 # the leader is still coming to the follower
             target = self.leader.pose(names)
             if target is None:
-                return None                 # no fresh leader pose: a starved tick holds the arm
+                # A starved tick holds the arm; a leader gone for max_starved_ticks ends the run.
+                self.starve_reason = (f"no fresh leader pose from {self.param('teleop_node')} "
+                                      f"(max_frame_age_s={self.param('max_frame_age_s')} s)")
+                return None
         elif self.param('reset_to_initial_position'):
             target = self.mapper.joint_command(self._initial)[1]
         else:
