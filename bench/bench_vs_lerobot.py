@@ -63,6 +63,8 @@ ROBOT_ID = 'bench'
 # Unset: each system with its own default torch threads. N: both with N
 # (LeRobot through OMP_NUM_THREADS, which torch takes at start; ours --torch_threads).
 TORCH_THREADS = os.environ.get('BENCH_TORCH_THREADS', '')
+# For development: BENCH_SYSTEMS=ours skips LeRobot's runs (its figures are then null).
+SYSTEMS = os.environ.get('BENCH_SYSTEMS', 'ours,lerobot').split(',')
 ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT / 'rollout_ros'),
                                                                   os.environ.get('PYTHONPATH')]))}
 RUN_TIMEOUT_S = 240.0
@@ -238,7 +240,9 @@ def main() -> None:
         policy, mode, (h, w) = CONFIGS[name]
         ours, theirs = [], []
         for rep in range(REPS):
-            if theirs and theirs[0]['refused']:
+            if 'lerobot' not in SYSTEMS:
+                theirs.append({'rc': None, 'completed': False, 'refused': '', 'times': np.array([]), 'log': ''})
+            elif theirs and theirs[0]['refused']:
                 theirs.append(theirs[0])   # a refusal does not change with repetition
             else:
                 theirs.append(lerobot_run(assets, name, work, f'{name}_{rep}'))
@@ -246,7 +250,7 @@ def main() -> None:
                     print(f"[vs_lerobot] {name}: lerobot refused: {theirs[-1]['refused']}", flush=True)
             ours.append(ours_run(assets, name, work, f'{name}_{rep}'))
             for who, r in (('lerobot', theirs[-1]), ('ours', ours[-1])):
-                if not r['completed'] and not r.get('refused'):
+                if who in SYSTEMS and not r['completed'] and not r.get('refused'):
                     print(f"[vs_lerobot] {name} rep {rep}: {who} did not complete (rc {r['rc']}, see {r['log']})",
                           flush=True)
         o, t = figures(ours), figures(theirs)

@@ -5,6 +5,7 @@ torque handling. No rclpy here: the driver node and the Python API share it.
 """
 
 import threading
+import time
 
 from rollout_ros.core.calibration import MotorCalibration
 from rollout_ros.hardware.buses import make_bus
@@ -36,6 +37,7 @@ class FollowerArm:
         self.bus = bus or make_bus(spec, port, can_options)
         self._lock = threading.Lock()
         self.present: dict[str, float] = {}
+        self.last_send_s = 0.0   # CLOCK_MONOTONIC when the latest command went to the bus
         self.torque_enabled = False
 
     @property
@@ -90,6 +92,9 @@ class FollowerArm:
         sent = self.clip(target)
         ticks = {m: self.joint_maps[m].rad_to_ticks(r) for m, r in sent.items()}
         with self._lock:
+            # Read just before the write: after it, getting the GIL back can
+            # take a busy process longer than the write itself.
+            self.last_send_s = time.monotonic()
             self.bus.sync_write('Goal_Position', ticks)
         return sent
 

@@ -74,6 +74,7 @@ class RobotDriverNode(ManagedNode):
                      'Rate commands are expected at, for the period error of ~/command_timing [Hz]; '
                      '0 = the median interval between commands.', min_value=0.0)
         self.command_times = CommandTimes()
+        self.direct_commander = False   # set by a strategy in this process that calls execute()
         self.create_service(Trigger, '~/command_timing', self._on_command_timing)
         self.arm: FollowerArm | None = None
         self._state_pub = None
@@ -244,6 +245,17 @@ class RobotDriverNode(ManagedNode):
             self._holding = True
 
     def _on_command(self, msg: JointState) -> None:
+        if self.direct_commander:
+            return   # the strategy in this process calls execute(); the topic copy is for observers
+        self.execute(msg)
+
+    def execute(self, msg: JointState) -> None:
+        """Write one command to the bus (joint_commands semantics), from any thread.
+
+        A strategy composed in this process calls it from its control loop:
+        the command reaches the bus without waiting for this node's executor
+        (shared there with cameras and timers) or a DDS hop, which is where
+        the robot's jitter came from."""
         if not self._active or self.arm is None:
             return
         if len(msg.name) != len(msg.position):
@@ -262,7 +274,7 @@ class RobotDriverNode(ManagedNode):
             self._bus_failed('sending command', e)
             return
         self._last_cmd_time = time.monotonic()
-        self.command_times.add(self._last_cmd_time)
+        self.command_times.add(self.arm.last_send_s)
         self._holding = False
         out = JointState()
         out.header = msg.header

@@ -128,6 +128,9 @@ class BaseStrategyNode(ManagedNode):
         self._images: dict[str, Image] = {}
         self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
         self._timing_clients: dict[str, object] = {}    # managed driver -> its ~/command_timing
+        # Drivers composed in this process: the loop hands them each command
+        # directly (joint_commands still carries it, for observers).
+        self._direct_drivers: list = []
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = self._diag_pub = None
@@ -240,6 +243,10 @@ class BaseStrategyNode(ManagedNode):
                     callback_group=self._io_group))
                 self._timing_clients[name] = self._link.create_client(
                     Trigger, f'{client.target}/command_timing', callback_group=self._io_group)
+                driver = self.local_nodes.get(name.strip('/'))
+                if driver is not None and hasattr(driver, 'execute'):
+                    driver.direct_commander = True
+                    self._direct_drivers.append(driver)
             self._gone.discard(name)
             if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
@@ -292,6 +299,9 @@ class BaseStrategyNode(ManagedNode):
         self._managed.clear()
         self._managed_states.clear()
         self._echoes.clear()
+        for driver in self._direct_drivers:
+            driver.direct_commander = False
+        self._direct_drivers.clear()
         for timing_client in self._timing_clients.values():
             self._link.destroy_client(timing_client)
         self._timing_clients.clear()
@@ -330,6 +340,14 @@ class BaseStrategyNode(ManagedNode):
                             'strategy': self.strategy_type, **self.summary_extras()}
             self._publish_status(final=True)
             self.get_logger().info('run summary: ' + json.dumps(self.summary))
+            period_ms = 1e3 / self.param('fps')
+            if (self.summary.get('infer_measures') == 'policy_call' and self.summary['overruns']
+                    and self.summary['infer_p99_ms'] > period_ms):
+                self.get_logger().warning(
+                    f"{self.summary['overruns']} ticks overran: policy calls took up to "
+                    f"{self.summary['infer_p99_ms']:.0f} ms (p99) against a {period_ms:.0f} ms tick. For a "
+                    'chunking policy, --inference.type=rtc computes chunks in the background so the arm '
+                    'never waits for one.')
 
     def _inference_figures(self) -> dict:
         """What infer_* measured: the policy call itself (sync), or, with a
@@ -386,7 +404,10 @@ class BaseStrategyNode(ManagedNode):
         pending = set(self._echoes)
         while pending and time.monotonic() < deadline:
             names = self.mapper.ros_joint_names
-            self._cmd_pub.publish(JointState(name=names, position=[self._joints[n][0] for n in names]))
+            msg = JointState(name=names, position=[self._joints[n][0] for n in names])
+            for driver in self._direct_drivers:
+                driver.execute(msg)
+            self._cmd_pub.publish(msg)
             time.sleep(0.02)
             pending = {d for d, seen in self._echoes.items() if not seen.is_set()}
         if pending:
@@ -566,6 +587,8 @@ class BaseStrategyNode(ManagedNode):
         msg.name = names
         msg.position = positions
         self.last_command_stamp = msg.header.stamp
+        for driver in self._direct_drivers:
+            driver.execute(msg)
         self._cmd_pub.publish(msg)
 
     def _publish_status(self, final: bool = False) -> None:
