@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
       help='torch.compile the policy, compiled and warmed up before the loop starts')
     a('--policy.use_amp', dest='use_amp', nargs='?', const='true', default='false',
       help='mixed-precision inference: float16 on cuda, bfloat16 on cpu')
-    a('--torch_threads', type=int, default=0, help='torch intra-op CPU threads; 0 = torch default')
+    a('--torch_threads', type=int, default=0,
+      help='torch intra-op CPU threads; 0 = every core but one (the loop keeps a core)')
     a('--inference.type', dest='inference_type', choices=('sync', 'rtc'), default='sync',
       help='sync: one policy call per tick; rtc: background chunking, the loop never waits')
     a('--inference.queue_threshold', dest='queue_threshold', type=int, default=0,

@@ -107,8 +107,8 @@ COMPONENT_ARGS = {
         setting('inference_type', 'inference_type', str, 'sync: one policy call per tick over policy/infer; rtc: '
                 'the policy node computes action chunks on a background thread and streams them to the '
                 'strategy (lerobot --inference.type)'),
-        setting('torch_threads', 'torch_threads', int, 'Torch CPU threads of the policy process; 0 = torch '
-                'default'),
+        setting('torch_threads', 'torch_threads', int, 'Torch CPU threads of the policy process; 0 = every '
+                'core but one'),
         setting('use_torch_compile', 'use_torch_compile', bool, 'torch.compile the policy, with warm-up '
                 'inferences at configure (lerobot --use_torch_compile)'),
         setting('use_amp', 'use_amp', bool, 'Mixed-precision inference (lerobot --policy.use_amp)'),

@@ -47,7 +47,7 @@ from rollout_ros.nodes.chunk_consumer import (CHUNK_TOPIC, OBSERVATION_TOPIC, QO
                                               chunk_message)
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.spin import run_node
-from rollout_ros.policy.acceleration import COMPILE_BACKEND, is_compile_error
+from rollout_ros.policy.acceleration import COMPILE_BACKEND, default_torch_threads, is_compile_error
 from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine
 from rollout_ros.policy.loading import PolicyConfigError, check_features, load_policy
 from rollout_ros.policy.sync_engine import ObservationError, SyncPolicyEngine
@@ -183,8 +183,8 @@ class PolicyNode(ManagedNode):
         self.declare('task', '', 'Default language instruction for policies that take one.',
                      read_only=False)
         self.declare('torch_threads', 0,
-                     'Intra-op CPU threads for torch (process-wide); 0 = torch default. On a small '
-                     'CPU shared with the loop, 1 avoids waking idle workers every chunk.',
+                     'Intra-op CPU threads for torch (process-wide); 0 = every core but one, so the '
+                     'loop, cameras and bus keep a core (torch alone would take them all).',
                      **LIMITS['torch_threads'].kwargs())
         self.declare('use_torch_compile', False,
                      f'torch.compile the policy ({COMPILE_BACKEND}, mode default; lerobot '
@@ -232,9 +232,8 @@ class PolicyNode(ManagedNode):
             raise ConfigError('prefix_attention_schedule', f'{schedule!r} is not a schedule.',
                               'use LINEAR, EXP, ONES or ZEROS.')
         spec = get_robot_spec(self.param('robot_type'))
-        if self.param('torch_threads') > 0:
-            import torch
-            torch.set_num_threads(self.param('torch_threads'))
+        import torch
+        torch.set_num_threads(self.param('torch_threads') or default_torch_threads())
         try:
             self.loaded = load_policy(path, self.param('device'), self.param('policy_revision') or None,
                                       use_torch_compile=self.param('use_torch_compile'),
@@ -256,6 +255,7 @@ class PolicyNode(ManagedNode):
             f'loaded {self.loaded.policy_type} from {self.loaded.checkpoint_dir} on {self.loaded.device}'
             f'{" (compiled)" if self.loaded.compiled else ""}{" (amp)" if self.loaded.use_amp else ""}: '
             f'first inference {self.warmup_ms[0]:.0f} ms, then {self.warmup_ms[-1]:.0f} ms')
+        self._advise_background_chunking(kind)
         if self.param('camera_topic_template'):
             self._frames = CameraFrames(self, list(binding.image_sources.values()),
                                         self.param('camera_topic_template'),
@@ -267,6 +267,18 @@ class PolicyNode(ManagedNode):
         self._srvs.append(self.create_service(InferAction, '~/infer', self._on_infer,
                                               callback_group=MutuallyExclusiveCallbackGroup()))
         self._srvs.append(self.create_service(Trigger, '~/reset', self._on_reset))
+
+    def _advise_background_chunking(self, kind: str) -> None:
+        """A chunk that takes longer than a tick stalls a sync loop once per
+        chunk: the arm stands still that long. Say so, and what avoids it."""
+        period_ms = 1e3 / self.param('fps')
+        steps = self.loaded.n_action_steps or self.loaded.chunk_size or 1
+        if kind == 'sync' and steps > 1 and self.warmup_ms[-1] > period_ms:
+            self.get_logger().warning(
+                f'a chunk inference takes {self.warmup_ms[-1]:.0f} ms, longer than one tick ({period_ms:.0f} ms '
+                f'at {self.param("fps"):g} Hz): with sync inference the arm waits that long every {steps} '
+                'ticks. --inference.type=rtc (parameter inference_type: rtc) computes the next chunk in the '
+                'background while the current one plays, so the loop never waits.')
 
     def _warm_up(self, binding) -> list[float]:
         """Full chunk inferences on a blank observation, through the engine the node will use.

@@ -73,3 +73,17 @@ def is_compile_error(exc: BaseException) -> bool:
     from torch._dynamo.exc import TorchDynamoException
 
     return isinstance(exc, TorchDynamoException)
+
+
+def default_torch_threads(cpu_count: int | None = None) -> int:
+    """Intra-op threads for torch when none are asked for: every core but one.
+
+    torch's own default takes every core; next to the control loop, the
+    camera and the bus that oversubscribes a small machine, and torch's
+    workers spin while they wait, so a chunk inference starves the loop (and
+    under load, every policy call slows down: lerobot-rollout at torch's
+    default fell from 30 to 14 Hz on 2 busy cores). One core stays free."""
+    import os
+
+    cores = cpu_count or os.cpu_count() or 1
+    return max(1, cores - 1)
