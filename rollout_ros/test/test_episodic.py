@@ -203,3 +203,41 @@ def test_episodic_flag_mistakes_are_named(flag, value):
         config_from_args(build_parser().parse_args(
             ['--strategy.type=episodic', '--dataset.repo_id=u/rollout_e', f'{flag}={value}']))
     assert err.value.param == flag
+
+
+def _ros2() -> str | None:
+    import importlib.util
+    import os
+    import sys
+    exe = os.path.join(os.path.dirname(sys.executable), 'ros2')
+    have = all(importlib.util.find_spec(m) for m in ('launch', 'launch_ros', 'ros2launch'))
+    return exe if have and os.path.exists(exe) else None
+
+
+@pytest.mark.skipif(_ros2() is None, reason='ros2 launch not installed (make setup with /work/shared/ros2)')
+def test_ros2_launch_episodic_records_the_episodes(emulator, assets, tmp_path):
+    """The same run as separate processes started by `ros2 launch`: the launch
+    ends by itself after the last episode, and LeRobot loads what it wrote."""
+    import os
+    import subprocess
+    import sys
+
+    from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID
+    root = tmp_path / 'launched'
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / 'logs'), HF_HUB_OFFLINE='1',
+               AMENT_PREFIX_PATH=os.pathsep.join(filter(None, [sys.prefix, os.environ.get('AMENT_PREFIX_PATH')])))
+    args = dict(policy_path=assets['checkpoint'], robot_port=emulator.port, robot_id=ROBOT_ID,
+                calibration_dir=assets['calibration_dir'], camera_name=CAMERA, camera_index_or_path=assets['video'],
+                camera_width=IMAGE_HW[1], camera_height=IMAGE_HW[0], repo_id='test/rollout_episodic_launch',
+                dataset_root=root, push_to_hub='false', num_episodes=2, episode_time_s=EPISODE_S,
+                reset_time_s=RESET_S, input_device='none', play_sounds='false', task='test', torch_threads=1)
+    proc = subprocess.run([_ros2(), 'launch', 'rollout_ros', 'episodic.launch.py',
+                           *(f'{k}:={v}' for k, v in args.items())],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    ds = LeRobotDataset('test/rollout_episodic_launch', root=root)
+    lengths = episode_lengths(ds)
+    assert len(lengths) == 2 and all(1 <= n <= int(EPISODE_S * FPS) for n in lengths), lengths
+    assert 'recording -> done' in proc.stdout + proc.stderr
+    assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
