@@ -77,6 +77,8 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
             (reset_started, 0.1, 'left'),                  # refused: already discarded
             (resetting(strategy), RESET_S - 0.25, 'x'),    # an unbound key: ignored
             (sample_at_reset_end, 0.0, 'x'),
+            # The operator's status line (and /diagnostics) while the last episode records.
+            (lambda: 'episode 3/3 recording' in strategy.status_text, 0.0, 'x'),
         ]
 
     rec = episodic(tmp_path)
@@ -123,7 +125,7 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
     speed = strategy.param('handover_speed')
     assert np.all(end <= np.maximum(start - 0.5 * speed * (RESET_S - 0.3), 0.0) + 1e-3), (start, end)
     assert np.max(np.abs(joints[1] - joints[0])) <= speed * RESET_S + 1e-3, (start, end)
-    assert [k for _, k in seen['operator'].sent] == ['right', 'right', 'right', 'left', 'left', 'x', 'x']
+    assert [k for _, k in seen['operator'].sent] == ['right', 'right', 'right', 'left', 'left', 'x', 'x', 'x']
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
@@ -241,3 +243,17 @@ def test_ros2_launch_episodic_records_the_episodes(emulator, assets, tmp_path):
     assert len(lengths) == 2 and all(1 <= n <= int(EPISODE_S * FPS) for n in lengths), lengths
     assert 'recording -> done' in proc.stdout + proc.stderr
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_status_and_diagnostics_show_episode_phase_and_time_left():
+    from rollout_ros_interfaces.msg import RolloutStatus
+
+    from rollout_ros.nodes.status import diagnostics, status_line
+    msg = RolloutStatus(strategy='episodic', state='running', phase='resetting', episode=2, num_episodes=5,
+                        phase_time_left_s=12.4, recording=True, episodes_saved=1)
+    assert 'episode 2/5 resetting 12 s left' in status_line(msg)
+    values = {kv.key: kv.value for kv in diagnostics(msg, 'episodic_strategy').status[0].values}
+    assert (values['phase'], values['episode'], values['num_episodes'], values['phase_time_left_s']) == \
+        ('resetting', '2', '5', '12.400')
+    # Strategies without episodes keep their line as it was.
+    assert 'left' not in status_line(RolloutStatus(strategy='sentry', state='running'))
