@@ -403,12 +403,22 @@ def run(cfg: RolloutConfig, stop: threading.Event | None = None, status_stream=N
 
 
 def main(argv=None) -> int:
+    """The `rollout` command. As the process entry (no `argv`), a run that
+    started ends the process at once after its teardown (spin.exit_process)."""
     ns = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(ns)
     except ConfigError as e:
         print(f'rollout: error: {e}', file=sys.stderr)
         return 2
+    from rollout_ros.nodes.spin import exit_process
+    rc = _run_main(ns, cfg)
+    if argv is None:
+        exit_process(rc)
+    return rc
+
+
+def _run_main(ns, cfg) -> int:
     import rclpy
     import rclpy.logging
     from rclpy.signals import SignalHandlerOptions
@@ -430,7 +440,6 @@ def main(argv=None) -> int:
         with open(ns.summary_json, 'w') as f:
             json.dump(summary, f)
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,6 +1,8 @@
 """Process entry for a single node: Ctrl-C and SIGTERM run an ordered
 shutdown (rclpy does not call on_shutdown by itself on a signal)."""
 
+import atexit
+import os
 import signal
 import sys
 import threading
@@ -27,6 +29,28 @@ def parameter_refusal(e: ParameterException) -> tuple[str, str]:
     text = str(e)
     head, _, param = text.rpartition(': ')
     return param, head.split('Reason: ', 1)[-1]
+
+
+def exit_process(code: int):
+    """End the process with `code` once its teardown is complete.
+
+    Python's own exit then spends seconds destroying torch and the DDS
+    participant (4-10 s measured on a loaded 2-core machine) after the arm is
+    safe and the data is on disk, and whoever waits on the exit (launch, a
+    user, a supervisor) waits that long. What that exit would do for us is
+    done here: other non-daemon threads are joined, atexit handlers run (log
+    handlers flush), stdout/stderr are flushed.
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def make_executor() -> SingleThreadedExecutor:
@@ -97,7 +121,8 @@ def run_node(node_cls, args=None, autostart=False) -> int:
     """Spin one node until a signal (or, for a strategy, until it finishes).
 
     Returns the process exit code: 1 when the node ends with an error, so
-    launch reports a failed run as failed.
+    launch reports a failed run as failed. As a process entry (no `args`),
+    the process ends here, at once (see exit_process).
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -133,4 +158,7 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         rclpy.try_shutdown()
     if error:
         print(f'{node_cls.__name__}: {error}', file=sys.stderr)
-    return 1 if error else 0
+    code = 1 if error else 0
+    if args is None:
+        exit_process(code)
+    return code
