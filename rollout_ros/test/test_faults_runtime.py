@@ -164,6 +164,8 @@ def test_driver_recovers_from_a_bus_fault_twice_then_stops_with_torque_off(drive
     emulator.clear_goal_writes()
     driver.trigger_deactivate()
     assert driver.state_label == 'inactive'
+    # The hold is a sync write (no ack): give the emulator's thread a moment.
+    assert wait_for(lambda: {dxl_id for _, dxl_id, _ in emulator.goal_writes} == set(ids))
     held = {dxl_id: goal for _, dxl_id, goal in emulator.goal_writes}
     assert set(held) == set(ids)
     assert all(abs(held[i] - emulator.register(i, 'Present_Position')) <= 3 for i in ids)
