@@ -35,7 +35,9 @@ SUMMARY_KEYS = ('ticks', 'rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'p
 CLI_NAMES = Naming({
     'arm_ports.left': '--robot.left_arm_config.port', 'arm_ports.right': '--robot.right_arm_config.port',
     'inference_type': '--inference.type', 'recording.dataset.repo_id': '--dataset.repo_id', 'fps': '--fps',
-    'external.teleop': '--teleop.type', 'strategy': '--strategy.type'})
+    'external.teleop': '--teleop.type', 'strategy': '--strategy.type', 'recording.teleop.type': '--teleop.type',
+    'recording.teleop.left_port': '--teleop.left_arm_config.port',
+    'recording.teleop.right_port': '--teleop.right_arm_config.port'})
 
 
 def parse_cameras(text: str) -> list[CameraConfig]:
@@ -139,7 +141,10 @@ PARAM_FLAGS = {
     'repo_id': '--dataset.repo_id', 'dataset.repo_id': '--dataset.repo_id', 'root': '--dataset.root',
     'resume': '--resume', 'push_to_hub': '--dataset.push_to_hub', 'private': '--dataset.private',
     'vcodec': '--dataset.vcodec', 'teleop_type': '--teleop.type', 'teleop_port': '--teleop.port',
-    'teleop_id': '--teleop.id', 'tty_path': '--strategy.tty_path', 'device_path': '--strategy.pedal.device_path',
+    'teleop_id': '--teleop.id', 'teleop_left_port': '--teleop.left_arm_config.port',
+    'teleop_right_port': '--teleop.right_arm_config.port', 'teleop_side': '--teleop.side',
+    'robot_side': '--robot.side', 'can_interface': '--robot.can_interface',
+    'tty_path': '--strategy.tty_path', 'device_path': '--strategy.pedal.device_path',
     'bag_path': '--bag_path', 'bag_topics': '--bag_topics', 'display_port': '--display_port',
     'upload_every_n_episodes': '--strategy.upload_every_n_episodes',
     'episode_time_s': '--dataset.episode_time_s', 'reset_time_s': '--dataset.reset_time_s',
@@ -180,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     a('--robot.id', dest='robot_id', default='follower')
     a('--robot.calibration_dir', dest='calibration_dir', default='')
     a('--robot.use_degrees', dest='use_degrees', default='false')
+    a('--robot.side', dest='robot_side', default='', help="openarm_follower: left or right joint limits")
+    # CAN robots (openarm_follower; both arms of bi_openarm_follower).
+    a('--robot.can_interface', '--robot.left_arm_config.can_interface', '--robot.right_arm_config.can_interface',
+      dest='can_interface', default='socketcan', help='python-can interface; the port is the channel (can0)')
+    a('--robot.use_can_fd', '--robot.left_arm_config.use_can_fd', '--robot.right_arm_config.use_can_fd',
+      dest='use_can_fd', default='true')
+    a('--robot.can_bitrate', '--robot.left_arm_config.can_bitrate', '--robot.right_arm_config.can_bitrate',
+      dest='can_bitrate', type=int, default=1_000_000)
+    a('--robot.can_data_bitrate', '--robot.left_arm_config.can_data_bitrate',
+      '--robot.right_arm_config.can_data_bitrate', dest='can_data_bitrate', type=int, default=5_000_000)
     a('--robot.max_relative_target', dest='max_relative_target', type=float, default=0.35,
       help='largest step per command from the present position [rad]; 0 turns the limit off '
       '(not recommended), allowed 0 to 6.3')
@@ -228,7 +243,9 @@ def config_from_args(ns) -> RolloutConfig:
         policy_path=ns.policy_path, robot_type=ns.robot_type, robot_port=ns.robot_port,
         arm_ports={side: port for side, port in (('left', ns.left_port), ('right', ns.right_port)) if port},
         robot_id=ns.robot_id, calibration_dir=ns.calibration_dir,
-        use_degrees=parse_flag('--robot.use_degrees', ns.use_degrees),
+        use_degrees=parse_flag('--robot.use_degrees', ns.use_degrees), robot_side=ns.robot_side,
+        can_interface=ns.can_interface, use_can_fd=parse_flag('--robot.use_can_fd', ns.use_can_fd),
+        can_bitrate=ns.can_bitrate, can_data_bitrate=ns.can_data_bitrate,
         max_relative_target=ns.max_relative_target, cameras=parse_cameras(ns.cameras),
         strategy=ns.strategy, fps=ns.fps, duration=ns.duration, task=ns.task or ns.dataset_single_task,
         device=ns.device, recording=recording if ns.strategy in RECORDING_STRATEGIES else None,

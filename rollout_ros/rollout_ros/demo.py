@@ -47,10 +47,17 @@ DEMO_RANGES = {'shoulder_pan': (0, 4095), 'shoulder_lift': (1024, 3072), 'elbow_
 EMULATORS = {'dynamixel': ('rollout_ros.hardware.emulator.servo_bus_emulator', {'koch_follower': 'koch'}),
              'feetech': ('rollout_ros.hardware.emulator.feetech_emulator',
                          {'so100_follower': 'so100', 'so101_follower': 'so101'})}
+# OpenArms on emulated Damiao motors (CAN): robot type -> arms (sides).
+CAN_ROBOTS = {'openarm_follower': ('left',), 'bi_openarm_follower': ('left', 'right')}
+# A pose inside both sides' joint limits [deg], from which the policy moves them.
+OPENARM_START_DEG = {'left': (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0),
+                     'right': (0.0, 10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0)}
 
 
 def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     """Calibration, checkpoint and video for the demo (reused when present)."""
+    if robot_type in CAN_ROBOTS:
+        return prepare_openarm(workdir, robot_type)
     spec = get_robot_spec(robot_type)
     # drive_mode on the elbow: exercises the inverted joints of Feetech arms.
     calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
@@ -70,6 +77,48 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
     return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
             'robot_type': robot_type}
+
+
+def prepare_openarm(workdir: Path, robot_type: str) -> dict:
+    """The OpenArm demo's calibration (lerobot's file per arm), checkpoint and video."""
+    import math
+
+    from rollout_ros.hardware.damiao.calibration import lerobot_calibration
+
+    spec = get_robot_spec(robot_type)
+    calib_dir = workdir / 'calibration'
+    sides = CAN_ROBOTS[robot_type]
+    for side in sides:
+        arm_id = f'{ROBOT_ID}_{side}' if spec.arms else ROBOT_ID
+        save_calibration(calibration_path(calib_dir, 'openarm_follower', arm_id),
+                         lerobot_calibration(get_robot_spec('openarm_follower', side=side)))
+    ckpt = workdir / 'checkpoints' / f'tiny_act_{robot_type}'
+    if not (ckpt / 'config.json').is_file():
+        from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+        make_tiny_act_checkpoint(ckpt, spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
+    video = workdir / 'video' / 'demo.avi'
+    if not video.is_file():
+        from rollout_ros.hardware.emulator.test_video import write_test_video
+        write_test_video(video)
+    initial = [math.radians(d) for side in sides for d in OPENARM_START_DEG[side]]
+    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
+            'robot_type': robot_type}
+
+
+def start_can_emulator(log_path: Path, initial: list[float], robot_type: str):
+    """Emulated OpenArm(s) in their own process, on vcan devices if the kernel
+    has them, else python-can udp_multicast; (process, interface, channels)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rollout_ros.hardware.emulator.damiao_emulator', '--arms',
+         str(len(CAN_ROBOTS[robot_type])), '--initial', ','.join(f'{q:.6f}' for q in initial)],
+        stdout=subprocess.PIPE, stderr=open(log_path, 'w'), text=True)
+    transport, ports = proc.stdout.readline().strip(), proc.stdout.readline().strip()
+    if not (transport.startswith('TRANSPORT ') and ports.startswith('PORT ')):
+        proc.kill()
+        raise RuntimeError(f'CAN emulator did not start (see {log_path})')
+    print(f'[demo] emulated CAN: {transport.split(" ", 1)[1]}', flush=True)
+    return proc, transport.split()[1], ports.split(' ', 1)[1].split(',')
 
 
 def start_emulator(log_path: Path, initial: list[int], robot_type: str = ROBOT_TYPE):
@@ -151,7 +200,7 @@ def main(argv=None) -> int:
                    help='a checkpoint directory or Hub id to run instead of the tiny random ACT '
                         '(its cameras are emulated at the sizes it was trained on)')
     p.add_argument('--robot', default=ROBOT_TYPE,
-                   choices=sorted(k for _, presets in EMULATORS.values() for k in presets),
+                   choices=sorted([*(k for _, presets in EMULATORS.values() for k in presets), *CAN_ROBOTS]),
                    help='which emulated arm')
     args = p.parse_args(argv)
     if args.duration is None:
@@ -171,9 +220,18 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
             print(f'[demo] error: --policy {args.policy}: {e}', file=sys.stderr)
             return 1
-    emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
-    print(f'[demo] emulated {args.robot} on {port}; running a {args.strategy} rollout for '
-          f'{args.duration:g} s at {args.fps:g} Hz', flush=True)
+    can, arm_ports = {}, {}
+    if args.robot in CAN_ROBOTS:
+        emulator, interface, channels = start_can_emulator(log_dir / 'can_emulator.log', assets['initial'],
+                                                           args.robot)
+        can = dict(can_interface=interface)
+        port = channels[0]
+        if len(channels) > 1:
+            arm_ports = dict(zip(CAN_ROBOTS[args.robot], channels))
+    else:
+        emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
+    print(f'[demo] emulated {args.robot} on {", ".join(arm_ports.values()) or port}; running a {args.strategy} '
+          f'rollout for {args.duration:g} s at {args.fps:g} Hz', flush=True)
 
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -183,8 +241,9 @@ def main(argv=None) -> int:
 
     policy_path = args.policy or str(assets['checkpoint'])
     cfg = RolloutConfig(
-        policy_path=policy_path, robot_type=args.robot, robot_port=port,
-        robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
+        policy_path=policy_path, robot_type=args.robot, robot_port=port, arm_ports=arm_ports,
+        robot_side='left' if args.robot == 'openarm_follower' else '', robot_id=ROBOT_ID, **can,
+        calibration_dir=str(assets['calibration_dir']),
         cameras=[CameraConfig(name, str(assets['video']), w, h, args.fps)
                  for name, (h, w) in cameras_of(policy_path).items()],
         fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,

@@ -71,7 +71,7 @@ COMMON = [
 ]
 ROBOT = [
     setting('robot_type', 'robot_type', str, 'lerobot --robot.type (koch_follower, so100_follower, '
-            'so101_follower, bi_so_follower: one driver per arm)'),
+            'so101_follower, openarm_follower; bi_so_follower, bi_openarm_follower: one driver per arm)'),
     setting('robot_id', 'robot_id', str, 'Calibration id (lerobot --robot.id); bi_* arms use '
             '<robot_id>_left/_right'),
     setting('calibration_dir', 'calibration_dir', str, "lerobot calibration directory (its default: lerobot's)"),
@@ -131,11 +131,21 @@ COMPONENT_ARGS = {
                 '--robot.right_arm_config.port)'),
         setting('max_relative_target', 'max_relative_target', float, 'Largest step of one command from the '
                 'present position [rad] (lerobot --robot.max_relative_target)'),
+        setting('robot_side', 'robot_side', str, 'openarm_follower: left or right joint limits (lerobot '
+                '--robot.side); bi_openarm_follower arms get their own'),
+        setting('can_interface', 'can_interface', str, 'CAN robots: python-can interface, socketcan on the '
+                'robot (lerobot --robot.can_interface); the ports are CAN channels (can0, can1)'),
     ],
     'teleop': [
-        setting('teleop_type', 'recording.teleop.type', str, 'Leader arm: koch_leader, so100_leader or '
-                'so101_leader (lerobot --teleop.type)'),
+        setting('teleop_type', 'recording.teleop.type', str, 'Leader arm: koch_leader, so100_leader, '
+                'so101_leader, openarm_mini, bi_so_leader or bi_openarm_mini (lerobot --teleop.type)'),
         setting('teleop_port', 'recording.teleop.port', str, 'Leader arm port (lerobot --teleop.port)'),
+        setting('teleop_left_port', 'recording.teleop.left_port', str, 'Bimanual leaders (bi_so_leader, '
+                'bi_openarm_mini): left arm port (lerobot --teleop.left_arm_config.port)'),
+        setting('teleop_right_port', 'recording.teleop.right_port', str, 'Bimanual leaders: right arm port '
+                '(lerobot --teleop.right_arm_config.port)'),
+        setting('teleop_side', 'recording.teleop.side', str, 'openarm_mini: left or right (lerobot '
+                '--teleop.side)'),
         setting('teleop_id', 'recording.teleop.id', str, 'Leader calibration id (lerobot --teleop.id)'),
         *ROBOT,   # the follower's: the leader pose is published in its joint space
     ],

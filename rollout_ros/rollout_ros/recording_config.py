@@ -38,6 +38,9 @@ class TeleopConfig:
     type: str = ''
     port: str = ''
     id: str = 'leader'
+    left_port: str = ''    # bimanual leaders (bi_so_leader, bi_openarm_mini)
+    right_port: str = ''
+    side: str = ''         # openarm_mini: per-side joint directions
 
 
 @dataclass
@@ -101,6 +104,10 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
     a('--teleop.type', dest='teleop_type', default='', help='leader arm for dagger, e.g. koch_leader')
     a('--teleop.port', dest='teleop_port', default='')
     a('--teleop.id', dest='teleop_id', default='leader')
+    a('--teleop.left_arm_config.port', dest='teleop_left_port', default='', help='bimanual leader: left arm port')
+    a('--teleop.right_arm_config.port', dest='teleop_right_port', default='',
+      help='bimanual leader: right arm port')
+    a('--teleop.side', dest='teleop_side', default='', help='openarm_mini: left or right')
     a('--resume', default='false', help='continue the dataset at --dataset.root')
     a('--play_sounds', default='true', help='speak events (spd-say/espeak where present)')
     a('--strategy.upload_every_n_episodes', dest='upload_every_n_episodes', type=int, default=5)
@@ -141,7 +148,8 @@ def recording_from_args(ns) -> RecordingConfig:
             num_episodes=ns.dataset_num_episodes, episode_time_s=ns.dataset_episode_time_s,
             reset_time_s=ns.dataset_reset_time_s, vcodec=ns.dataset_vcodec,
             stamp_repo_id=not parse_flag('--dataset.no_stamp', ns.dataset_no_stamp)),
-        teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id),
+        teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id, ns.teleop_left_port,
+                            ns.teleop_right_port, ns.teleop_side),
         resume=parse_flag('--resume', ns.resume), play_sounds=parse_flag('--play_sounds', ns.play_sounds),
         upload_every_n_episodes=ns.upload_every_n_episodes,
         target_video_file_size_mb=ns.target_video_file_size_mb,

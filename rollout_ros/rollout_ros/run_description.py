@@ -51,6 +51,12 @@ class RolloutConfig:
     robot_id: str = 'follower'
     calibration_dir: str = ''
     use_degrees: bool = False
+    robot_side: str = ''           # openarm_follower: lerobot's --robot.side (per-side joint limits)
+    # CAN robots (openarm_follower; both arms of bi_openarm_follower): the port is the channel.
+    can_interface: str = 'socketcan'
+    use_can_fd: bool = True
+    can_bitrate: int = 1_000_000
+    can_data_bitrate: int = 5_000_000
     max_relative_target: float = 0.35
     cameras: list[CameraConfig] = field(default_factory=list)
     strategy: str = 'base'
@@ -249,7 +255,7 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
     strategy_name = f'{cfg.strategy}_strategy'
     camera_template = cfg.camera_topic or f'{ns}/camera_{{name}}/image_raw'
     robot_paths = {'robot_type': 'robot_type', 'robot_id': 'robot_id', 'calibration_dir': 'calibration_dir',
-                   'use_degrees': 'use_degrees'}
+                   'use_degrees': 'use_degrees', 'robot_side': 'robot_side'}
     cam_names = [c.name for c in cfg.cameras]
     if recording and 'recorder' in checks:
         _check_recording(cfg, rec, naming)
@@ -274,12 +280,13 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
     components['driver'] = _drivers(b, cfg, robot_paths, naming, 'driver' in checks)
     teleop = cfg.strategy == 'dagger' or (cfg.strategy == 'episodic' and bool(rec.teleop.type))
     if teleop:
-        if 'teleop' in checks and get_robot_spec(cfg.robot_type).arms:
-            raise ConfigError(naming('external.teleop'), f'there is no bimanual leader for {cfg.robot_type} yet.',
-                              'run a teleop node of your own that publishes every joint.')
+        if 'teleop' in checks:
+            _check_leader_pairing(cfg, rec, naming)
         components['teleop'] = [NodeSpec('teleop', 'teleop', 'teleop', b.settings('teleop', {}, {
             'teleop_type': 'recording.teleop.type', 'teleop_port': 'recording.teleop.port',
-            'teleop_id': 'recording.teleop.id', **robot_paths}))]
+            'teleop_id': 'recording.teleop.id', 'teleop_left_port': 'recording.teleop.left_port',
+            'teleop_right_port': 'recording.teleop.right_port', 'teleop_side': 'recording.teleop.side',
+            **robot_paths}))]
     if recording:
         components['recorder'] = [NodeSpec('recorder', 'recorder', 'recorder',
                                            _recorder_params(b, cfg, rec, ns, strategy_name, camera_template))]
@@ -350,9 +357,10 @@ def _drivers(b: _Builder, cfg: RolloutConfig, robot_paths: dict, naming: Naming,
         spec = None    # the driver's configure reports it, before anything moves
     # What the driver's ~/command_timing figures compare the bus writes with.
     rate = {'command_rate_hz': float(cfg.fps * cfg.interpolation_multiplier)}
+    can = {p: p for p in ('can_interface', 'use_can_fd', 'can_bitrate', 'can_data_bitrate')}
     if spec is None or not spec.arms:
         return [NodeSpec('robot_driver', 'robot_driver', 'driver', b.settings('robot_driver', rate, {
-            **robot_paths, 'robot_port': 'robot_port', 'max_relative_target': 'max_relative_target'}))]
+            **robot_paths, **can, 'robot_port': 'robot_port', 'max_relative_target': 'max_relative_target'}))]
     drivers = []
     for prefix, arm in spec.arms:
         side = prefix.rstrip('_')
@@ -362,11 +370,37 @@ def _drivers(b: _Builder, cfg: RolloutConfig, robot_paths: dict, naming: Naming,
             raise ConfigError(naming(path), f'{cfg.robot_type} needs the port of its {side} arm.',
                               f'pass {naming.fix(path, "/dev/ttyACM0")}.')
         # The arm's type, prefix and calibration id follow from the robot: wiring.
-        params = {'robot_type': arm.type, 'joint_prefix': prefix, 'robot_id': f'{cfg.robot_id}_{side}', **rate}
-        b.settings(name, params, {'calibration_dir': 'calibration_dir', 'use_degrees': 'use_degrees',
+        # (and its side: OpenArm's per-side joint limits).
+        params = {'robot_type': arm.type, 'joint_prefix': prefix, 'robot_id': f'{cfg.robot_id}_{side}',
+                  'robot_side': arm.side, **rate}
+        b.settings(name, params, {'calibration_dir': 'calibration_dir', 'use_degrees': 'use_degrees', **can,
                                   'robot_port': f'arm_ports.{side}', 'max_relative_target': 'max_relative_target'})
         drivers.append(NodeSpec(name, 'robot_driver', 'driver', params))
     return drivers
+
+
+def _check_leader_pairing(cfg: RolloutConfig, rec: RecordingConfig, naming: Naming) -> None:
+    """A bimanual robot takes a bimanual leader and a one-arm robot a one-arm
+    leader; said before anything connects."""
+    from rollout_ros.hardware.leaders import get_leader_spec
+    try:
+        robot_arms = len(get_robot_spec(cfg.robot_type).arms) or 1
+        leader = get_leader_spec(rec.teleop.type, cfg.use_degrees)
+    except ConfigError:
+        return    # the nodes' configure names the bad type
+    leader_arms = len(leader.arms) or 1
+    if robot_arms != leader_arms:
+        kind = 'a bimanual leader (bi_so_leader, bi_openarm_mini)' if robot_arms > 1 else 'a one-arm leader'
+        raise ConfigError(naming('recording.teleop.type'), f'{rec.teleop.type} has {leader_arms} arm(s), '
+                          f'{cfg.robot_type} has {robot_arms}.',
+                          f'use {kind}, or run a teleop node of your own that publishes every joint '
+                          f'({naming("external.teleop")}).')
+    if leader.arms:
+        for side in ('left', 'right'):
+            path = f'recording.teleop.{side}_port'
+            if not getattr(rec.teleop, f'{side}_port'):
+                raise ConfigError(naming(path), f'{rec.teleop.type} needs the port of its {side} arm.',
+                                  f'pass {naming.fix(path, "/dev/ttyACM2")}.')
 
 
 def _recorder_params(b: _Builder, cfg: RolloutConfig, rec: RecordingConfig, ns: str, strategy_name: str,

@@ -235,7 +235,7 @@ def test_strategy_launch_builds(strategy, variant, declared, monkeypatch):
     if bimanual:
         args.update(left_robot_port='/dev/ttyACM0', right_robot_port='/dev/ttyACM1')
         if strategy == 'dagger':
-            args['use_teleop'] = 'false'     # no bimanual leader: your own teleop node
+            args['use_teleop'] = 'false'     # a teleop node of your own (bi_* leaders need two ports)
     built = Built(strategy_launch(strategy), **args)
     scripts = {line.split('=')[0].strip() for line in setup_kwargs(monkeypatch)['entry_points']['console_scripts']}
     nodes = built.by_name
@@ -328,7 +328,7 @@ def test_plugging_into_an_existing_stack():
     ('sentry', {}, 'repo_id'),
     ('sentry', {'repo_id': 'u/rollout_x', 'fps': '29.97'}, 'fps'),
     ('base', {'robot_type': 'bi_so_follower'}, 'left_robot_port'),
-    ('dagger', {'repo_id': 'u/rollout_x', 'robot_type': 'bi_so_follower', 'use_driver': 'false'}, 'use_teleop'),
+    ('dagger', {'repo_id': 'u/rollout_x', 'robot_type': 'bi_so_follower', 'use_driver': 'false'}, 'teleop_type'),
     ('base', {'camera_name': 'front,wrist', 'camera_index_or_path': '0,1,2'}, 'camera_index_or_path'),
     ('base', {'robot_type': 'kuka'}, 'robot_type'),
     ('base', {'fps': 'fast'}, 'fps'),

@@ -164,8 +164,15 @@ def test_observation_and_commands_equal_lerobots_openarm_follower(emulator, cali
     robot = lerobot_openarm(emulator.port, calib_dir)
     robot.connect(calibrate=False)
     try:
-        theirs_obs = robot.get_observation()
+        # lerobot waits 10 ms for the refresh replies and keeps its last states
+        # on a miss (a loaded machine): ask again until it heard every motor.
+        for _ in range(5):
+            theirs_obs = robot.get_observation()
+            if theirs_obs == pytest.approx(ours_obs, abs=1e-9):
+                break
         theirs_sent = robot.send_action(action)
+        # lerobot does not wait for the replies: let the motors take the frames in.
+        assert wait_for(lambda: all(m.target[2] > 0 for m in emulator.motors.values()))
         theirs_frames = {i: m.target for i, m in emulator.motors.items()}
     finally:
         robot.disconnect()
@@ -206,3 +213,53 @@ def test_bimanual_names_and_calibration_paths_are_lerobots(calib_dir):
     for side, arm in (('left', robot.left_arm), ('right', robot.right_arm)):
         for joint, (lo, hi) in arm.config.joint_limits.items():
             assert maps[f'{side}_{joint}'].limits_rad == pytest.approx((math.radians(lo), math.radians(hi)))
+
+
+def test_bimanual_rollout_commands_are_lerobots_unnormalised_actions(ros, tmp_path, calib_dir):
+    """bi_openarm_follower through the CLI's composition: one driver per CAN
+    channel, one policy over 16 joints; every action reaches the motors as
+    the MIT goal LeRobot's OpenArmFollower would send (clipped to its side's
+    joint limits, degrees to radians)."""
+    from lerobot.robots.openarm_follower.config_openarm_follower import (LEFT_DEFAULT_JOINTS_LIMITS,
+                                                                         RIGHT_DEFAULT_JOINTS_LIMITS)
+
+    from rollout_ros.cli import CameraConfig, Rollout, RolloutConfig
+    from rollout_ros.demo import CAMERA, IMAGE_HW, prepare
+    from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+    from helpers import run_logged
+    bi = get_robot_spec('bi_openarm_follower')
+    ckpt = make_tiny_act_checkpoint(tmp_path / 'ckpt', bi.feature_names, {CAMERA: (3, *IMAGE_HW)})
+    video = prepare(tmp_path / 'assets')['video']
+    start = [math.radians(d) for d in (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0)]
+    with DamiaoBusEmulator(openarm_motors(start)) as left, \
+            DamiaoBusEmulator(openarm_motors([-q if i == 1 else q for i, q in enumerate(start)])) as right:
+        cfg = RolloutConfig(
+            policy_path=str(ckpt), robot_type='bi_openarm_follower', robot_id=ROBOT_ID,
+            arm_ports={'left': left.port, 'right': right.port}, can_interface='virtual',
+            calibration_dir=str(calib_dir), cameras=[CameraConfig(CAMERA, str(video), IMAGE_HW[1], IMAGE_HW[0])],
+            duration=1.5, max_relative_target=6.3, action_log_len=10_000, task='test')
+        summary, actions = run_logged(Rollout(cfg))
+        assert summary['ticks'] >= 20 and summary['starved_ticks'] == 0
+        assert set(actions[0]) == set(bi.feature_names) and len(actions[0]) == 16
+        for side, emu, limits in (('left', left, LEFT_DEFAULT_JOINTS_LIMITS),
+                                  ('right', right, RIGHT_DEFAULT_JOINTS_LIMITS)):
+            names = list(limits)
+            expected = [tuple(math.radians(min(limits[n][1], max(limits[n][0], a[f'{side}_{n}.pos'])))
+                              for n in names) for a in actions]
+            # The motors' goals, one tuple per command to the whole arm (holds sit between).
+            received, current = [], {}
+            for _, motor_id, goal in emu.mit_commands:
+                current[motor_id] = goal
+                if motor_id == 8:
+                    if len(current) == 8:
+                        received.append(tuple(current[i] for i in range(1, 9)))
+                    current = {}
+            matched = 0
+            for got in received:
+                if matched < len(expected) and all(abs(g - e) < 1e-3 for g, e in zip(got, expected[matched])):
+                    matched += 1
+            # Every matched goal is LeRobot's; on a loaded machine a command can still
+            # fail on the bus (the driver counts it as a bus error), hence not all.
+            assert matched >= 0.8 * len(expected), (side, matched, len(expected), expected[:1], received[:2])
+        # Torque off on both arms after the ordered shutdown.
+        assert not any(m.enabled for emu in (left, right) for m in emu.motors.values())
