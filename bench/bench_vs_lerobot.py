@@ -23,9 +23,10 @@ One JSON line per configuration: {"vs_lerobot": name, "mode", "policy",
 Period error of an interval = |interval - 1/fps|; a gap = an interval > 2 periods;
 percentiles pool the intervals of every repetition, gaps are summed over them.
 
-    .venv/bin/python bench/bench_vs_lerobot.py            # 3 x 15 s per system and configuration
+    .venv/bin/python bench/bench_vs_lerobot.py                 # 3 x 15 s per system and configuration
     BENCH_SHORT=1 .venv/bin/python bench/bench_vs_lerobot.py   # 1 x 6 s, for development
-    BENCH_SECONDS=20 BENCH_REPS=3 BENCH_CONFIGS=tiny_act_sync,... (subsets)
+    BENCH_VS_SECONDS=20 BENCH_VS_REPS=3 BENCH_VS_CONFIGS=tiny_act_sync,act_default_sync \
+    BENCH_VS_SYSTEMS=ours BENCH_VS_TORCH_THREADS=1 BENCH_VS_WORKDIR=/tmp/vs (reused: checkpoints, videos)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,8 +50,8 @@ os.environ.setdefault('ROS_DOMAIN_ID', '92')
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 SHORT = os.environ.get('BENCH_SHORT', '') not in ('', '0')
-SECONDS = float(os.environ.get('BENCH_SECONDS', '6' if SHORT else '15'))
-REPS = int(os.environ.get('BENCH_REPS', '1' if SHORT else '3'))
+SECONDS = float(os.environ.get('BENCH_VS_SECONDS', '6' if SHORT else '15'))
+REPS = int(os.environ.get('BENCH_VS_REPS', '1' if SHORT else '3'))
 FPS = 30.0
 SKIP_S = 1.0           # figures start one second into the loop
 EMULATOR_PRIORITY = 10
@@ -60,11 +62,12 @@ CONFIGS = {
     'act_default_chunked': ('act_default', 'chunked', (480, 640)),
 }
 ROBOT_ID = 'bench'
-# Unset: each system with its own default torch threads. N: both with N
+# Unset: each system with its default torch threads (ours: every core but one;
+# LeRobot: torch's, every core). N: both with N
 # (LeRobot through OMP_NUM_THREADS, which torch takes at start; ours --torch_threads).
-TORCH_THREADS = os.environ.get('BENCH_TORCH_THREADS', '')
-# For development: BENCH_SYSTEMS=ours skips LeRobot's runs (its figures are then null).
-SYSTEMS = os.environ.get('BENCH_SYSTEMS', 'ours,lerobot').split(',')
+TORCH_THREADS = os.environ.get('BENCH_VS_TORCH_THREADS', '')
+# For development: BENCH_VS_SYSTEMS=ours skips LeRobot's runs (its figures are then null).
+SYSTEMS = os.environ.get('BENCH_VS_SYSTEMS', 'ours,lerobot').split(',')
 ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT / 'rollout_ros'),
                                                                   os.environ.get('PYTHONPATH')]))}
 RUN_TIMEOUT_S = 240.0
@@ -227,12 +230,21 @@ def ratio(a, b):
 
 
 def main() -> None:
-    names = [n for n in os.environ.get('BENCH_CONFIGS', ','.join(CONFIGS)).split(',') if n]
+    names = [n for n in os.environ.get('BENCH_VS_CONFIGS', ','.join(CONFIGS)).split(',') if n]
     unknown = set(names) - set(CONFIGS)
     if unknown:
-        sys.exit(f'BENCH_CONFIGS: unknown {sorted(unknown)}; known: {list(CONFIGS)}')
-    work = Path(os.environ.get('BENCH_WORKDIR') or tempfile.mkdtemp(prefix='bench_vs_lerobot_'))
+        sys.exit(f'BENCH_VS_CONFIGS: unknown {sorted(unknown)}; known: {list(CONFIGS)}')
+    keep = os.environ.get('BENCH_VS_WORKDIR')
+    work = Path(keep or tempfile.mkdtemp(prefix='bench_vs_lerobot_'))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        run_all(names, work)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)   # ~200 MB of checkpoints
+
+
+def run_all(names: list[str], work: Path) -> None:
     assets = prepare(work)
     load_before = os.getloadavg()
     print(f'[vs_lerobot] {REPS} x {SECONDS:g} s per system and configuration, work dir {work}', flush=True)
@@ -251,8 +263,9 @@ def main() -> None:
             ours.append(ours_run(assets, name, work, f'{name}_{rep}'))
             for who, r in (('lerobot', theirs[-1]), ('ours', ours[-1])):
                 if who in SYSTEMS and not r['completed'] and not r.get('refused'):
-                    print(f"[vs_lerobot] {name} rep {rep}: {who} did not complete (rc {r['rc']}, see {r['log']})",
-                          flush=True)
+                    tail = Path(r['log']).read_text(errors='replace').strip().splitlines()[-3:] if r['log'] else []
+                    print(f"[vs_lerobot] {name} rep {rep}: {who} did not complete (rc {r['rc']}): "
+                          + ' | '.join(tail), flush=True)
         o, t = figures(ours), figures(theirs)
         summaries = [r['summary'] for r in ours if r['completed']]
         line = {

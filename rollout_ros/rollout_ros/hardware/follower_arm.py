@@ -103,6 +103,7 @@ class FollowerArm:
         present = self.read()
         ticks = {m: self.joint_maps[m].rad_to_ticks(r) for m, r in present.items()}
         with self._lock:
+            self.last_send_s = time.monotonic()
             self.bus.sync_write('Goal_Position', ticks)
         return present
 

@@ -74,7 +74,9 @@ class RobotDriverNode(ManagedNode):
                      'Rate commands are expected at, for the period error of ~/command_timing [Hz]; '
                      '0 = the median interval between commands.', min_value=0.0)
         self.command_times = CommandTimes()
+        self.hold_times = CommandTimes()   # the watchdog's goal writes, which are no commands
         self.direct_commander = False   # set by a strategy in this process that calls execute()
+        self._last_read_time = 0.0
         self.create_service(Trigger, '~/command_timing', self._on_command_timing)
         self.arm: FollowerArm | None = None
         self._state_pub = None
@@ -224,21 +226,40 @@ class RobotDriverNode(ManagedNode):
             # callback's own timer), so it goes to a thread.
             threading.Thread(target=self.trigger_deactivate, daemon=True).start()
 
-    def _on_timer(self) -> None:
+    def read_state(self) -> JointState | None:
+        """Read the joints now and publish them on joint_states (any thread);
+        None when inactive or the bus failed."""
         if not self._active or self.arm is None:
-            return
+            return None
         try:
             present = self.arm.read()
         except Exception as e:  # noqa: BLE001 - any failure of the bus path is a bus error
             self._bus_failed('reading joint states', e)
-            return
+            return None
+        self._last_read_time = time.monotonic()
         self._consecutive_errors = 0
-        self._state_pub.publish(self._stamp_msg(present))
+        msg = self._stamp_msg(present)
+        self._state_pub.publish(msg)
+        return msg
+
+    def _on_timer(self) -> None:
+        if not self._active or self.arm is None:
+            return
+        # A strategy in this process reads the state itself right before each
+        # observation, as lerobot-rollout does; a timer read in between would
+        # only hold the bus when its next command is due. The timer reads when
+        # those reads stop.
+        rate = self.param('command_rate_hz')
+        fresh = max(2.0 / self.param('state_rate_hz'), 1.5 / rate if rate > 0 else 0.0)
+        if not (self.direct_commander and time.monotonic() - self._last_read_time < fresh):
+            if self.read_state() is None:
+                return
         stale = time.monotonic() - self._last_cmd_time > self.param('command_timeout_s')
         if stale and not self._holding:
             self.get_logger().warning('commands stopped: holding the present position')
             try:
                 self.arm.hold()
+                self.hold_times.add(self.arm.last_send_s)
             except Exception as e:  # noqa: BLE001
                 self._bus_failed('holding', e)
                 return

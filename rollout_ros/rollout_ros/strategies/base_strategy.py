@@ -128,9 +128,11 @@ class BaseStrategyNode(ManagedNode):
         self._images: dict[str, Image] = {}
         self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
         self._timing_clients: dict[str, object] = {}    # managed driver -> its ~/command_timing
-        # Drivers composed in this process: the loop hands them each command
-        # directly (joint_commands still carries it, for observers).
+        # Drivers composed in this process: the loop reads their joints right
+        # before each observation and hands them each command directly, on its
+        # own thread (joint_states and joint_commands still carry both).
         self._direct_drivers: list = []
+        self._keep_joints = keep_positions(self._joints)
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = self._diag_pub = None
@@ -526,6 +528,10 @@ class BaseStrategyNode(ManagedNode):
     def _observe(self):
         max_age = self.param('max_frame_age_s')
         joints = self._joints
+        for driver in self._direct_drivers:
+            msg = driver.read_state()
+            if msg is not None:
+                self._keep_joints(msg)
         names = self.mapper.ros_joint_names
         self.starve_reason = ''
         positions = self.fresh_positions(joints, names)
