@@ -166,8 +166,10 @@ def lerobot_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     times = emulator.goal_times()
     text = log.read_text(errors='replace')
     refused = next((line.strip() for line in text.splitlines() if 'not supported by policy type' in line), '')
-    completed = rc == 0 and 'Rollout finished' in text and times.size > 0 and not refused
     window = times[times >= times[0] + SKIP_S] if times.size else times
+    # A run that ended before a second of commands after the first (a first
+    # inference as long as the run) measured nothing.
+    completed = rc == 0 and 'Rollout finished' in text and window.size > FPS and not refused
     return {'rc': rc, 'completed': completed, 'refused': refused[-300:], 'times': window,
             'cpu_s': cpu, 'wall_s': wall, 'log': str(log)}
 
@@ -188,7 +190,7 @@ def ours_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     rc, wall, cpu = run_process(cmd, log)
     times = emulator.goal_times()
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    completed = rc == 0 and 'bus_first_write_s' in summary
+    completed = rc == 0 and 'bus_first_write_s' in summary and summary.get('bus_commands', 0) > 2 * FPS
     if completed:
         first, last = summary['bus_first_write_s'], summary['bus_last_write_s']
         # The driver reads its clock after the write, the emulator at arrival.
@@ -282,6 +284,10 @@ def run_all(names: list[str], work: Path) -> None:
             'ours_emulator_loop_max_gap_ms': max((round(r['full_gap_ms'], 3) for r in ours if r['completed']),
                                                  default=None),
             'ours_loop_max_ms': max((s['period_err_max_ms'] for s in summaries), default=None),
+            # Watchdog holds (no command for command_timeout_s): goal writes the emulator counts, no commands.
+            'ours_holds': sum(s.get('bus_holds', 0) for s in summaries),
+            'ours_commands': sum(r['times'].size for r in ours),
+            'lerobot_commands': sum(r['times'].size for r in theirs),
             'ratio_hz': ratio(o['hz'], t['hz']), 'ratio_p50': ratio(o['p50_ms'], t['p50_ms']),
             'ratio_p99': ratio(o['p99_ms'], t['p99_ms']), 'ratio_max_gap': ratio(o['max_gap_ms'], t['max_gap_ms']),
             'ratio_cpu': ratio(cpu_percent(ours), cpu_percent(theirs)),

@@ -380,7 +380,8 @@ def format_summary(summary: dict, log_dir: str) -> str:
         lines.append(
             f"at the bus: {s['bus_rate_hz']:.2f} Hz  period error p50 {s['bus_period_err_p50_ms']:.2f} ms  "
             f"p99 {s['bus_period_err_p99_ms']:.2f} ms  max {s['bus_period_err_max_ms']:.2f} ms  "
-            f"longest gap {s['bus_max_gap_ms']:.1f} ms  gaps > 2 periods {s['bus_gaps']}")
+            f"longest gap {s['bus_max_gap_ms']:.1f} ms  gaps > 2 periods {s['bus_gaps']}"
+            + (f"  watchdog holds {s['bus_holds']}" if s.get('bus_holds') else ''))
     if s.get('infer_measures') == 'queue_pop':
         chunk = (f"  chunk inference (background) p50 {s['chunk_infer_p50_ms']:.2f} ms  "
                  f"p99 {s['chunk_infer_p99_ms']:.2f} ms" if 'chunk_infer_p50_ms' in s else '')

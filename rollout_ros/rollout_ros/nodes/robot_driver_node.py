@@ -308,8 +308,11 @@ class RobotDriverNode(ManagedNode):
         if period_s is None and self.param('command_rate_hz') > 0:
             period_s = 1.0 / self.param('command_rate_hz')
         figures = self.command_times.timing(period_s)
+        # Gaps longer than command_timeout_s hold the arm: goal writes that are no commands.
+        figures['holds'] = len(self.hold_times.values())
         if reset:
             self.command_times.reset()
+            self.hold_times.reset()
         return figures
 
     def _on_command_timing(self, _request, response):

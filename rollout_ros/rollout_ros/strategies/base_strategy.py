@@ -382,7 +382,7 @@ class BaseStrategyNode(ManagedNode):
                 figures.append(json.loads(resp.message))
         if not figures:
             return {}
-        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max}
+        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max, 'holds': sum}
         return {f'bus_{k}': worst.get(k, max)(f[k] for f in figures) for k in figures[0]}
 
     # Loop -------------------------------------------------------------------
