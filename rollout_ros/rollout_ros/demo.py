@@ -2,7 +2,8 @@
 
 An emulated arm on a pseudo-terminal (its own process: a Koch follower driven
 through dynamixel-sdk by our driver node, or an SO-100/SO-101 through our
-Feetech protocol over pyserial), a camera node reading a generated
+Feetech protocol over pyserial; OpenArms are Damiao motors on a python-can
+channel: vcan if the kernel has one, else udp_multicast), a camera node reading a generated
 video file through OpenCV, a tiny random-weight ACT checkpoint saved in
 LeRobot's format, and a strategy running the loop at 30 Hz:
 
@@ -11,7 +12,8 @@ LeRobot's format, and a strategy running the loop at 30 Hz:
   short demo shows several;
 - highlight: a scripted operator presses the save key twice, twice over:
   each episode starts with the seconds before the first press;
-- dagger: an emulated Koch leader arm moved by an emulated hand; a scripted
+- dagger: an emulated Koch leader arm (two OpenArm Minis for
+  bi_openarm_follower) moved by an emulated hand; a scripted
   operator pauses, corrects twice (two episodes, intervention frames) and
   resumes;
 - episodic: three episodes of at most 3 s with 1.5 s resets (the arm goes
@@ -153,6 +155,8 @@ DEMO_KEYS = {
     'dagger': [(3.0, 'space'), (4.0, 'tab'), (6.5, 'tab'), (7.5, 'tab'), (10.0, 'tab'), (11.0, 'space')],
 }
 LEADER_ID = 'demo_leader'
+# The emulated leader of each robot's dagger demo (Koch's otherwise).
+DEMO_LEADERS = {'bi_openarm_follower': 'bi_openarm_mini'}
 
 
 def prepare_leader(workdir: Path) -> dict[int, int]:
@@ -168,7 +172,7 @@ def prepare_leader(workdir: Path) -> dict[int, int]:
             ((m, DEMO_RANGES[m.name]) for m in follower.motors)}
 
 
-def recording_for(strategy: str, workdir: Path):
+def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
     from rollout_ros.recording_config import DatasetConfig, RecordingConfig, TeleopConfig
 
     if strategy == 'base':
@@ -177,7 +181,8 @@ def recording_for(strategy: str, workdir: Path):
     root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}"
     rec = RecordingConfig(
         dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
-        teleop=TeleopConfig('koch_leader' if strategy == 'dagger' else '', '', LEADER_ID), play_sounds=False,
+        teleop=TeleopConfig(DEMO_LEADERS.get(robot_type, 'koch_leader') if strategy == 'dagger' else '', '',
+                            LEADER_ID), play_sounds=False,
         # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
         target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
         input_device='none', input_topics=['/demo_operator/events'])
@@ -205,8 +210,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 60.0 if args.strategy == 'episodic' else 15.0
-    if args.strategy == 'dagger' and args.robot != ROBOT_TYPE:
-        p.error(f'the dagger demo has an emulated Koch leader: use --robot {ROBOT_TYPE}')
+    if args.strategy == 'dagger' and args.robot not in (ROBOT_TYPE, *DEMO_LEADERS):
+        p.error(f'the dagger demo has emulated leaders for {sorted((ROBOT_TYPE, *DEMO_LEADERS))}: use one of them')
 
     workdir = Path(args.workdir).resolve()
     log_dir = workdir / 'logs'
@@ -250,12 +255,15 @@ def main(argv=None) -> int:
         inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,
         # a second torch worker woken from idle each chunk costs more than it gives.
-        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir))
+        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir, args.robot))
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
     with contextlib.ExitStack() as stack:
-        if args.strategy == 'dagger':
+        if args.strategy == 'dagger' and args.robot in DEMO_LEADERS:
+            ports = stack.enter_context(emulated_openarm_minis(workdir))
+            cfg.recording.teleop.left_port, cfg.recording.teleop.right_port = ports['left'], ports['right']
+        elif args.strategy == 'dagger':
             cfg.recording.teleop.port = stack.enter_context(emulated_leader(workdir))
         try:
             operator = (episodic_operator() if args.strategy == 'episodic'
@@ -283,6 +291,33 @@ def emulated_leader(workdir: Path):
     with ServoBusEmulator({i: 'xl330-m077' for i in KOCH_IDS}, tau=0.02, initial_positions=initial) as emu:
         with EmulatedHuman(emu, sinusoid(KOCH_IDS, amplitude=120, period_s=3.0)):
             yield emu.port
+
+
+@contextlib.contextmanager
+def emulated_openarm_minis(workdir: Path):
+    """Two emulated OpenArm Minis (Feetech, on ptys) moved by emulated hands,
+    with lerobot-style calibrations; yields their ports by side."""
+    from rollout_ros.core.calibration import MotorCalibration
+    from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
+    from rollout_ros.hardware.emulator.human import EmulatedHuman, sinusoid
+    from rollout_ros.hardware.leaders import get_leader_spec, leader_calibration_paths
+
+    ids = list(range(1, 9))
+    # Full-turn joints around the middle; the gripper's closed-to-open range.
+    calib = {f'joint_{i}': MotorCalibration(i, 0, 0, 0, 4095) for i in range(1, 8)}
+    calib['gripper'] = MotorCalibration(8, 0, 0, 2048, 3072)
+    for side in ('left', 'right'):
+        arm = get_leader_spec('openarm_mini', side=side)
+        save_calibration(leader_calibration_paths(workdir / 'calibration', arm, f'{LEADER_ID}_{side}')[0], calib)
+    initial = {i: 2048 + 60 for i in ids[:-1]} | {8: 2300}
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for side in ('left', 'right'):
+            emu = stack.enter_context(FeetechBusEmulator({i: 'sts3215' for i in ids}, tau=0.02,
+                                                         initial_positions=initial))
+            stack.enter_context(EmulatedHuman(emu, sinusoid(ids, amplitude=60, period_s=3.0)))
+            ports[side] = emu.port
+        yield ports
 
 
 def episodic_operator():

@@ -89,7 +89,8 @@ def test_watchdog_holds_the_present_position(ros, emulator, calib_dir):
         pub.publish(JointState(name=['joint_7'], position=[1.0]))
         assert wait_for(lambda: any(i == 7 and abs(q - 1.0) < 1e-3 for _, i, q in emulator.mit_commands))
         # The hold: a later command for joint_7 whose goal is where the motor was, short of 1.0.
-        assert wait_for(lambda: any(i == 7 and q < 0.9 for _, i, q in emulator.mit_commands[1:]), timeout=3.0), [c for c in emulator.mit_commands if c[1] == 7]
+        assert wait_for(lambda: any(i == 7 and q < 0.9 for _, i, q in emulator.mit_commands[1:]), timeout=3.0), \
+            [c for c in emulator.mit_commands if c[1] == 7]
         time.sleep(0.3)
         held = emulator.motor(7).target[0]
         assert held < 0.9 and abs(emulator.motor(7).position - held) < 0.01
