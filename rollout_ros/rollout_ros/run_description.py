@@ -391,10 +391,11 @@ def _check_leader_pairing(cfg: RolloutConfig, rec: RecordingConfig, naming: Nami
     leader_arms = len(leader.arms) or 1
     if robot_arms != leader_arms:
         kind = 'a bimanual leader (bi_so_leader, bi_openarm_mini)' if robot_arms > 1 else 'a one-arm leader'
+        own = naming('external.teleop')
+        own = f' ({own})' if own != naming('recording.teleop.type') else ''
         raise ConfigError(naming('recording.teleop.type'), f'{rec.teleop.type} has {leader_arms} arm(s), '
                           f'{cfg.robot_type} has {robot_arms}.',
-                          f'use {kind}, or run a teleop node of your own that publishes every joint '
-                          f'({naming("external.teleop")}).')
+                          f'use {kind}, or run a teleop node of your own that publishes every joint{own}.')
     if leader.arms:
         for side in ('left', 'right'):
             path = f'recording.teleop.{side}_port'

@@ -135,3 +135,44 @@ def test_mini_cannot_drive_a_single_arm_follower_of_another_kind():
     with pytest.raises(ConfigError, match='pair a leader with a follower of the same arm'):
         LeaderFollowerMap(spec.joint_maps(mini_calibration(1)),
                           get_robot_spec('bi_openarm_follower').joint_maps({}), spec.follower_map)
+
+
+def dagger_config(robot_type, teleop_type, left='', right='', port=''):
+    from rollout_ros.recording_config import DatasetConfig, RecordingConfig, TeleopConfig
+    from rollout_ros.run_description import RolloutConfig
+    return RolloutConfig(
+        strategy='dagger', robot_type=robot_type, robot_id='arms', arm_ports={'left': 'can0', 'right': 'can1'},
+        task='fold the t-shirt',
+        recording=RecordingConfig(dataset=DatasetConfig(repo_id='u/rollout_fold'),
+                                  teleop=TeleopConfig(teleop_type, port, 'minis', left, right)))
+
+
+@pytest.mark.parametrize('robot_type, teleop_type', [('bi_openarm_follower', 'bi_openarm_mini'),
+                                                     ('bi_so_follower', 'bi_so_leader')])
+def test_bimanual_dagger_run_has_one_teleop_node_with_both_ports(robot_type, teleop_type):
+    from rollout_ros.cli import CLI_NAMES
+    from rollout_ros.run_description import describe
+    run = describe(dagger_config(robot_type, teleop_type, '/dev/ttyACM2', '/dev/ttyACM3'), naming=CLI_NAMES)
+    teleop = [n for n in run.managed if n.component == 'teleop']
+    assert len(teleop) == 1
+    params = teleop[0].params
+    assert (params['teleop_type'], params['teleop_left_port'], params['teleop_right_port'], params['robot_type']) \
+        == (teleop_type, '/dev/ttyACM2', '/dev/ttyACM3', robot_type)
+    drivers = {n.name: n.params for n in run.managed if n.component == 'driver'}
+    assert {p['robot_side'] for p in drivers.values()} == ({'left', 'right'} if 'openarm' in robot_type else {''})
+
+
+@pytest.mark.parametrize('robot_type, teleop_type, flag', [
+    ('bi_openarm_follower', 'openarm_mini', '--teleop.type'),      # one mini for two arms
+    ('bi_so_follower', 'so101_leader', '--teleop.type'),
+    ('openarm_follower', 'bi_openarm_mini', '--teleop.type'),
+    ('bi_openarm_follower', 'bi_openarm_mini', '--teleop.right_arm_config.port'),
+])
+def test_leader_that_cannot_drive_the_robot_is_refused_naming_the_flag(robot_type, teleop_type, flag):
+    from rollout_ros.cli import CLI_NAMES
+    from rollout_ros.core.errors import ConfigError
+    from rollout_ros.run_description import describe
+    right = '' if flag.startswith('--teleop.right') else '/dev/ttyACM3'
+    with pytest.raises(ConfigError) as err:
+        describe(dagger_config(robot_type, teleop_type, '/dev/ttyACM2', right), naming=CLI_NAMES)
+    assert err.value.param == flag, err.value
