@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -399,3 +400,30 @@ def test_emulator_process_killed(ros, assets, tmp_path):
     assert 'rollout: error:' in out and 'servo bus failed' in out, out[-3000:]
     assert 'Port is in use' not in out and 'port closed?' in out, out[-3000:]
     assert figures['exit_s'] < BUS_FAULT_EXIT_S, figures
+
+
+def test_executor_thread_death_stops_the_run(ros, emulator, rollout_config):
+    """A callback that raises ends rclpy's spin and with it every timer and
+    service of the process: the run stops with that error (it used to stand
+    with no executor), and the stop still holds and turns torque off."""
+    from rollout_ros.cli import Rollout
+    from helpers import wait_for
+    rollout = Rollout(rollout_config(duration=0.0))
+    try:
+        rollout.start()
+        assert wait_for(lambda: rollout.strategy.loop.pacer.ticks > 5, timeout=30)
+
+        def broken_callback():
+            raise RuntimeError('a bug in a callback')
+        camera = next(n for n in rollout.managed if n.get_name().startswith('camera'))
+        t_fault = time.monotonic()
+        timer = camera.create_timer(0.01, broken_callback)
+        give_up = threading.Event()
+        threading.Timer(20.0, give_up.set).start()    # before: the run went on with no executor
+        rollout.wait(give_up)
+        assert time.monotonic() - t_fault < 5.0
+        assert 'executor thread died: RuntimeError: a bug in a callback' in rollout.strategy.last_error
+        camera.destroy_timer(timer)
+    finally:
+        rollout.stop()
+    assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
