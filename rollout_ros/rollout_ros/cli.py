@@ -346,11 +346,15 @@ class Rollout:
             s.trigger_deactivate()
         if s.state_label == 'inactive':
             s.trigger_cleanup()
-        if s.state_label != 'finalized':
-            s.trigger_shutdown()
-        for node in self.managed:
-            if node.state_label != 'finalized':
+        for node in (s, *self.managed):
+            if node.state_label == 'finalized':
+                continue
+            try:
                 node.trigger_shutdown()
+            except Exception as e:  # noqa: BLE001 - one node caught mid-transition must not keep the rest up
+                message = f'{node.get_name()}: shutdown failed ({type(e).__name__}: {e})'
+                s.get_logger().error(message)
+                s.last_error = s.last_error or message
         self.executor.shutdown(timeout_sec=2.0)
         for node in (s, *self.managed):
             node.destroy_node()

@@ -112,9 +112,11 @@ def test_serial_io_error_is_reported_and_the_port_recovers(dxl_bus, emulator):
 
 def test_closed_port_keeps_reporting_the_serial_error(dxl_bus, emulator):
     emulator.close_port()
-    for _ in range(3):
+    calls = [lambda: dxl_bus.sync_read('Present_Position'), lambda: dxl_bus.sync_write('Goal_Position', {'gripper': 2000}),
+             lambda: dxl_bus.write('Torque_Enable', 'gripper', 0)]
+    for call in calls * 2:
         with pytest.raises(BusError) as err:
-            dxl_bus.sync_read('Present_Position')
+            call()
         assert 'in use' not in str(err.value) and 'port closed' in str(err.value), err.value
 
 
