@@ -54,7 +54,9 @@ def kept_windows(timeline) -> list[tuple[float, float]]:
     return windows
 
 
-def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config, tmp_path):
+def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config, tmp_path, monkeypatch):
+    import rollout_ros.core.speech
+    monkeypatch.setattr(rollout_ros.core.speech, 'SPEECH_TOOLS', ())   # prompts recorded, never spoken aloud
     seen = {}
 
     def presses(strategy, seen):
@@ -83,6 +85,7 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
 
     rec = episodic(tmp_path)
     rec.dataset.num_episodes = 3
+    rec.play_sounds = True
     cfg = rollout_config(strategy='episodic', duration=40.0, recording=rec, action_log_len=0)
     summary = run(cfg, on_started=operator(presses, seen))
     strategy = seen['strategy']
@@ -126,6 +129,11 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
     assert np.all(end <= np.maximum(start - 0.5 * speed * (RESET_S - 0.3), 0.0) + 1e-3), (start, end)
     assert np.max(np.abs(joints[1] - joints[0])) <= speed * RESET_S + 1e-3, (start, end)
     assert [k for _, k in seen['operator'].sent] == ['right', 'right', 'right', 'left', 'left', 'x', 'x', 'x']
+    # lerobot's spoken prompts, in order (episode numbers of this session).
+    prompts = [t for t in strategy.speaker.spoken if t != 'episode saved']
+    assert prompts == ['Recording episode 1', 'Reset the environment', 'Recording episode 2', 'Re-record episode',
+                       'Reset the environment', 'Recording episode 2', 'Reset the environment', 'Recording episode 3',
+                       'Stop recording'], prompts
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
