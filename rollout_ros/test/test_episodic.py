@@ -265,3 +265,54 @@ def test_status_and_diagnostics_show_episode_phase_and_time_left():
         ('resetting', '2', '5', '12.400')
     # Strategies without episodes keep their line as it was.
     assert 'left' not in status_line(RolloutStatus(strategy='sentry', state='running'))
+
+
+@pytest.fixture
+def so101_leader(assets):
+    """An emulated SO-101 leader (actuated: the teleop node can drive it), its
+    calibration spanning the demo follower's ranges, resting off the follower's pose."""
+    from rollout_ros.core.calibration import MotorCalibration, save_calibration
+    from rollout_ros.demo import DEMO_RANGES
+    from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
+    from rollout_ros.hardware.leaders import get_leader_spec, leader_calibration_paths
+
+    names = list(DEMO_RANGES)
+    calib = {n: MotorCalibration(i, 0, 0, *DEMO_RANGES[n]) for i, n in enumerate(names, 1)}
+    save_calibration(leader_calibration_paths(assets['calibration_dir'], get_leader_spec('so101_leader'),
+                                              'test_so_leader')[0], calib)
+    initial = {i: int(sum(DEMO_RANGES[n]) / 2) + 250 for i, n in enumerate(names, 1)}
+    with FeetechBusEmulator({i: 'sts3215' for i in initial}, tau=0.02, initial_positions=initial) as emu:
+        yield emu
+
+
+def test_an_actuated_leader_is_driven_to_the_follower_then_released_for_the_reset(
+        ros, emulator, rollout_config, tmp_path, so101_leader):
+    from rollout_ros.recording_config import TeleopConfig
+    seen = {}
+
+    def presses(strategy, seen):
+        def gap(key):
+            def sample():
+                if strategy.phases.phase != RESETTING:
+                    return False
+                leader = strategy.leader.pose(strategy.mapper.ros_joint_names)
+                follower = strategy.mapper.joint_command(strategy.loop.last_command)[1]
+                seen[key] = float(np.max(np.abs(np.array(follower) - leader)))
+                seen[f'leader_{key}'] = np.array(leader)
+                return True
+            return sample
+        # ~1.2 rad apart: ~2.4 s for the leader at the teleop's 0.5 rad/s.
+        return [(gap('start'), 0.0, 'x'), (resetting(strategy), 3.4, 'x'), (gap('end'), 0.0, 'x')]
+
+    rec = episodic(tmp_path, 'episodic_so_leader', teleop=TeleopConfig('so101_leader', so101_leader.port,
+                                                                       'test_so_leader'))
+    rec.dataset.num_episodes = 2
+    rec.dataset.reset_time_s = 4.0
+    cfg = rollout_config(strategy='episodic', duration=30.0, recording=rec)
+    summary = run(cfg, on_started=operator(presses, seen))
+    assert summary['episodes'] == 2 and load(cfg).num_episodes == 2
+    # The leader came to the follower (the follower held meanwhile), then went limp.
+    assert seen['start'] > 0.2 and seen['end'] < 0.15, seen
+    # No hand moves this leader: only the teleop node's move_to can have brought it over.
+    assert np.max(np.abs(seen['leader_end'] - seen['leader_start'])) > 0.3, seen
+    assert any(so101_leader.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
