@@ -293,3 +293,25 @@ def test_tiny_diffusion_through_the_sync_engine(diffusion_ckpt):
     assert ran == [True] + [False] * (steps - 1) + [True]
     assert all(set(a) == set(JOINTS) and all(math.isfinite(v) for v in a.values()) for a in actions)
     assert len({a[JOINTS[0]] for a in actions[:steps]}) > 1, "the chunk's actions should differ"
+
+
+def test_cached_act_steps_match_lerobots_own_pipeline(ckpt):
+    """ACT's queued steps skip our preprocessing; every action still equals
+    what lerobot's own preprocessor -> select_action -> postprocessor gives
+    for the same observations, across chunk boundaries."""
+    from lerobot.policies.utils import build_inference_frame, make_robot_action
+
+    ours, theirs = _engine(load_policy(str(ckpt))), load_policy(str(ckpt))
+    theirs.policy.reset()
+    preprocess, calls = ours.loaded.preprocessor, []
+    ours.loaded.preprocessor = lambda frame: calls.append(1) or preprocess(frame)
+    for i in range(2 * CHUNK + 1):
+        state, image = _obs(i)   # a new observation every tick
+        got = ours.infer(state, {"front": image})
+        with torch.inference_mode():
+            frame = build_inference_frame({**state, "front": image}, torch.device("cpu"),
+                                          ours._batcher.ds_features, task="t")
+            action = theirs.postprocessor(theirs.policy.select_action(theirs.preprocessor(frame)))
+        want = make_robot_action(action, ours._batcher.action_features)
+        assert got == pytest.approx(want, abs=1e-5), i
+    assert len(calls) == 3   # the three ticks that ran the network

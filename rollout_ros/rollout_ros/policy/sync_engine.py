@@ -124,6 +124,11 @@ class SyncPolicyEngine:
         self._device = torch.device(loaded.device)
         self._batcher = ObservationBatcher(loaded, binding)
         self._autocast = autocast_factory(self._device, loaded.use_amp)
+        # ACT pops a queued step without looking at the observation, and its
+        # preprocessor keeps no state: the per-tick image normalisation lerobot
+        # still runs (milliseconds at 640x480, under the GIL) can be skipped.
+        # Policies that queue observations (diffusion) need every one.
+        self._obs_free_cached_steps = loaded.policy_type == "act"
         # A queue left over from an earlier user of the policy would feed stale actions.
         self.reset()
 
@@ -140,10 +145,12 @@ class SyncPolicyEngine:
         policy = self.loaded.policy
         t0 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
-            batch = self._batcher.batch(
-                self._batcher.raw_values(state, images), self.task if task is None else task
-            )
+            values = self._batcher.raw_values(state, images)   # validated on every tick
             ran_model = _will_run_model(policy)
+            if ran_model is False and self._obs_free_cached_steps:
+                batch = {}
+            else:
+                batch = self._batcher.batch(values, self.task if task is None else task)
             t1 = time.perf_counter()
             action = policy.select_action(batch)
             if self._device.type == "cuda":
