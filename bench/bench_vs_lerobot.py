@@ -193,8 +193,14 @@ def ours_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     completed = rc == 0 and 'bus_first_write_s' in summary and summary.get('bus_commands', 0) > 2 * FPS
     if completed:
         first, last = summary['bus_first_write_s'], summary['bus_last_write_s']
-        # The driver reads its clock after the write, the emulator at arrival.
-        times = times[(times >= first - 0.015) & (times <= last)]
+        # The driver reads its clock just before a write, the emulator at arrival.
+        times = times[(times >= first) & (times <= last + 0.015)]
+        # The watchdog's holds are goal writes but no commands: the first write
+        # at or after each hold time is that hold.
+        for hold in summary.get('bus_hold_times_s', []):
+            later = np.nonzero(times >= hold)[0]
+            if later.size:
+                times = np.delete(times, later[0])
         # The summary covers the whole loop: its longest gap is checked against the same window here.
         full_gap_ms = float(np.diff(times).max()) * 1e3 if times.size > 1 else 0.0
         times = times[times >= first + SKIP_S]

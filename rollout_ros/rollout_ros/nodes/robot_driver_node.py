@@ -309,7 +309,10 @@ class RobotDriverNode(ManagedNode):
             period_s = 1.0 / self.param('command_rate_hz')
         figures = self.command_times.timing(period_s)
         # Gaps longer than command_timeout_s hold the arm: goal writes that are no commands.
-        figures['holds'] = len(self.hold_times.values())
+        holds = self.hold_times.values()
+        figures['holds'] = int(holds.size)
+        if holds.size:   # when (CLOCK_MONOTONIC), to tell them from commands in a bus trace
+            figures['hold_times_s'] = [round(float(t), 6) for t in holds[:100]]
         if reset:
             self.command_times.reset()
             self.hold_times.reset()

@@ -382,8 +382,10 @@ class BaseStrategyNode(ManagedNode):
                 figures.append(json.loads(resp.message))
         if not figures:
             return {}
-        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max, 'holds': sum}
-        return {f'bus_{k}': worst.get(k, max)(f[k] for f in figures) for k in figures[0]}
+        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max, 'holds': sum,
+                 'hold_times_s': lambda lists: sorted(t for times in lists for t in times)}
+        keys = dict.fromkeys(k for f in figures for k in f)
+        return {f'bus_{k}': worst.get(k, max)(f[k] for f in figures if k in f) for k in keys}
 
     # Loop -------------------------------------------------------------------
     def _wait_for_inputs(self) -> None:
