@@ -366,11 +366,12 @@ class Rollout:
 
 
 def dataset_figures(root: str) -> dict:
-    """What is on disk once the recorder has finalized, as the summary reports it."""
+    """The dataset's totals on disk once the recorder has finalized (with --resume, more than this
+    run's `episodes` and `frames`)."""
     info_path = Path(root) / 'meta' / 'info.json'
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return {'dataset_root': str(root), 'episodes': info.get('total_episodes', 0),
-            'frames': info.get('total_frames', 0)}
+    return {'dataset_root': str(root), 'dataset_episodes': info.get('total_episodes', 0),
+            'dataset_frames': info.get('total_frames', 0)}
 
 
 def format_summary(summary: dict, log_dir: str) -> str:
@@ -393,6 +394,10 @@ def format_summary(summary: dict, log_dir: str) -> str:
                      f"p99 {s['infer_p99_ms']:.2f} ms{chunk}")
     else:
         lines.append(f"inference p50 {s['infer_p50_ms']:.2f} ms  p99 {s['infer_p99_ms']:.2f} ms")
+    if 'dataset_root' in s:
+        lines.append(f"recorded {s.get('episodes', 0)} episodes, {s.get('frames', 0)} frames this run; "
+                     f"the dataset holds {s['dataset_episodes']} episodes, {s['dataset_frames']} frames "
+                     f"({s['dataset_root']})")
     lines += [f'logs: {log_dir}',
               json.dumps({k: s[k] for k in (*(k for k in SUMMARY_KEYS if k in s),
                                             *(k for k in s if k not in SUMMARY_KEYS))})]

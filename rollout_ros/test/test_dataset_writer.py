@@ -485,3 +485,31 @@ def test_encoder_failure_is_reported_and_the_episode_can_be_discarded(tmp_path, 
         record(w, 1, 5)
     ds = load(root)
     assert ds.meta.episodes['length'] == [6, 5] and not any((root / STAGING_DIR).iterdir())
+
+
+H264_ENCODE = '''
+import sys
+from pathlib import Path
+import av
+import numpy as np
+from rollout_ros.dataset.video import CameraEncoder, resolve_encoder
+av.logging.restore_default_callback()   # as LeRobot leaves it after one of its encodes or decodes
+enc = CameraEncoder(Path(sys.argv[1]), 30, resolve_encoder('h264'), 8)
+enc.start()
+for i in range(30):
+    enc.put(np.full((64, 64, 3), i * 8, np.uint8))
+enc.request_finish()
+enc.wait()
+'''
+
+
+def test_h264_encoding_prints_no_encoder_statistics(tmp_path):
+    import subprocess
+    import sys
+    video = tmp_path / 'x.mp4'
+    proc = subprocess.run([sys.executable, '-c', H264_ENCODE, str(video)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == '', proc.stderr
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.name in ('h264', 'libx264')
+        assert sum(1 for _ in container.decode(video=0)) == 30

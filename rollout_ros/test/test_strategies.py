@@ -55,13 +55,28 @@ def test_sentry_rotates_episodes_and_keeps_the_rate(ros, emulator, rollout_confi
     recorded_ticks = summary['ticks'] - summary['starved_ticks']
     assert ds.num_frames >= recorded_ticks - 15, (ds.num_frames, recorded_ticks)
     assert summary['rate_hz'] > 0.9 * cfg.fps and summary['strategy'] == 'sentry'
+    # A new dataset: this run's counts (rotations by the recorder included) are the dataset's.
     assert (summary['dataset_root'], summary['episodes'], summary['frames']) == \
         (cfg.recording.dataset.root, ds.num_episodes, ds.num_frames)
+    assert (summary['dataset_episodes'], summary['dataset_frames']) == (ds.num_episodes, ds.num_frames)
     # The executed (clipped) action and real stamps sit next to LeRobot's columns.
     row = ds.hf_dataset[5]
     assert len(row['executed.action']) == len(row['action'])
     assert row['stamp.action_sent'] >= row['stamp.observation']
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_resumed_sentry_summary_gives_this_runs_and_the_datasets_totals(ros, emulator, rollout_config, tmp_path):
+    first = rollout_config(strategy='sentry', duration=2.0, recording=recording(tmp_path, 'sentry_resume'))
+    before = run(first)
+    rec = recording(tmp_path, 'sentry_resume', target_video_file_size_mb=0.01)
+    rec.resume = True
+    summary = run(rollout_config(strategy='sentry', duration=4.0, recording=rec))
+    ds = load(first)
+    lengths = episode_lengths(ds)
+    assert before['episodes'] == 1 and len(lengths) >= 3, lengths     # resumed, and rotated at least once
+    assert (summary['dataset_episodes'], summary['dataset_frames']) == (ds.num_episodes, ds.num_frames)
+    assert (summary['episodes'], summary['frames']) == (len(lengths) - 1, sum(lengths[1:]))
 
 
 def test_sentry_uploads_on_schedule_without_slowing_the_loop(ros, emulator, rollout_config, tmp_path,

@@ -33,11 +33,14 @@ def _run(cmd, log: Path, timeout: float) -> str:
 
 def test_sentry_recording_trains_with_lerobot_train_and_deploys_in_the_demo(tmp_path):
     work = tmp_path / 'demo'
-    _run([sys.executable, '-m', 'rollout_ros.demo', '--strategy', 'sentry', '--duration', '3',
-          '--workdir', str(work)], tmp_path / 'record.log', 240)
+    log = _run([sys.executable, '-m', 'rollout_ros.demo', '--strategy', 'sentry', '--duration', '3',
+                '--workdir', str(work)], tmp_path / 'record.log', 240)
     (root,) = (work / 'datasets').iterdir()
     recorded = LeRobotDataset('demo/rollout_sentry', root=root, video_backend='pyav')
     assert recorded.num_frames > 30
+    # The strategy's own summary line counts every saved episode, the recorder's rotations too.
+    logged = json.loads(log.split('run summary: ', 1)[1].splitlines()[0])
+    assert (logged['episodes'], logged['frames']) == (recorded.num_episodes, recorded.num_frames)
     # As a user loads it: LeRobot picks its default decoder (torchcodec) and prints nothing.
     load = subprocess.run([sys.executable, '-c', LOAD.format(root=str(root))], capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, HF_HUB_OFFLINE='1'))

@@ -31,6 +31,7 @@ os.environ.setdefault('SVT_LOG', '1')
 
 FALLBACK_CODEC = 'h264'  # libx264 through PyAV
 _ALIASES = {'libx264': 'h264'}
+FFMPEG_ONE_LOG_LEVEL = 8   # FFmpeg's levels: error 16, warning 24, info 32, verbose 40
 
 
 def resolve_encoder(vcodec: str = 'libsvtav1', preset=None) -> RGBEncoderConfig:
@@ -184,9 +185,13 @@ class CameraEncoder(threading.Thread):
 
     def _open(self, height: int, width: int):
         container = av.open(str(self.path), 'w', format='mp4')
-        stream = container.add_stream(
-            self.config.vcodec, self.fps,
-            options=self.config.get_codec_options(self.encoder_threads, as_strings=True))
+        options = self.config.get_codec_options(self.encoder_threads, as_strings=True)
+        if self.config.vcodec in ('h264', 'libx264'):
+            # libx264 logs its settings and ~12 lines of statistics per file at info level, which reach
+            # the terminal whenever FFmpeg's own log callback is in place (LeRobot restores it after each
+            # of its encodes and decodes). One level down, info is hidden; warnings still show as info.
+            options['log_level_offset'] = str(FFMPEG_ONE_LOG_LEVEL)
+        stream = container.add_stream(self.config.vcodec, self.fps, options=options)
         stream.pix_fmt = self.config.pix_fmt
         stream.width = width
         stream.height = height

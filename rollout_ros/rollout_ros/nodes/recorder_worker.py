@@ -123,7 +123,8 @@ class RecorderWorker:
         self.episode_missing = 0
         self.total_episodes = writer.num_episodes
         self.total_frames = writer.num_frames      # saved; the open episode's are episode_frames
-        self.session_episodes = 0
+        self.session_episodes = 0    # saved by this run (a resumed dataset holds more)
+        self.session_frames = 0
         self.missing_images = 0      # ticks not written: an image never came
         self.bad_frames = 0          # ticks not written: names/shapes do not fit the dataset
         self.idle_frames = 0         # ticks while not recording and no ring buffer
@@ -246,6 +247,8 @@ class RecorderWorker:
         self.total_frames = self.writer.num_frames
         self.episode_index = self.total_episodes
         self.session_episodes += 1
+        self.session_frames += info['length']
+        result.update(session_episodes=self.session_episodes, session_frames=self.session_frames)
         self.episode_frames = self.episode_missing = 0
         self._saved_since_push += 1
         if self.hub is not None and self._saved_since_push >= self.upload_every:
@@ -320,7 +323,8 @@ class RecorderWorker:
             'recording': self.recording, 'episode_index': self.episode_index,
             'episode_frames': self.episode_frames, 'episode_missing_image_frames': self.episode_missing,
             'total_episodes': self.total_episodes, 'total_frames': self.total_frames,
-            'session_episodes': self.session_episodes, 'missing_image_frames': self.missing_images,
+            'session_episodes': self.session_episodes, 'session_frames': self.session_frames,
+            'missing_image_frames': self.missing_images,
             'bad_frames': self.bad_frames, 'idle_frames': self.idle_frames,
             'dropped_backlog': self.dropped_backlog, 'write_errors': self.write_errors,
             'ring_frames_not_saved': self.ring_frames_dropped,

@@ -340,16 +340,25 @@ class BaseStrategyNode(ManagedNode):
         if self.loop is not None and self.loop.pacer.started and not self.summary:
             self.summary = {**self.loop.summary(), **self._inference_figures(), **self._bus_timing(),
                             'strategy': self.strategy_type, **self.summary_extras()}
-            self._publish_status(final=True)
-            self.get_logger().info('run summary: ' + json.dumps(self.summary))
-            period_ms = 1e3 / self.param('fps')
-            if (self.summary.get('infer_measures') == 'policy_call' and self.summary['overruns']
-                    and self.summary['infer_p99_ms'] > period_ms):
-                self.get_logger().warning(
-                    f"{self.summary['overruns']} ticks overran: policy calls took up to "
-                    f"{self.summary['infer_p99_ms']:.0f} ms (p99) against a {period_ms:.0f} ms tick. For a "
-                    'chunking policy, --inference.type=rtc computes chunks in the background so the arm '
-                    'never waits for one.')
+            if self.summary_complete_at_stop:
+                self.report_summary()
+
+    # A recording strategy's counts are final only once its last episode is saved.
+    summary_complete_at_stop = True
+
+    def report_summary(self) -> None:
+        """The final status message, the 'run summary' log line and, when policy calls made ticks
+        overrun, what to do about it."""
+        self._publish_status(final=True)
+        self.get_logger().info('run summary: ' + json.dumps(self.summary))
+        period_ms = 1e3 / self.param('fps')
+        if (self.summary.get('infer_measures') == 'policy_call' and self.summary['overruns']
+                and self.summary['infer_p99_ms'] > period_ms):
+            self.get_logger().warning(
+                f"{self.summary['overruns']} ticks overran: policy calls took up to "
+                f"{self.summary['infer_p99_ms']:.0f} ms (p99) against a {period_ms:.0f} ms tick. For a "
+                'chunking policy, --inference.type=rtc computes chunks in the background so the arm '
+                'never waits for one.')
 
     def _inference_figures(self) -> dict:
         """What infer_* measured: the policy call itself (sync), or, with a

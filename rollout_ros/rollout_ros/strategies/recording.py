@@ -31,6 +31,8 @@ def stamp_key(stamp) -> tuple[int, int]:
 
 class RecordingStrategyNode(BaseStrategyNode):
 
+    summary_complete_at_stop = False
+
     def __init__(self, node_name: str, **kwargs):
         super().__init__(node_name, **kwargs)
         self.declare('recorder_node', 'recorder',
@@ -44,7 +46,8 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.declare('stop_keys', ['esc'], 'Keys that end the run (the loop stops, recordings are saved).')
         self.declare('play_sounds', True, 'Speak events (episode saved, paused...) through the '
                      "system's speech tool (spd-say / espeak) where there is one.", read_only=False)
-        self.episodes_saved = 0
+        self.episodes_saved = 0           # by this run, rotations by the recorder included
+        self.frames_saved = 0
         self.recording = False            # an episode is open on the recorder
         self.recorder_errors: list[str] = []
         self.recorder_status: dict = {}   # the recorder's latest ~/status
@@ -80,7 +83,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._worker.start()
 
     def activate(self) -> None:
-        self.episodes_saved = 0
+        self.episodes_saved = self.frames_saved = 0
         self.recorder_errors = []
         super().activate()
         self.on_loop_started()
@@ -98,6 +101,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._drain_requests()
         if self.summary:
             self.summary.update(self.summary_extras())
+            self.report_summary()
 
     def cleanup(self) -> None:
         if self._worker is not None:
@@ -203,8 +207,11 @@ class RecordingStrategyNode(BaseStrategyNode):
         if not resp.success:
             return self._recorder_failed(service, resp.message)
         if service == 'save_episode':
-            self.episodes_saved += 1
             info = _json_or_empty(resp.message)
+            # The recorder's session counts also hold the episodes it rotated on its own (sentry).
+            self.episodes_saved = max(self.episodes_saved + 1, int(info.get('session_episodes', 0)))
+            self.frames_saved = max(self.frames_saved + int(info.get('frames', 0)),
+                                    int(info.get('session_frames', 0)))
             self.get_logger().info(f"episode {info.get('episode_index', '?')} saved "
                                    f"({info.get('frames', '?')} frames)")
             self.speaker.say('episode saved')
@@ -231,7 +238,11 @@ class RecordingStrategyNode(BaseStrategyNode):
         msg.upload_state = str((rec.get('upload') or {}).get('state', ''))
 
     def summary_extras(self) -> dict:
-        return {'episodes': self.episodes_saved, 'recorder_errors': len(self.recorder_errors)}
+        """This run's episodes and frames (the CLI adds the dataset's totals as dataset_*)."""
+        rec = self.recorder_status
+        return {'episodes': max(self.episodes_saved, int(rec.get('session_episodes', 0))),
+                'frames': max(self.frames_saved, int(rec.get('session_frames', 0))),
+                'recorder_errors': len(self.recorder_errors)}
 
     # Frames -------------------------------------------------------------------
     def _on_executed(self, msg: JointState) -> None:
