@@ -25,6 +25,7 @@ setup(
         'console_scripts': [
             'rollout = rollout_ros.cli:main',
             'rollout_demo = rollout_ros.demo:main',
+            'rollout_emulate = rollout_ros.emulate:main',
             'servo_bus_emulator = rollout_ros.hardware.emulator.servo_bus_emulator:main',
             'robot_driver = rollout_ros.nodes.robot_driver_node:main',
             'camera = rollout_ros.nodes.camera_node:main',

@@ -56,16 +56,29 @@ OPENARM_START_DEG = {'left': (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0),
                      'right': (0.0, 10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0)}
 
 
-def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
-    """Calibration, checkpoint and video for the demo (reused when present)."""
-    if robot_type in CAN_ROBOTS:
-        return prepare_openarm(workdir, robot_type)
+def write_calibration(workdir: Path, robot_type: str = ROBOT_TYPE) -> Path:
+    """The emulated arm's calibration as <workdir>/calibration/demo.json; returns that folder,
+    LeRobot's --robot.calibration_dir."""
     spec = get_robot_spec(robot_type)
     # drive_mode on the elbow: exercises the inverted joints of Feetech arms.
     calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
                                       *DEMO_RANGES[m.name]) for m in spec.motors}
     calib_dir = workdir / 'calibration'
     save_calibration(calibration_path(calib_dir, spec.calibration_dir_name, ROBOT_ID), calib)
+    return calib_dir
+
+
+def initial_positions(robot_type: str = ROBOT_TYPE) -> list[int]:
+    """The emulated arm's start pose: the middle of each calibrated range."""
+    return [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in get_robot_spec(robot_type).motors)]
+
+
+def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
+    """Calibration, checkpoint and video for the demo (reused when present)."""
+    if robot_type in CAN_ROBOTS:
+        return prepare_openarm(workdir, robot_type)
+    spec = get_robot_spec(robot_type)
+    calib_dir = write_calibration(workdir, robot_type)
 
     ckpt = workdir / 'checkpoints' / 'tiny_act'
     if not (ckpt / 'config.json').is_file():
@@ -76,8 +89,7 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     if not video.is_file():
         from rollout_ros.hardware.emulator.test_video import write_test_video
         write_test_video(video)
-    initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
-    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
+    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial_positions(robot_type),
             'robot_type': robot_type}
 
 
@@ -182,7 +194,7 @@ def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
     rec = RecordingConfig(
         dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
         teleop=TeleopConfig(DEMO_LEADERS.get(robot_type, 'koch_leader') if strategy == 'dagger' else '', '',
-                            LEADER_ID), play_sounds=False,
+                            LEADER_ID, calibration_dir=str(workdir / 'calibration')), play_sounds=False,
         # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
         target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
         input_device='none', input_topics=['/demo_operator/events'])

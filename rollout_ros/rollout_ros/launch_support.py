@@ -74,7 +74,8 @@ ROBOT = [
             'so101_follower, openarm_follower; bi_so_follower, bi_openarm_follower: one driver per arm)'),
     setting('robot_id', 'robot_id', str, 'Calibration id (lerobot --robot.id); bi_* arms use '
             '<robot_id>_left/_right'),
-    setting('calibration_dir', 'calibration_dir', str, "lerobot calibration directory (its default: lerobot's)"),
+    setting('calibration_dir', 'calibration_dir', str, 'Folder holding <robot_id>.json (lerobot '
+            "--robot.calibration_dir; its default: lerobot's)"),
     setting('use_degrees', 'use_degrees', bool, 'Body joints in degrees instead of -100..100 (lerobot '
             '--robot.use_degrees; must match how the policy was trained)'),
 ]
@@ -147,6 +148,8 @@ COMPONENT_ARGS = {
         setting('teleop_side', 'recording.teleop.side', str, 'openarm_mini: left or right (lerobot '
                 '--teleop.side)'),
         setting('teleop_id', 'recording.teleop.id', str, 'Leader calibration id (lerobot --teleop.id)'),
+        setting('teleop_calibration_dir', 'recording.teleop.calibration_dir', str, 'Folder holding '
+                "<teleop_id>.json (lerobot --teleop.calibration_dir; its default: lerobot's)'),
         *ROBOT,   # the follower's: the leader pose is published in its joint space
     ],
     'recorder': [

@@ -41,6 +41,7 @@ class TeleopConfig:
     left_port: str = ''    # bimanual leaders (bi_so_leader, bi_openarm_mini)
     right_port: str = ''
     side: str = ''         # openarm_mini: per-side joint directions
+    calibration_dir: str = ''   # LeRobot's --teleop.calibration_dir: the folder holding <id>.json
 
 
 @dataclass
@@ -108,6 +109,8 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
     a('--teleop.right_arm_config.port', dest='teleop_right_port', default='',
       help='bimanual leader: right arm port')
     a('--teleop.side', dest='teleop_side', default='', help='openarm_mini: left or right')
+    a('--teleop.calibration_dir', dest='teleop_calibration_dir', default='',
+      help="folder holding <teleop.id>.json; '' = lerobot's default")
     a('--resume', default='false', help='continue the dataset at --dataset.root')
     a('--play_sounds', default='true', help='speak events (spd-say/espeak where present)')
     a('--strategy.upload_every_n_episodes', dest='upload_every_n_episodes', type=int, default=5)
@@ -149,7 +152,7 @@ def recording_from_args(ns) -> RecordingConfig:
             reset_time_s=ns.dataset_reset_time_s, vcodec=ns.dataset_vcodec,
             stamp_repo_id=not parse_flag('--dataset.no_stamp', ns.dataset_no_stamp)),
         teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id, ns.teleop_left_port,
-                            ns.teleop_right_port, ns.teleop_side),
+                            ns.teleop_right_port, ns.teleop_side, ns.teleop_calibration_dir),
         resume=parse_flag('--resume', ns.resume), play_sounds=parse_flag('--play_sounds', ns.play_sounds),
         upload_every_n_episodes=ns.upload_every_n_episodes,
         target_video_file_size_mb=ns.target_video_file_size_mb,

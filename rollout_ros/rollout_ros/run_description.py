@@ -286,6 +286,7 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
             'teleop_type': 'recording.teleop.type', 'teleop_port': 'recording.teleop.port',
             'teleop_id': 'recording.teleop.id', 'teleop_left_port': 'recording.teleop.left_port',
             'teleop_right_port': 'recording.teleop.right_port', 'teleop_side': 'recording.teleop.side',
+            'teleop_calibration_dir': 'recording.teleop.calibration_dir',
             **robot_paths}))]
     if recording:
         components['recorder'] = [NodeSpec('recorder', 'recorder', 'recorder',

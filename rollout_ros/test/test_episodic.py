@@ -138,7 +138,7 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
 
 
 def test_resume_adds_episodes_and_a_passive_leader_drives_the_reset(ros, emulator, rollout_config, tmp_path,
-                                                                   koch_leader):  # noqa: F811 - fixture
+                                                                   koch_leader, assets):  # noqa: F811 - fixture
     from rollout_ros.recording_config import TeleopConfig
 
     first = episodic(tmp_path, 'episodic_resume')
@@ -161,7 +161,8 @@ def test_resume_adds_episodes_and_a_passive_leader_drives_the_reset(ros, emulato
             return sample
         return [(gap('start'), leader_reset_s - 0.3, 'x'), (gap('end'), 0.0, 'x')]
 
-    again = episodic(tmp_path, 'episodic_resume', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader'))
+    again = episodic(tmp_path, 'episodic_resume', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader',
+                                                                      calibration_dir=str(assets['calibration_dir'])))
     again.dataset.num_episodes = 2
     # Long enough for the follower to reach the leader (~0.5 rad away) at 0.5 rad/s.
     leader_reset_s = again.dataset.reset_time_s = 2.0

@@ -206,8 +206,8 @@ def test_pedal_permission_error_names_the_fix(tmp_path):
     assert e.value.param == 'device_path' and 'input group' in str(e.value) and 'udev' in str(e.value)
 
 
-@pytest.mark.parametrize('text', ['not json', '[30]', '{}', '{"a": "30"}', '{"a": 0}', '{"a": true}',
-                                  '{"a": 30, "b": 30}'])
+@pytest.mark.parametrize('text', ['not a key', '[0]', '{}', '{"a": "KEY_NOPE"}', '{"a": 0}', '{"a": true}',
+                                  '{"a": 30, "b": 30}', '[30, "KEY_A"]', '{"a": 30', ''])
 def test_key_codes_are_checked(text):
     with pytest.raises(ConfigError) as e:
         parse_key_codes(text)
@@ -216,6 +216,22 @@ def test_key_codes_are_checked(text):
 
 def test_key_codes_parse():
     assert parse_key_codes('{"pause": 30, "push": 46}') == {'pause': 30, 'push': 46}
+    # By evdev name, as lerobot's pedal bindings and evtest write them, or by number.
+    assert parse_key_codes('KEY_A,KEY_B, 46') == {'KEY_A': 30, 'KEY_B': 48, 'KEY_C': 46}
+    assert parse_key_codes('["key_space", "30", 0x2fe]'.replace('0x2fe', '766')) == \
+        {'KEY_SPACE': 57, 'KEY_A': 30, 'code_766': 766}
+    assert parse_key_codes('{"pause": "KEY_A", "push": "BTN_1"}') == {'pause': 30, 'push': 0x101}
+
+
+def test_evdev_key_names_are_the_kernels():
+    import re
+    from rollout_ros.hardware.input.pedal import EVDEV_KEYS
+    header = Path('/usr/include/linux/input-event-codes.h')
+    if not header.is_file():
+        pytest.skip('no kernel headers here to compare with')
+    defined = {m[1]: int(m[2], 0) for m in re.finditer(r'#define\s+((?:KEY|BTN)_\w+)\s+(0x[0-9a-f]+|\d+)\b',
+                                                        header.read_text())}
+    assert {name: defined.get(name) for name in EVDEV_KEYS} == EVDEV_KEYS
 
 
 # Nodes ----------------------------------------------------------------------

@@ -97,3 +97,28 @@ def test_calibration_file_roundtrip_and_errors(tmp_path):
         load_calibration(tmp_path / 'nope.json', spec.motor_names, 'koch_follower')
     with pytest.raises(ConfigError, match='robot_type'):
         get_robot_spec('kotch_follower')
+
+
+def test_calibration_dir_means_what_it_means_in_lerobot(tmp_path, monkeypatch):
+    """--robot.calibration_dir is the folder holding <id>.json; without it, LeRobot's default
+    location (robots/<class name>/) under HF_LEROBOT_CALIBRATION."""
+    from lerobot.robots import make_robot_from_config
+    from lerobot.robots.koch_follower import KochFollowerConfig
+
+    from rollout_ros.core import calibration as calibration_mod
+    from rollout_ros.hardware.robots import load_robot_calibration
+    config_cls = KochFollowerConfig   # (the SO classes need feetech-servo-sdk, which we do not use)
+    spec = get_robot_spec('koch_follower')
+    calib = {m.name: MotorCalibration(m.id, 0, 0, 1000, 3000) for m in spec.motors}
+    given = tmp_path / 'given'
+    save_calibration(given / 'arm.json', calib)
+    lerobot_robot = make_robot_from_config(config_cls(port='/dev/null', id='arm', calibration_dir=given))
+    assert lerobot_robot.calibration_fpath == calibration_mod.calibration_path(given, spec.calibration_dir_name, 'arm')
+    assert load_robot_calibration(spec, str(given), 'arm') == calib
+
+    root = tmp_path / 'default'
+    monkeypatch.setattr('lerobot.robots.robot.HF_LEROBOT_CALIBRATION', root)
+    monkeypatch.setenv('HF_LEROBOT_CALIBRATION', str(root))
+    lerobot_robot = make_robot_from_config(config_cls(port='/dev/null', id='arm'))
+    save_calibration(lerobot_robot.calibration_fpath, calib)
+    assert load_robot_calibration(spec, '', 'arm') == calib

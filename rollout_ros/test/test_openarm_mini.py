@@ -39,7 +39,7 @@ def lerobot_mini(monkeypatch, tmp_path, side):
         return bus
     monkeypatch.setattr(mod, 'FeetechMotorsBus', bus_without_port)
     return mod.OpenArmMini(mod.OpenArmMiniConfig(port='/dev/null', side=side, id=TELEOP_ID,
-                                                 calibration_dir=tmp_path / 'teleoperators' / 'openarm_mini'))
+                                                 calibration_dir=tmp_path))
 
 
 @pytest.mark.parametrize('side', ['left', 'right', ''])
@@ -93,7 +93,7 @@ def test_bimanual_mini_is_named_and_filed_as_lerobots(monkeypatch, tmp_path):
         return bus
     monkeypatch.setattr(single, 'FeetechMotorsBus', bus_without_port)
     teleop = mod.BiOpenArmMini(mod.BiOpenArmMiniConfig(
-        id=TELEOP_ID, calibration_dir=tmp_path / 'teleoperators' / 'openarm_mini',
+        id=TELEOP_ID, calibration_dir=tmp_path,
         left_arm_config=OpenArmMiniConfigBase(port='/dev/null'),
         right_arm_config=OpenArmMiniConfigBase(port='/dev/null')))
     spec = get_leader_spec('bi_openarm_mini')
@@ -122,7 +122,7 @@ def test_bi_so_leader_pairs_with_bi_so_follower(tmp_path):
     calib = {}
     for side in ('left', 'right'):
         arm_calib = {m.name: MotorCalibration(m.id, 0, 0, 1000, 3000) for m in dict(spec.arms)[f'{side}_'].motors}
-        save_calibration(tmp_path / 'teleoperators' / 'so_leader' / f'{TELEOP_ID}_{side}.json', arm_calib)
+        save_calibration(tmp_path / f'{TELEOP_ID}_{side}.json', arm_calib)   # lerobot: <calibration_dir>/<id>_<side>.json
         calib.update({f'{side}_{n}': c for n, c in arm_calib.items()})
     assert load_leader_calibration(tmp_path, spec, TELEOP_ID) == calib
     bridge = LeaderFollowerMap(spec.joint_maps(calib), follower.joint_maps(calib))

@@ -159,9 +159,10 @@ def koch_leader(tmp_path, assets):
             yield emu.port
 
 
-def test_dagger_corrections_only(ros, emulator, rollout_config, tmp_path, koch_leader):
+def test_dagger_corrections_only(ros, emulator, rollout_config, tmp_path, koch_leader, assets):
     started = []
-    rec = recording(tmp_path, 'dagger', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader'),
+    rec = recording(tmp_path, 'dagger', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader',
+                                                          calibration_dir=str(assets['calibration_dir'])),
                     num_episodes=2)
     cfg = rollout_config(strategy='dagger', duration=20.0, recording=rec)
     presses = [(1.0, 'tab'),                     # refused: no correction from autonomous
@@ -202,9 +203,10 @@ def test_stop_mid_episode_saves_it_and_leaves_the_robot_safe(ros, emulator, roll
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
-def test_stop_during_a_correction_saves_it(ros, emulator, rollout_config, tmp_path, koch_leader):
+def test_stop_during_a_correction_saves_it(ros, emulator, rollout_config, tmp_path, koch_leader, assets):
     stop, started = threading.Event(), []
-    rec = recording(tmp_path, 'dagger_stop', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader'))
+    rec = recording(tmp_path, 'dagger_stop', teleop=TeleopConfig('koch_leader', koch_leader, 'test_leader',
+                                                          calibration_dir=str(assets['calibration_dir'])))
     cfg = rollout_config(strategy='dagger', duration=0.0, recording=rec)
     press = operator([(1.0, 'space'), (1.5, 'tab')], started)
 

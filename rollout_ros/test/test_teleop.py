@@ -126,7 +126,7 @@ def teleop(ros, tmp_path, teleop_type, leader_emulator):
     def start(**overrides):
         params = dict(teleop_type=teleop_type, teleop_port=leader_emulator.port, teleop_id='leader1',
                       robot_type=SETUPS[teleop_type]['follower'], robot_id='follower1',
-                      calibration_dir=str(tmp_path), joint_prefix=PREFIX, rate_hz=50.0, move_speed=1.0)
+                      calibration_dir=str(tmp_path), teleop_calibration_dir=str(tmp_path), joint_prefix=PREFIX, rate_hz=50.0, move_speed=1.0)
         params.update(overrides)
         running.append(Running(**params))
         return running[-1]
@@ -174,19 +174,23 @@ def test_leader_specs_match_lerobot_classes(tmp_path, teleop_type, monkeypatch):
     assert spec.actuated == (teleop_type != 'koch_leader')
 
 
-def test_calibration_path_follows_lerobot(tmp_path):
+def test_calibration_path_follows_lerobot(tmp_path, monkeypatch):
     from lerobot.teleoperators.koch_leader import KochLeader
     from lerobot.teleoperators.so_leader import SOLeader
+    # LeRobot's --teleop.calibration_dir is the folder that holds <id>.json ...
+    for teleop_type in ('koch_leader', 'so100_leader', 'so101_leader'):
+        assert leader_calibration_paths(tmp_path, get_leader_spec(teleop_type), 'x') == [tmp_path / 'x.json']
+    # ... and without it, LeRobot's default root holds teleoperators/<class name>/<id>.json.
+    monkeypatch.setenv('HF_LEROBOT_CALIBRATION', str(tmp_path))
     pairs = (('koch_leader', KochLeader), ('so100_leader', SOLeader), ('so101_leader', SOLeader))
     for teleop_type, cls in pairs:
         spec = get_leader_spec(teleop_type)
-        expected = tmp_path / 'teleoperators' / cls.name / 'x.json'
-        assert leader_calibration_paths(tmp_path, spec, 'x')[0] == expected
+        assert leader_calibration_paths(None, spec, 'x')[0] == tmp_path / 'teleoperators' / cls.name / 'x.json'
     # Files of lerobot releases that named the directory after the type are found too.
     spec = get_leader_spec('so101_leader')
     old = tmp_path / 'teleoperators' / 'so101_leader' / 'old.json'
     save_calibration(old, calib(SETUPS['so101_leader']['leader']))
-    assert load_leader_calibration(tmp_path, spec, 'old')['gripper'].range_max == 3400
+    assert load_leader_calibration(None, spec, 'old')['gripper'].range_max == 3400
 
 
 def test_unknown_leader_and_koch_in_degrees_are_config_errors():

@@ -4,6 +4,7 @@ trains a tiny ACT on it offline for two steps, and the demo runs that checkpoint
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,28 @@ def test_lerobot_info_reports_the_environment():
     proc = subprocess.run([str(BIN / 'lerobot-info')], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '- Torchcodec version: 0.' in proc.stdout and 'Traceback' not in proc.stderr
+
+
+def test_emulated_arm_alone_serves_rollout_with_the_flags_it_prints(tmp_path, assets):
+    from rollout_ros.demo import CAMERA, IMAGE_HW
+    emulate = subprocess.Popen([sys.executable, '-m', 'rollout_ros.emulate', 'so101_follower',
+                                '--workdir', str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [emulate.stdout.readline().strip() for _ in range(3)]
+        assert lines[0].startswith('PORT /dev/pts/'), lines
+        port = lines[0].split(' ', 1)[1]
+        assert lines[2] == (f'ros2 launch: robot_type:=so101_follower robot_port:={port} robot_id:=demo '
+                            f'calibration_dir:={tmp_path / "calibration"}')
+        flags = lines[1].removeprefix('rollout: ').split()
+        # Joint names of a Koch and an SO arm are the same: the demo's tiny ACT drives both.
+        cams = (f'{{{CAMERA}: {{type: opencv, index_or_path: {assets["video"]}, width: {IMAGE_HW[1]}, '
+                f'height: {IMAGE_HW[0]}, fps: 30}}}}')
+        out = _run([sys.executable, '-m', 'rollout_ros.cli', f'--policy.path={assets["checkpoint"]}', *flags,
+                    f'--robot.cameras={cams}', '--fps=30', '--duration=2', '--task=try'],
+                   tmp_path / 'rollout.log', 240)
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary['ticks'] > 30 and summary['starved_ticks'] == 0
+        assert emulate.poll() is None                      # serves until stopped
+    finally:
+        emulate.send_signal(signal.SIGINT)
+        assert emulate.wait(timeout=10) == 0

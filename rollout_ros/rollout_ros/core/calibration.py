@@ -1,4 +1,6 @@
-"""LeRobot calibration files: `<calibration_dir>/robots/<robot_type>/<id>.json`.
+"""LeRobot calibration files: `<calibration_dir>/<id>.json` when a directory is
+given (LeRobot's --robot.calibration_dir), else LeRobot's default location
+`$HF_LEROBOT_CALIBRATION/robots/<robot class>/<id>.json`.
 
 The JSON maps each motor name to {id, drive_mode, homing_offset, range_min,
 range_max}, exactly as lerobot writes it, so an arm calibrated with
@@ -34,8 +36,11 @@ def default_calibration_dir() -> Path:
 
 
 def calibration_path(calibration_dir: str | Path | None, robot_type: str, robot_id: str) -> Path:
-    base = Path(calibration_dir).expanduser() if calibration_dir else default_calibration_dir()
-    return base / 'robots' / robot_type / f'{robot_id}.json'
+    """Where LeRobot keeps the calibration of robot `robot_id`: directly in `calibration_dir` when one is
+    given, as LeRobot's Robot does, else under its default directory for `robot_type` (the class name)."""
+    if calibration_dir:
+        return Path(calibration_dir).expanduser() / f'{robot_id}.json'
+    return default_calibration_dir() / 'robots' / robot_type / f'{robot_id}.json'
 
 
 def load_calibration(path: Path, motor_names: list[str], robot_type: str = '',

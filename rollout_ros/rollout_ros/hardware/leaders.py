@@ -152,11 +152,14 @@ def leader_calibration_paths(calibration_dir: str | Path | None, spec: LeaderSpe
                              teleop_id: str) -> list[Path]:
     """Where a leader's calibration may be, in the order looked at.
 
-    lerobot writes <root>/teleoperators/<class name>/<id>.json; the class of
+    As LeRobot's Teleoperator: <calibration_dir>/<id>.json when a directory is
+    given, else <default>/teleoperators/<class name>/<id>.json; the class of
     both SO leaders is named so_leader. Releases where each type had its own
-    class used the type name, so that directory is looked at second.
+    class used the type name, so that default directory is looked at second.
     """
-    base = Path(calibration_dir).expanduser() if calibration_dir else default_calibration_dir()
+    if calibration_dir:
+        return [Path(calibration_dir).expanduser() / f'{teleop_id}.json']
+    base = default_calibration_dir()
     names = dict.fromkeys([spec.calibration_dir_name, spec.type])
     return [base / 'teleoperators' / name / f'{teleop_id}.json' for name in names]
 
@@ -177,8 +180,8 @@ def load_leader_calibration(calibration_dir: str | Path | None, spec: LeaderSpec
         raise ConfigError(
             'teleop_id', f'no calibration of leader {teleop_id!r} at {paths[0]}{also}.',
             f'calibrate the leader once with lerobot: lerobot-calibrate --teleop.type={spec.type} '
-            f'--teleop.port={port} --teleop.id={teleop_id} (or set calibration_dir to the directory '
-            'that holds teleoperators/).')
+            f'--teleop.port={port} --teleop.id={teleop_id} (or set teleop_calibration_dir to the folder '
+            f'that holds {teleop_id}.json).')
     try:
         return load_calibration(path, spec.motor_names, spec.type, port)
     except ConfigError as e:   # same problem, but the parameter to fix is the leader's

@@ -12,7 +12,6 @@ A vanished device is not reopened: clean up and configure again.
 """
 
 import sys
-import json
 import os
 import time
 
@@ -37,9 +36,10 @@ class PedalNode(ManagedNode):
         self.declare('device_path', DEFAULT_DEVICE_PATH,
                      'evdev device of the pedal (a /dev/input/by-id/...-event-kbd entry); a FIFO or '
                      'file of packed input_event records stands in for one.')
-        self.declare('key_codes', json.dumps(DEFAULT_KEY_CODES),
-                     'JSON object: key name published in InputEvent.key -> evdev key code. Default: '
-                     "lerobot's pedal bindings (KEY_A/KEY_B/KEY_C).")
+        self.declare('key_codes', ','.join(DEFAULT_KEY_CODES),
+                     'Keys to publish, by evdev name or number, as KEY_A,KEY_B,46 or a JSON list (each '
+                     'published in InputEvent.key under its evdev name), or a JSON object naming them '
+                     '({"pause": "KEY_A", "push": 46}). Default: lerobot\'s pedal keys (KEY_A/KEY_B/KEY_C).')
         self.declare('grab', True,
                      'Take the device exclusively (EVIOCGRAB) so presses do not type into other '
                      'programs; skipped with a warning where unsupported.')

@@ -8,10 +8,11 @@ from rollout_ros.hardware.robots import get_robot_spec, load_robot_calibration
 def declare_robot_params(node) -> None:
     node.declare('robot_type', 'koch_follower', 'Robot type, as lerobot names it (koch_follower).')
     node.declare('robot_id', 'follower',
-                 'Calibration id: the file <calibration_dir>/robots/<robot_type>/<robot_id>.json.')
+                 'Calibration id: the file <calibration_dir>/<robot_id>.json, or by default lerobot\'s '
+                 '~/.cache/huggingface/lerobot/calibration/robots/<robot class>/<robot_id>.json.')
     node.declare('calibration_dir', '',
-                 "lerobot calibration directory; '' = lerobot's default "
-                 '(~/.cache/huggingface/lerobot/calibration).')
+                 "Folder holding <robot_id>.json, as lerobot's --robot.calibration_dir; '' = lerobot's "
+                 'default location.')
     node.declare('use_degrees', False,
                  'Body joints in degrees instead of -100..100 (lerobot use_degrees; must match '
                  'how the policy was trained).')

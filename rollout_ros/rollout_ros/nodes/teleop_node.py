@@ -46,8 +46,12 @@ class TeleopNode(ManagedNode):
         self.declare('teleop_side', '', "openarm_mini: left or right (lerobot's per-side joint directions); "
                      "'' = none.")
         self.declare('teleop_id', 'leader',
-                     'Leader calibration id: <calibration_dir>/teleoperators/<name>/<teleop_id>.json, '
-                     "<name> being lerobot's (koch_leader, so_leader for both SO leaders).")
+                     'Leader calibration id: <teleop_calibration_dir>/<teleop_id>.json, or by default '
+                     "lerobot's <calibration root>/teleoperators/<name>/<teleop_id>.json, <name> being "
+                     "lerobot's (koch_leader, so_leader for both SO leaders).")
+        self.declare('teleop_calibration_dir', '',
+                     "Folder holding <teleop_id>.json (lerobot --teleop.calibration_dir); '' = lerobot's "
+                     'default. calibration_dir is the follower\'s, whose joint space the pose is published in.')
         # The follower's calibration and names: the pose is published in its joint space.
         declare_robot_params(self)
         self.declare('rate_hz', 60.0, 'Rate of ~/joint_states and of goals during ~/move_to [Hz].',
@@ -77,7 +81,7 @@ class TeleopNode(ManagedNode):
     def configure(self) -> None:
         port = self.param('teleop_port')
         spec = get_leader_spec(self.param('teleop_type'), self.param('use_degrees'), self.param('teleop_side'))
-        calibration = load_leader_calibration(self.param('calibration_dir') or None, spec,
+        calibration = load_leader_calibration(self.param('teleop_calibration_dir') or None, spec,
                                               self.param('teleop_id'), port)
         follower_spec, follower_calibration = load_robot(self, '<robot_port>')
         self.bridge = LeaderFollowerMap(spec.joint_maps(calibration),

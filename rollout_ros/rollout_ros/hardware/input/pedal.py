@@ -67,22 +67,70 @@ class PedalEvent:
         return self.stamp_ns * 1e-9
 
 
+def _evdev_key_names() -> dict[str, int]:
+    """evdev's names of the keys a pedal or small keypad sends (Linux input-event-codes.h values)."""
+    names = {'KEY_ESC': 1, 'KEY_MINUS': 12, 'KEY_EQUAL': 13, 'KEY_BACKSPACE': 14, 'KEY_TAB': 15,
+             'KEY_LEFTBRACE': 26, 'KEY_RIGHTBRACE': 27, 'KEY_ENTER': 28, 'KEY_LEFTCTRL': 29,
+             'KEY_SEMICOLON': 39, 'KEY_APOSTROPHE': 40, 'KEY_GRAVE': 41, 'KEY_LEFTSHIFT': 42,
+             'KEY_BACKSLASH': 43, 'KEY_COMMA': 51, 'KEY_DOT': 52, 'KEY_SLASH': 53, 'KEY_RIGHTSHIFT': 54,
+             'KEY_LEFTALT': 56, 'KEY_SPACE': 57, 'KEY_CAPSLOCK': 58, 'KEY_F11': 87, 'KEY_F12': 88,
+             'KEY_RIGHTCTRL': 97, 'KEY_RIGHTALT': 100, 'KEY_HOME': 102, 'KEY_UP': 103, 'KEY_PAGEUP': 104,
+             'KEY_LEFT': 105, 'KEY_RIGHT': 106, 'KEY_END': 107, 'KEY_DOWN': 108, 'KEY_PAGEDOWN': 109,
+             'KEY_INSERT': 110, 'KEY_DELETE': 111, 'KEY_MUTE': 113, 'KEY_VOLUMEDOWN': 114,
+             'KEY_VOLUMEUP': 115, 'KEY_PAUSE': 119, 'KEY_NEXTSONG': 163, 'KEY_PLAYPAUSE': 164,
+             'KEY_PREVIOUSSONG': 165, 'BTN_LEFT': 0x110, 'BTN_RIGHT': 0x111, 'BTN_MIDDLE': 0x112}
+    # Keyboard rows are numbered left to right.
+    for first, row in ((2, '1234567890'), (16, 'QWERTYUIOP'), (30, 'ASDFGHJKL'), (44, 'ZXCVBNM')):
+        names.update({f'KEY_{k}': first + i for i, k in enumerate(row)})
+    names.update({f'KEY_F{n}': 58 + n for n in range(1, 11)})
+    names.update({f'BTN_{n}': 0x100 + n for n in range(10)})
+    return names
+
+
+EVDEV_KEYS = _evdev_key_names()
+EVDEV_NAMES = {code: name for name, code in EVDEV_KEYS.items()}
+
+
+def key_code(key, param: str = 'key_codes') -> int:
+    """An evdev key given by name (KEY_A, as lerobot and evtest write it) or number (30, "30")."""
+    fix = ('name it as evdev does (KEY_A, KEY_B, KEY_SPACE, KEY_F1, BTN_0...) or give its number; '
+           '`evtest` shows both for the keys a pedal sends.')
+    if isinstance(key, str) and key.strip().upper() in EVDEV_KEYS:
+        return EVDEV_KEYS[key.strip().upper()]
+    if isinstance(key, str) and key.strip().isdigit():
+        key = int(key)
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise ConfigError(param, f'{key!r} is not an evdev key name or code.', fix)
+    if not 0 < key <= KEY_MAX:
+        raise ConfigError(param, f'{key!r} is not an evdev key code (1..{KEY_MAX}).', fix)
+    return key
+
+
 def parse_key_codes(text: str) -> dict[str, int]:
-    """`key_codes` parameter: a JSON object name -> evdev key code."""
-    fix = 'give a JSON object of name -> evdev key code, e.g. {"KEY_A": 30, "KEY_B": 48}.'
-    try:
-        codes = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError('key_codes', f'{text!r} is not valid JSON ({e.msg}).', fix) from e
-    if not isinstance(codes, dict) or not codes:
-        raise ConfigError('key_codes', f'{text!r} is not a non-empty JSON object.', fix)
-    for name, code in codes.items():
-        if not name or isinstance(code, bool) or not isinstance(code, int) or not 0 < code <= KEY_MAX:
-            raise ConfigError('key_codes', f'{name!r}: {code!r} is not an evdev key code '
-                              f'(1..{KEY_MAX}).', fix + ' `evtest` shows the codes a pedal sends.')
+    """`key_codes` parameter: the keys to publish, by evdev name or number (a JSON list, or a comma-
+    separated one), published under their evdev names; or a JSON object naming each one: published
+    name -> key (name or number)."""
+    fix = ('give the keys as ["KEY_A", "KEY_B", 46] or KEY_A,KEY_B,46, or name them as '
+           '{"pause": "KEY_A", "push": 46}.')
+    stripped = text.strip()
+    if stripped[:1] in '[{':
+        try:
+            keys = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise ConfigError('key_codes', f'{text!r} is not valid JSON ({e.msg}).', fix) from e
+    else:
+        keys = [k.strip() for k in stripped.split(',') if k.strip()]
+    if isinstance(keys, list):
+        codes = [key_code(k) for k in keys]
+        keys = {EVDEV_NAMES.get(c, f'code_{c}'): c for c in codes}
+        if len(keys) != len(codes):
+            raise ConfigError('key_codes', f'{text!r} names one key twice.', 'give each key once.')
+    if not isinstance(keys, dict) or not keys or not all(keys):
+        raise ConfigError('key_codes', f'{text!r} gives no keys.', fix)
+    codes = {name: key_code(key) for name, key in keys.items()}
     if len(set(codes.values())) != len(codes):
         raise ConfigError('key_codes', f'{text!r} gives one code two names.', 'give each code one name.')
-    return dict(codes)
+    return codes
 
 
 def available_devices() -> str:
