@@ -106,7 +106,7 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
     assert lengths == summary['episode_frames'] and ds.num_episodes == 3, (lengths, summary)
     assert (summary['dataset_root'], summary['episodes'], summary['frames']) == \
         (cfg.recording.dataset.root, ds.num_episodes, ds.num_frames)
-    assert list(summary)[-3:] == ['dataset_root', 'episodes', 'frames']
+    assert list(summary)[-3:] == ['dataset_root', 'dataset_episodes', 'dataset_frames']
     assert all(n <= max_rows for n in lengths), lengths
     assert 1 <= lengths[0] <= 0.6 * max_rows, lengths               # ended early, at ~0.5 s
     assert all(n >= 1 for n in lengths[1:]), lengths   # ran to the limit (transitions above), fewer rows when starved
@@ -173,9 +173,10 @@ def test_resume_adds_episodes_and_a_passive_leader_drives_the_reset(ros, emulato
     cfg2.recording.dataset.repo_id = cfg.recording.dataset.repo_id
     summary = run(cfg2, on_started=operator(presses, seen))
     ds = load(cfg2)
-    # The summary's figures are the dataset's; this run's episodes are listed apart.
-    assert summary['episodes'] == ds.num_episodes == 3 and summary['frames'] == ds.num_frames
-    assert episode_lengths(ds)[1:] == summary['episode_frames']
+    # episodes/frames are this run's, dataset_episodes/dataset_frames the resumed dataset's.
+    assert (summary['dataset_episodes'], summary['dataset_frames']) == (ds.num_episodes, ds.num_frames)
+    assert ds.num_episodes == 3 and summary['episodes'] == 2
+    assert episode_lengths(ds)[1:] == summary['episode_frames'] and summary['frames'] == sum(summary['episode_frames'])
     # The follower goes to the (passive) leader at handover_speed, then follows it.
     (t0, start), (t1, end) = seen['start'], seen['end']
     speed = seen['strategy'].param('handover_speed')
