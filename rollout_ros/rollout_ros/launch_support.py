@@ -149,7 +149,7 @@ COMPONENT_ARGS = {
                 '--teleop.side)'),
         setting('teleop_id', 'recording.teleop.id', str, 'Leader calibration id (lerobot --teleop.id)'),
         setting('teleop_calibration_dir', 'recording.teleop.calibration_dir', str, 'Folder holding '
-                "<teleop_id>.json (lerobot --teleop.calibration_dir; its default: lerobot's)'),
+                "<teleop_id>.json (lerobot --teleop.calibration_dir; its default: lerobot's)"),
         *ROBOT,   # the follower's: the leader pose is published in its joint space
     ],
     'recorder': [
