@@ -195,6 +195,27 @@ def test_observation_and_commands_equal_lerobots_openarm_follower(emulator, cali
         arm.disconnect()
 
 
+def test_zeroing_writes_lerobots_calibration_file(emulator, tmp_path):
+    import json
+
+    from rollout_ros.hardware.buses import make_bus
+    from rollout_ros.hardware.damiao.calibration import zero_and_save
+    bus = make_bus(LEFT, emulator.port, {'interface': 'virtual'})
+    bus.connect()
+    try:
+        path = zero_and_save(bus, LEFT, tmp_path, ROBOT_ID)
+        assert bus.sync_read('Present_Position') == pytest.approx({n: 0.0 for n in LEFT.motor_names}, abs=1e-3)
+    finally:
+        bus.disconnect()
+    assert path == tmp_path / 'robots' / 'openarm_follower' / f'{ROBOT_ID}.json'
+    # What lerobot's OpenArmFollower.calibrate() saves: id, drive_mode 0, homing 0, range -90..90.
+    saved = json.loads(path.read_text())
+    assert saved['joint_1'] == {'id': 1, 'drive_mode': 0, 'homing_offset': 0, 'range_min': -90, 'range_max': 90}
+    assert list(saved) == LEFT.motor_names
+    robot = lerobot_openarm(emulator.port, tmp_path)
+    assert robot.calibration_fpath == path and robot.calibration['gripper'].id == 8
+
+
 def test_bimanual_names_and_calibration_paths_are_lerobots(calib_dir):
     pytest.importorskip('can')
     from lerobot.robots.bi_openarm_follower import BiOpenArmFollower, BiOpenArmFollowerConfig

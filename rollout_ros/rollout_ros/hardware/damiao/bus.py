@@ -248,8 +248,9 @@ class DamiaoBus(ServoBusLifecycle):
         return {m: got[m] for m in frames}
 
     def _send(self, bus: can.BusABC, arbitration_id: int, data: bytes) -> None:
-        msg = can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False, is_fd=self.fd,
-                          bitrate_switch=self.fd)
+        # FD frames without bit-rate switching, as LeRobot sends them to OpenArms:
+        # 8-byte payloads gain little from the data phase.
+        msg = can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False, is_fd=self.fd)
         try:
             bus.send(msg, timeout=self.reply_timeout_s)
         except (can.CanError, OSError) as exc:

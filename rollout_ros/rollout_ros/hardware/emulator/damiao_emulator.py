@@ -227,7 +227,7 @@ class DamiaoBusEmulator:
                 continue
             try:
                 self._bus.send(can.Message(arbitration_id=motor.recv_id, data=reply, is_fd=msg.is_fd,
-                                           bitrate_switch=msg.is_fd, is_extended_id=False))
+                                           bitrate_switch=msg.bitrate_switch, is_extended_id=False))
             except (can.CanError, OSError):
                 break
 
