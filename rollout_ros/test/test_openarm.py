@@ -207,7 +207,7 @@ def test_zeroing_writes_lerobots_calibration_file(emulator, tmp_path):
         assert bus.sync_read('Present_Position') == pytest.approx({n: 0.0 for n in LEFT.motor_names}, abs=1e-3)
     finally:
         bus.disconnect()
-    assert path == tmp_path / 'robots' / 'openarm_follower' / f'{ROBOT_ID}.json'
+    assert path == calibration_path(tmp_path, 'openarm_follower', ROBOT_ID) == tmp_path / f'{ROBOT_ID}.json'
     # What lerobot's OpenArmFollower.calibrate() saves: id, drive_mode 0, homing 0, range -90..90.
     saved = json.loads(path.read_text())
     assert saved['joint_1'] == {'id': 1, 'drive_mode': 0, 'homing_offset': 0, 'range_min': -90, 'range_max': 90}
