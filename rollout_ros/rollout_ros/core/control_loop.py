@@ -17,6 +17,8 @@ wait out a policy timeout are few but long), ends the run with `starved_out`
 set; the owner names the missing input and holds the arm.
 """
 
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -36,7 +38,7 @@ class ControlLoop:
                  policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
                  duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1,
                  record: Callable[[Observation, Action], None] | None = None, max_starved_ticks: int = 0,
-                 max_starved_s: float = 0.0):
+                 max_starved_s: float = 0.0, realtime_priority: int = 0):
         self.interpolator = ActionInterpolator(interpolation_multiplier)
         self.pacer = Pacer(fps * self.interpolator.multiplier)
         self.observe = observe
@@ -60,11 +62,15 @@ class ControlLoop:
         # what the servos received.
         self.action_log = deque(maxlen=action_log_len or None) if action_log_len else None
         self.error: BaseException | None = None
+        self.realtime_priority = realtime_priority
+        self.realtime: bool | None = None   # whether run() got SCHED_FIFO (None: not asked)
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def run(self) -> None:
+        if self.realtime_priority:
+            self.realtime = _run_at_realtime_priority(self.realtime_priority)
         pacer = self.pacer
         start = pacer.start()
         try:
@@ -132,4 +138,22 @@ class ControlLoop:
             'starved_ticks': self.starved_ticks,
             'infer_p50_ms': round(self.infer_ms.percentile(50), 3),
             'infer_p99_ms': round(self.infer_ms.percentile(99), 3),
+            'loop_realtime': bool(self.realtime),
         }
+
+
+# While another thread (background inference, a camera) holds the GIL, the
+# loop waits up to this long for it; Python's default is 5 ms, which the robot
+# felt as late commands.
+REALTIME_SWITCH_INTERVAL_S = 0.0005
+
+
+def _run_at_realtime_priority(priority: int) -> bool:
+    """The calling thread at SCHED_FIFO `priority`, as servo loops run; False
+    where the OS does not permit it (no CAP_SYS_NICE or rtprio limit)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    sys.setswitchinterval(REALTIME_SWITCH_INTERVAL_S)
+    return True

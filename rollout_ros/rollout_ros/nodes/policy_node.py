@@ -183,8 +183,8 @@ class PolicyNode(ManagedNode):
         self.declare('task', '', 'Default language instruction for policies that take one.',
                      read_only=False)
         self.declare('torch_threads', 0,
-                     'Intra-op CPU threads for torch (process-wide); 0 = every core but one, so the '
-                     'loop, cameras and bus keep a core (torch alone would take them all).',
+                     'Intra-op CPU threads for torch (process-wide); 0 = every core for sync inference '
+                     '(the loop waits for it anyway), every core but one for rtc (the loop keeps a core).',
                      **LIMITS['torch_threads'].kwargs())
         self.declare('use_torch_compile', False,
                      f'torch.compile the policy ({COMPILE_BACKEND}, mode default; lerobot '
@@ -233,7 +233,8 @@ class PolicyNode(ManagedNode):
                               'use LINEAR, EXP, ONES or ZEROS.')
         spec = get_robot_spec(self.param('robot_type'))
         import torch
-        torch.set_num_threads(self.param('torch_threads') or default_torch_threads())
+        torch.set_num_threads(self.param('torch_threads') or default_torch_threads(background=kind == 'rtc'))
+
         try:
             self.loaded = load_policy(path, self.param('device'), self.param('policy_revision') or None,
                                       use_torch_compile=self.param('use_torch_compile'),

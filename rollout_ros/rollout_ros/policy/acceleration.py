@@ -75,15 +75,14 @@ def is_compile_error(exc: BaseException) -> bool:
     return isinstance(exc, TorchDynamoException)
 
 
-def default_torch_threads(cpu_count: int | None = None) -> int:
-    """Intra-op threads for torch when none are asked for: every core but one.
+def default_torch_threads(background: bool, cpu_count: int | None = None) -> int:
+    """Intra-op threads for torch when none are asked for.
 
-    torch's own default takes every core; next to the control loop, the
-    camera and the bus that oversubscribes a small machine, and torch's
-    workers spin while they wait, so a chunk inference starves the loop (and
-    under load, every policy call slows down: lerobot-rollout at torch's
-    default fell from 30 to 14 Hz on 2 busy cores). One core stays free."""
+    Sync inference runs on the loop's own thread, which waits for it anyway:
+    every core makes the chunk-boundary stall shortest. Background chunking
+    runs next to the loop: every core but one, or torch's workers (which spin
+    while they wait) take the loop's core and its ticks come late."""
     import os
 
     cores = cpu_count or os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, cores - 1) if background else cores

@@ -67,6 +67,10 @@ class BaseStrategyNode(ManagedNode):
                      'towards each action; the policy still runs at fps.',
                      **LIMITS['interpolation_multiplier'].kwargs())
         self.declare('task', '', 'Language instruction given to the policy.', read_only=False)
+        self.declare('loop_realtime_priority', 10,
+                     'SCHED_FIFO priority of the control-loop thread where the OS permits it '
+                     '(CAP_SYS_NICE or an rtprio limit), so other threads of a busy machine do not make '
+                     'commands late; 0 = normal scheduling.', min_value=0, max_value=99)
         self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
         self.declare('camera_topic_template', '/camera_{name}/image_raw',
                      'Image topic per camera; {name} is replaced by the camera name.')
@@ -280,7 +284,8 @@ class BaseStrategyNode(ManagedNode):
                                 self.param('duration'), self.action_log_len,
                                 self.param('interpolation_multiplier'),
                                 max_starved_ticks=self.param('max_starved_ticks'),
-                                max_starved_s=self._max_starved_s())
+                                max_starved_s=self._max_starved_s(),
+                                realtime_priority=self.param('loop_realtime_priority'))
         self.loop.record = self.on_policy_tick
         self._open_display()
         self._bus_timing()   # the drivers' write log starts with the loop
