@@ -18,6 +18,7 @@ import yaml
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.dataset.hub import HubUploader, check_repo_id, stamp_repo_id
+from rollout_ros.dataset.layout import PRIVATE_DIR
 
 TOKEN = 'hf_FAKEsecretTOKEN0123456789'
 REPO = 'tester/rollout_demo'
@@ -32,9 +33,9 @@ UNFINISHED = {'data/chunk-000/file-001.parquet.tmp': b'half a parquet',
               'videos/observation.images.front/chunk-000/file-001.mp4.partial': b'half a video',
               'images/observation.images.front/episode-000001/frame-000000.png': b'\x89PNG staging',
               'meta/episodes/chunk-000/.file-000.parquet.lock': b'',
-              '.rollout/lock': b'pid 1234',
-              '.rollout/staging/file-002.parquet.1234.tmp': b'being written',
-              '.rollout/orphans/file-009.mp4': b'left by a crash'}
+              PRIVATE_DIR + '/lock': b'pid 1234',
+              PRIVATE_DIR + '/staging/file-002.parquet.1234.tmp': b'being written',
+              PRIVATE_DIR + '/orphans/file-009.mp4': b'left by a crash'}
 
 
 def git_blob_sha1(content: bytes) -> str:

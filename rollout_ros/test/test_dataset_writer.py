@@ -20,7 +20,7 @@ import pytest
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.dataset import writer as writer_mod
 from rollout_ros.dataset.cli import main as cli_main
-from rollout_ros.dataset.layout import STAGING_DIR
+from rollout_ros.dataset.layout import ORPHANS_DIR, STAGING_DIR
 from rollout_ros.dataset.repair import repair
 from rollout_ros.dataset.video import CameraEncoder, resolve_encoder
 from rollout_ros.dataset.writer import DatasetWriter, DiskFullError, make_features
@@ -371,7 +371,7 @@ def test_repair_fixes_info_counting_missing_episodes_and_orphans(tmp_path, capsy
     out = capsys.readouterr().out
     assert '5 -> 2 episodes' in out and 'file-002.parquet' in out and 'PROBLEM' not in out
     for stray in (orphan, copy):
-        assert not stray.exists() and list((root / '.rollout/orphans').rglob(stray.name))
+        assert not stray.exists() and list((root / ORPHANS_DIR).rglob(stray.name))
     ds = load(root)
     assert ds.num_episodes == 2 and len(ds) == 13
 
@@ -513,3 +513,38 @@ def test_h264_encoding_prints_no_encoder_statistics(tmp_path):
     with av.open(str(video)) as container:
         assert container.streams.video[0].codec_context.name in ('h264', 'libx264')
         assert sum(1 for _ in container.decode(video=0)) == 30
+
+
+def test_lerobots_push_to_hub_uploads_the_dataset_and_none_of_our_bookkeeping(tmp_path, monkeypatch):
+    """LeRobotDataset.push_to_hub, as a user runs it on a recording still open (lock held, a file
+    being staged) and one repair left an orphan in: the Hub gets exactly the dataset's files."""
+    import huggingface_hub.constants
+    import huggingface_hub.repocard
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from rollout_ros.dataset.layout import LOCK_FILE
+    from test_dataset_hub import FakeHub
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', hub.endpoint)
+    monkeypatch.setenv('HF_TOKEN', 'hf_FAKEtokenForTheStandIn')
+    # The dataset card goes through the Hub client made at import, aimed at the real Hub: skipped, it
+    # is no file of the dataset folder.
+    monkeypatch.setattr(huggingface_hub.repocard.RepoCard, 'push_to_hub', lambda self, *a, **k: None)
+    root = tmp_path / 'ds'
+    try:
+        with DatasetWriter.create(root, REPO, FPS, 'koch_follower', features()) as w:
+            for e, n in enumerate(LENGTHS[:2]):
+                record(w, e, n)
+            for rel in (f'{STAGING_DIR}/file-009.parquet.1.tmp', f'{ORPHANS_DIR}/file-007.mp4'):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).write_bytes(b'not dataset content')
+            assert (root / LOCK_FILE).exists()
+            dataset_files = {p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file()
+                             and p.relative_to(root).parts[0] in ('meta', 'data', 'videos')}
+            LeRobotDataset(REPO, root=root, video_backend='pyav').push_to_hub(tag_version=False)
+        (repo, state), = hub.repos.items()
+    finally:
+        hub.close()
+    uploaded = set(state['files'])
+    assert uploaded == dataset_files, uploaded ^ dataset_files
+    assert {'meta/info.json', 'data/chunk-000/file-000.parquet'} <= uploaded

@@ -31,7 +31,7 @@ def summary(root: Path) -> dict:
         'cameras': {k: (ft.get('info') or {}).get('video.codec') for k, ft in info.features.items()
                     if ft['dtype'] == 'video'},
         'bytes': sum(p.stat().st_size for p in root.rglob('*')
-                     if p.is_file() and PRIVATE_DIR not in p.relative_to(root).parts),
+                     if p.is_file() and not p.relative_to(root).as_posix().startswith(PRIVATE_DIR + '/')),
         'needs_repair': [],
     }
     lengths = []

@@ -31,7 +31,7 @@ REPO_PREFIX = 'rollout_'
 INFO_PATH = 'meta/info.json'
 DEFAULT_CODEBASE_VERSION = 'v3.0'
 # Hidden files and folders are never dataset content: the writer keeps its
-# staging area, lock and orphans under .rollout/. images/ is LeRobot's PNG
+# staging area, lock and orphans under .cache/huggingface/rollout_ros/. images/ is LeRobot's PNG
 # staging, which its own push skips too.
 IGNORE_PATTERNS = ['*.tmp', '*.partial', '*.lock', 'images/', '.*', '*/.*']
 MAX_BACKOFF_S = 300.0

@@ -27,15 +27,18 @@ from lerobot.datasets.utils import (
 
 # Our private folder inside the dataset root: staging for files being
 # written, the writer lock, and files repair could not attach to an episode.
-# LeRobot never looks inside it; uploads should skip it.
-PRIVATE_DIR = '.rollout'
+# LeRobot never looks inside it. Under .cache/huggingface/, the Hub client's
+# own bookkeeping folder, which every upload_folder skips (its default ignore
+# patterns): LeRobot's push_to_hub never uploads it either.
+PRIVATE_TOP = '.cache'
+PRIVATE_DIR = f'{PRIVATE_TOP}/huggingface/rollout_ros'
 STAGING_DIR = f'{PRIVATE_DIR}/staging'
 ORPHANS_DIR = f'{PRIVATE_DIR}/orphans'
 LOCK_FILE = f'{PRIVATE_DIR}/lock'
 
 __all__ = [
     'DEFAULT_EPISODES_PATH', 'DEFAULT_TASKS_PATH', 'EPISODES_DIR', 'INFO_PATH', 'STATS_PATH',
-    'PRIVATE_DIR', 'STAGING_DIR', 'ORPHANS_DIR', 'LOCK_FILE',
+    'PRIVATE_TOP', 'PRIVATE_DIR', 'STAGING_DIR', 'ORPHANS_DIR', 'LOCK_FILE',
     'DatasetLock', 'DatasetBusyError', 'fsync_dir', 'fsync_file', 'make_dirs', 'publish', 'write_atomic',
     'write_json_atomic', 'write_info', 'next_slot', 'slot_of', 'is_disk_full',
 ]

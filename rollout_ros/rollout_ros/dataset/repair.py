@@ -7,7 +7,7 @@ metadata rows lost from its in-memory buffer, info.json counting episodes that
 are not on disk, streaming temp folders).
 
 Rules: a finished episode's data is never deleted. Files that cannot be tied
-to a complete episode are moved to .rollout/orphans/, not deleted; only our
+to a complete episode are moved to ORPHANS_DIR (.cache/huggingface/rollout_ros/orphans/), not deleted; only our
 own staging files (never complete) are removed. Metadata lost by LeRobot is
 rebuilt from the data rows and the videos.
 """
@@ -168,7 +168,7 @@ class _Repair:
         return dest
 
     def quarantine(self, path: Path, why: str) -> None:
-        """Move a file or folder out of the dataset, into .rollout/orphans/."""
+        """Move a file or folder out of the dataset, into ORPHANS_DIR."""
         dest = self._orphan_path(path)
         shutil.move(str(path), str(dest))
         fsync_dir(path.parent)
@@ -177,7 +177,7 @@ class _Repair:
 
     def replace_data_file(self, path: Path, table: pa.Table, why: str) -> None:
         """Replace a data file by `table`, atomically, keeping a copy of the original
-        in .rollout/orphans/ first: a crash at any point leaves one or the other."""
+        in ORPHANS_DIR first: a crash at any point leaves one or the other."""
         dest = self._orphan_path(path)
         shutil.copyfile(path, dest)
         fsync_file(dest)

@@ -41,6 +41,7 @@ from .layout import (
     DEFAULT_EPISODES_PATH,
     DEFAULT_TASKS_PATH,
     INFO_PATH,
+    PRIVATE_TOP,
     STAGING_DIR,
     STATS_PATH,
     DatasetLock,
@@ -138,7 +139,7 @@ class DatasetWriter:
         if (root / INFO_PATH).exists():
             raise ConfigError('root', f'{root} already holds a dataset.',
                               'use DatasetWriter.resume() to add episodes, or pick a new root.')
-        if root.exists() and any(p.name != '.rollout' for p in root.iterdir()):
+        if root.exists() and any(p.name != PRIVATE_TOP for p in root.iterdir()):
             raise ConfigError('root', f'{root} exists and is not empty.', 'pick a new or empty folder.')
         if int(fps) != fps or fps <= 0:
             raise ConfigError('fps', f'must be a positive integer (LeRobot stores an int), got {fps}.')
