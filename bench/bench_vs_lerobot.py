@@ -76,7 +76,7 @@ RUN_TIMEOUT_S = 240.0
 def prepare(work: Path) -> dict:
     from rollout_ros.core.calibration import calibration_path
     from rollout_ros.demo import DEMO_RANGES, prepare as prepare_demo
-    from rollout_ros.hardware.emulator.test_video import write_test_video
+    from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
     from rollout_ros.hardware.robots import get_robot_spec
     from rollout_ros.policy.tiny_checkpoint import make_default_act_checkpoint, make_tiny_act_checkpoint
 
@@ -97,7 +97,7 @@ def prepare(work: Path) -> dict:
         # A video at exactly the policy's size: LeRobot's camera does not resize.
         video = work / f'video_{hw[0]}x{hw[1]}.avi'
         if not video.is_file():
-            write_test_video(video, width=hw[1], height=hw[0], fps=int(FPS))
+            write_pattern_video(video, width=hw[1], height=hw[0], fps=int(FPS))
         policies[name] = (ckpt, video)
     initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
     return {'calibration_dir': work / 'calibration', 'lerobot_calibration_dir': ours.parent,

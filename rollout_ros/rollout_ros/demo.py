@@ -87,8 +87,8 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
 
     video = workdir / 'video' / 'demo.avi'
     if not video.is_file():
-        from rollout_ros.hardware.emulator.test_video import write_test_video
-        write_test_video(video)
+        from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
+        write_pattern_video(video)
     return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial_positions(robot_type),
             'robot_type': robot_type}
 
@@ -112,8 +112,8 @@ def prepare_openarm(workdir: Path, robot_type: str) -> dict:
         make_tiny_act_checkpoint(ckpt, spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
     video = workdir / 'video' / 'demo.avi'
     if not video.is_file():
-        from rollout_ros.hardware.emulator.test_video import write_test_video
-        write_test_video(video)
+        from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
+        write_pattern_video(video)
     initial = [math.radians(d) for side in sides for d in OPENARM_START_DEG[side]]
     return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
             'robot_type': robot_type}

@@ -497,7 +497,7 @@ def test_image_from_cdr_bytes_matches_rclpy(frame_id, width, encoding, pad):
     from rclpy.serialization import serialize_message
 
     from rollout_ros.nodes.policy_node import image_from_msg
-    from rollout_ros.nodes.recorder_images import parse_image
+    from rollout_ros.core.cdr_image import parse_image
     msg = Image(height=3, width=width, encoding=encoding, step=width * 3 + pad)
     msg.header.frame_id = frame_id
     msg.header.stamp = Time(sec=1_700_000_123, nanosec=456_789)

@@ -4,7 +4,7 @@ the camera frames they used into a LeRobot v3 dataset, one row per tick.
 Three threads, so nothing waits on something it blocks:
 - a hidden link node on its own executor takes the camera images, the ticks
   and the bagged topics, and pairs ticks with images (core.image_sync);
-- a worker thread (recorder_worker) does every write, save and ring-buffer
+- a worker thread (dataset/recorder_worker) does every write, save and ring-buffer
   drain, in the order ticks and commands arrived;
 - this node's executor serves the lifecycle, the Trigger services (async: a
   save in progress does not stop the status or a lifecycle query) and the
@@ -51,8 +51,8 @@ from rollout_ros.dataset.writer import DatasetWriter
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.policy_node import image_from_msg
-from rollout_ros.nodes.recorder_images import parse_image
-from rollout_ros.nodes.recorder_worker import Command, RecorderError, RecorderWorker, RowBuilder
+from rollout_ros.core.cdr_image import parse_image
+from rollout_ros.dataset.recorder_worker import Command, RecorderError, RecorderWorker, RowBuilder
 from rollout_ros.nodes.spin import LinkNode, run_node
 
 SERVICES = ('start_episode', 'save_episode', 'discard_episode', 'push')

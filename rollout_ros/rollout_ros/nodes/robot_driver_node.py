@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS
 from rollout_ros.core.stats import CommandTimes
-from rollout_ros.hardware.dynamixel.bus import BusError
+from rollout_ros.hardware.bus_errors import BusError
 from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot

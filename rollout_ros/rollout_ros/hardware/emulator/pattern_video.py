@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 
-def write_test_video(path: Path, width: int = 320, height: int = 240, fps: int = 30,
-                     seconds: float = 4.0) -> Path:
+def write_pattern_video(path: Path, width: int = 320, height: int = 240, fps: int = 30,
+                        seconds: float = 4.0) -> Path:
     """Moving coloured blocks and a frame counter, MJPG in AVI (always encodable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
