@@ -26,7 +26,7 @@ def test_setup_run_teardown_with_processors(ros, emulator, rollout_config):
         summary = ctx.strategy.run()
     finally:
         ctx.strategy.teardown()
-    assert summary['ticks'] > 20
+    assert summary['ticks'] >= 10        # ran (45 on an idle machine; the rate is bench/'s)
     assert len(seen) >= summary['ticks'] - summary['starved_ticks'] and 'gripper.pos' in seen[0]
     lo, hi = GRIPPER_RANGE
     want = lo + 0.9 * (hi - lo)
