@@ -17,8 +17,8 @@ import yaml
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS, check_value
-from rollout_ros.recording_config import (RECORDING_STRATEGIES, add_recording_flags, check_recording, parse_flag,
-                                          recording_from_args)
+from rollout_ros.recording_config import (RECORDING_STRATEGIES, add_recording_flags, check_dataset_root,
+                                          check_recording, parse_flag, recording_from_args)
 # rclpy, torch and lerobot take seconds to import: everything that needs them
 # is imported where it is used, so a mistyped flag is reported at once.
 from rollout_ros.run_description import (STRATEGIES, CameraConfig, Naming, NodeSpec, RolloutConfig,  # noqa: F401
@@ -97,6 +97,7 @@ RECORDING_NUMERIC_FLAGS = {
     'target_video_file_size_mb': ('--strategy.target_video_file_size_mb', 'target_video_file_size_mb'),
     'ring_buffer_seconds': ('--strategy.ring_buffer_seconds', 'ring_buffer_seconds'),
     'ring_buffer_max_memory_mb': ('--strategy.ring_buffer_max_memory_mb', 'ring_buffer_max_memory_mb'),
+    'push_timeout_s': ('--push_timeout_s', 'push_timeout_s'),
 }
 
 
@@ -297,6 +298,7 @@ class Rollout:
         from rclpy.exceptions import InvalidParameterValueException
 
         check_numbers(cfg)
+        check_dataset_root(cfg.recording)
         self.cfg = cfg
         try:
             self.strategy, self.managed = build_nodes(cfg)
@@ -341,29 +343,69 @@ class Rollout:
         if shown:
             status_stream.write('\n')
 
-    def stop(self) -> dict:
+    def stop(self, abort: bool = False) -> dict:
+        """Ordered teardown (the open episode saved, uploads awaited); with
+        `abort`, or on a StopRequest (second Ctrl-C) during it, only what must
+        not be skipped: every node's abort() (the drivers' torque policy).
+        Finished episodes are on disk either way."""
+        from rollout_ros.nodes.spin import StopRequest
+
         s = self.strategy
-        if s.state_label == 'active':
-            s.trigger_deactivate()
-        if s.state_label == 'inactive':
-            s.trigger_cleanup()
-        for node in (s, *self.managed):
-            if node.state_label == 'finalized':
-                continue
-            try:
-                node.trigger_shutdown()
-            except Exception as e:  # noqa: BLE001 - one node caught mid-transition must not keep the rest up
-                message = f'{node.get_name()}: shutdown failed ({type(e).__name__}: {e})'
-                s.get_logger().error(message)
-                s.last_error = s.last_error or message
+        try:
+            if abort:
+                raise StopRequest
+            if s.state_label == 'active':
+                s.trigger_deactivate()
+            if s.state_label == 'inactive':
+                s.trigger_cleanup()
+            for node in (s, *self.managed):
+                if node.state_label == 'finalized':
+                    continue
+                try:
+                    node.trigger_shutdown()
+                except Exception as e:  # noqa: BLE001 - one node caught mid-transition must not keep the rest up
+                    message = f'{node.get_name()}: shutdown failed ({type(e).__name__}: {e})'
+                    s.get_logger().error(message)
+                    s.last_error = s.last_error or message
+        except StopRequest:
+            self._abort()
+            return s.summary
+        recorder = next((n for n in self.managed if n.get_name() == 'recorder'), None)
         self.executor.shutdown(timeout_sec=2.0)
         for node in (s, *self.managed):
             node.destroy_node()
+        self._add_dataset_figures()
+        if recorder is not None and getattr(recorder, 'upload_result', None):
+            s.summary['upload'] = recorder.upload_result
+        return s.summary
+
+    def _add_dataset_figures(self) -> None:
         if self.dataset_root:
+            s = self.strategy
             figures = dataset_figures(self.dataset_root)
             # Last in the summary, whatever the strategy counted under the same names.
             s.summary = {**{k: v for k, v in s.summary.items() if k not in figures}, **figures}
-        return s.summary
+
+    def _abort(self) -> None:
+        s = self.strategy
+        if s.loop is not None:
+            s.loop.stop()
+        for node in reversed(self.managed):   # drivers first
+            try:
+                node.abort()
+            except Exception as e:  # noqa: BLE001 - the next node's abort must still run
+                print(f'rollout: {node.get_name()}: abort: {type(e).__name__}: {e}', file=sys.stderr)
+        # No thread may still spin on the context when rclpy shuts down.
+        self.executor.shutdown(timeout_sec=1.0)
+        for node in (s, *self.managed):
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - half torn down; the process ends next
+                pass
+        if not s.summary and s.loop is not None and s.loop.pacer.started:
+            s.summary = {**s.loop.summary(), 'strategy': s.strategy_type}
+        s.summary['aborted'] = True
+        self._add_dataset_figures()
 
 
 def dataset_figures(root: str) -> dict:
@@ -410,24 +452,37 @@ def run(cfg: RolloutConfig, stop: threading.Event | None = None, status_stream=N
 
     `on_started(rollout)` runs once everything is active (a scripted operator
     starts there) and may return a callable that runs before the teardown."""
+    from rollout_ros.nodes.spin import StopRequest
+
     rollout = Rollout(cfg)
     error = None
     finish = None
+    aborted = False
     try:
         rollout.start()
         if on_started is not None:
             finish = on_started(rollout)
         rollout.wait(stop, status_stream)
         error = rollout.strategy.last_error or None
+    except StopRequest:
+        aborted = True
     finally:
         if finish is not None:
             finish()
-        summary = rollout.stop()
+        summary = rollout.stop(abort=aborted)
     # A stop that failed (torque left on, a node that did not answer) fails the run too.
     error = error or rollout.strategy.last_error or None
     if error:
         raise RuntimeError(error)
     return summary
+
+
+def stop_notice(live: list) -> str:
+    """What the first Ctrl-C promises."""
+    strategy = live[0].strategy if live else None
+    if getattr(strategy, 'recording', False):
+        return 'rollout: saving the episode - press Ctrl-C again to abort (finished episodes are kept)'
+    return 'rollout: stopping - press Ctrl-C again to abort'
 
 
 def main(argv=None) -> int:
@@ -436,6 +491,7 @@ def main(argv=None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(ns)
+        check_dataset_root(cfg.recording)    # before seconds of imports
     except ConfigError as e:
         print(f'rollout: error: {e}', file=sys.stderr)
         return 2
@@ -455,9 +511,10 @@ def _run_main(ns, cfg) -> int:
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    install_stop_signals(stop)
+    live = []
+    install_stop_signals(stop, lambda: stop_notice(live))
     try:
-        summary = run(cfg, stop, sys.stderr if sys.stderr.isatty() else None)
+        summary = run(cfg, stop, sys.stderr if sys.stderr.isatty() else None, on_started=live.append)
     except (ConfigError, RuntimeError) as e:
         print(f'rollout: error: {cli_terms(str(e))}', file=sys.stderr)
         return 2
@@ -467,6 +524,16 @@ def _run_main(ns, cfg) -> int:
     if ns.summary_json:
         with open(ns.summary_json, 'w') as f:
             json.dump(summary, f)
+    upload = summary.get('upload', {})
+    if upload.get('error'):
+        print(f"rollout: error: {upload['error']}", file=sys.stderr)
+        return 1
+    if summary.get('aborted'):
+        kept = (f"; {summary['episodes']} finished episode(s) kept in {summary['dataset_root']}"
+                if 'dataset_root' in summary else '')
+        print(f'rollout: error: aborted by a second Ctrl-C: the open episode was not saved{kept}; '
+              'drivers stopped with their torque policy', file=sys.stderr)
+        return 130
     return 0
 
 if __name__ == '__main__':

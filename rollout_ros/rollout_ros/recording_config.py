@@ -7,7 +7,9 @@ same nodes from the same objects.
 """
 
 import argparse
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rollout_ros.core.errors import ConfigError
 
@@ -51,6 +53,7 @@ class RecordingConfig:
     resume: bool = False
     play_sounds: bool = True
     upload_every_n_episodes: int = 5
+    push_timeout_s: float = 60.0               # the last upload's wait at the end of the run
     target_video_file_size_mb: float = 0.0     # 0 = lerobot's 200 MB
     ring_buffer_seconds: float = 10.0
     ring_buffer_max_memory_mb: float = 1024.0
@@ -114,6 +117,9 @@ def add_recording_flags(p: argparse.ArgumentParser) -> None:
     a('--resume', default='false', help='continue the dataset at --dataset.root')
     a('--play_sounds', default='true', help='speak events (spd-say/espeak where present)')
     a('--strategy.upload_every_n_episodes', dest='upload_every_n_episodes', type=int, default=5)
+    a('--push_timeout_s', type=float, default=60.0,
+      help='at the end, wait this long for the last upload (retries included); what is not uploaded stays '
+      'local, the exit code says so, and `rollout_dataset push <root>` sends it later')
     a('--strategy.target_video_file_size_mb', dest='target_video_file_size_mb', type=float, default=0.0,
       help='sentry/dagger rotation target; 0 = 200 MB as lerobot')
     a('--strategy.ring_buffer_seconds', dest='ring_buffer_seconds', type=float, default=10.0)
@@ -154,7 +160,7 @@ def recording_from_args(ns) -> RecordingConfig:
         teleop=TeleopConfig(ns.teleop_type, ns.teleop_port, ns.teleop_id, ns.teleop_left_port,
                             ns.teleop_right_port, ns.teleop_side, ns.teleop_calibration_dir),
         resume=parse_flag('--resume', ns.resume), play_sounds=parse_flag('--play_sounds', ns.play_sounds),
-        upload_every_n_episodes=ns.upload_every_n_episodes,
+        upload_every_n_episodes=ns.upload_every_n_episodes, push_timeout_s=ns.push_timeout_s,
         target_video_file_size_mb=ns.target_video_file_size_mb,
         ring_buffer_seconds=ns.ring_buffer_seconds, ring_buffer_max_memory_mb=ns.ring_buffer_max_memory_mb,
         save_key=ns.save_key, push_key=ns.push_key, discard_key=ns.discard_key,
@@ -194,6 +200,34 @@ def check_recording(strategy: str, fps: float, task: str, rec: RecordingConfig |
     if rec.resume and not rec.dataset.root:
         raise ConfigError('--dataset.root', '--resume needs the dataset directory to continue.',
                           'pass --dataset.root=<path of the dataset to continue>.')
+
+
+def check_dataset_root(rec: RecordingConfig | None) -> None:
+    """What can be told about --dataset.root without opening the dataset,
+    before any node (and any servo) is touched; the recorder checks the
+    contents (features, fps, robot type) at configure, before the drivers."""
+    if rec is None or not rec.dataset.root:
+        return
+    root, resume = Path(rec.dataset.root).expanduser(), rec.resume
+    if root.exists() and not root.is_dir():
+        raise ConfigError('--dataset.root', f'{root} is a file, not a folder.',
+                          'give the path of a new folder (or of the dataset to continue with --resume=true).')
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError('--dataset.root', f'{existing} (on the way to {root}) is a file, not a folder.',
+                          'give a path under a folder.')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError('--dataset.root', f'{existing} is not writable here.',
+                          'pick a folder you can write to, or fix its permissions / read-only mount.')
+    has_dataset = (root / 'meta' / 'info.json').is_file()
+    if resume and not has_dataset:
+        raise ConfigError('--dataset.root', f'{root} holds no dataset to continue (no meta/info.json).',
+                          'point --dataset.root at an existing dataset, or drop --resume to create one.')
+    if not resume and has_dataset:
+        raise ConfigError('--dataset.root', f'{root} already holds a dataset.',
+                          'pass --resume=true to add episodes to it, or pick a new root.')
 
 
 def session_topics(strategy_node: str, cameras) -> list[str]:

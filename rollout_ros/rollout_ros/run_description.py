@@ -95,17 +95,21 @@ class StrategyKind:
 
 
 # A new strategy is one entry here (and its console script in setup.py, named <strategy>_strategy).
+# Hardware last (leader, then follower): everything that can refuse the run
+# (checkpoint, cameras, dataset root and name) is configured before anything
+# is written to a servo, and the teardown reaches the arms first (hold and
+# torque policy before a long save or upload).
 STRATEGIES = {
     'base': StrategyKind('rollout_ros.strategies.base_strategy:BaseStrategyNode', ('policy', 'camera', 'driver')),
     'sentry': StrategyKind('rollout_ros.strategies.sentry:SentryStrategyNode',
-                           ('policy', 'camera', 'driver', 'recorder')),
+                           ('policy', 'camera', 'recorder', 'driver')),
     'highlight': StrategyKind('rollout_ros.strategies.highlight:HighlightStrategyNode',
-                              ('policy', 'camera', 'driver', 'recorder', 'input')),
+                              ('policy', 'camera', 'recorder', 'input', 'driver')),
     'dagger': StrategyKind('rollout_ros.strategies.dagger:DaggerStrategyNode',
-                           ('policy', 'camera', 'driver', 'teleop', 'recorder', 'input')),
+                           ('policy', 'camera', 'recorder', 'input', 'teleop', 'driver')),
     # The teleop only with --teleop.type (teleop_type:=): it drives the resets.
     'episodic': StrategyKind('rollout_ros.strategies.episodic:EpisodicStrategyNode',
-                             ('policy', 'camera', 'driver', 'teleop', 'recorder', 'input')),
+                             ('policy', 'camera', 'recorder', 'input', 'teleop', 'driver')),
 }
 # Executable (console script) -> the node class it runs.
 NODE_CLASSES = {
@@ -314,6 +318,9 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
         'display_ip': 'display_ip', 'display_port': 'display_port', 'autostart': 'autostart'})
     if recording:
         params['recorder_node'] = f'{ns}/recorder'
+        # The recorder's cleanup waits up to push_timeout_s for the last upload.
+        b.setting(params, 'transition_timeout_s', 'recording.push_timeout_s',
+                  max(120.0, float(rec.push_timeout_s) + 30.0))
         b.settings(strategy_name, params, {'play_sounds': 'recording.play_sounds'})
         topics = ([f'{ns}/{input_device}/events'] if input_device != 'none' else []) + list(rec.input_topics)
         if topics:
@@ -425,6 +432,7 @@ def _recorder_params(b: _Builder, cfg: RolloutConfig, rec: RecordingConfig, ns: 
         'target_video_file_size_mb': 'recording.target_video_file_size_mb',
         'ring_buffer_max_memory_mb': 'recording.ring_buffer_max_memory_mb', 'bag_path': 'recording.bag_path'})
     b.setting(params, 'fps', 'fps', int(round(cfg.fps)))
+    b.setting(params, 'push_timeout_s', 'recording.push_timeout_s', float(rec.push_timeout_s))
     if strategy == 'highlight':
         b.settings('recorder', params, {'ring_buffer_seconds': 'recording.ring_buffer_seconds'})
     else:

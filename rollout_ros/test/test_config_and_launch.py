@@ -249,7 +249,7 @@ def test_strategy_launch_builds(strategy, variant, declared, monkeypatch):
     assert last == strategy_node
     # The strategy brings up exactly what this launch started, policy first, operator input last.
     assert nodes[strategy_node][2]['managed_nodes'] == managed
-    order = ['policy', 'camera', 'robot_driver', 'teleop', 'recorder', 'keyboard']
+    order = ['policy', 'camera', 'recorder', 'keyboard', 'teleop', 'robot_driver']
     assert [order.index(executable_of(n.strip('/'))) for n in managed] == \
         sorted(order.index(executable_of(n.strip('/'))) for n in managed)
     drivers = {n: p for n, (exe, _, p) in nodes.items() if exe == 'robot_driver'}

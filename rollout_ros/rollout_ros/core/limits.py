@@ -54,6 +54,7 @@ LIMITS = {
     'num_episodes': Range(1, None, '', '50'),
     'episode_time_s': Range(0.01, None, ' [s]', '60'),
     'reset_time_s': Range(0.0, None, ' [s]', '60'),
+    'push_timeout_s': Range(0.0, 3600.0, ' [s]', '60'),
     'recorder_fps': Range(1, 1000, ' [Hz]', '30'),
     'camera_size': Range(1, 8192, ' [px]', '640'),
     'camera_fps': Range(0.1, 1000.0, ' [Hz]', '30'),

@@ -2,6 +2,7 @@
 
   rollout_dataset info <root> [--json]   summary of a dataset
   rollout_dataset repair <root>          fix what a crash left (ours or LeRobot's)
+  rollout_dataset push <root> [--repo_id <id>]   upload what a failed push of a run left local
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def _print_summary(s: dict) -> None:
         print(f'  NEEDS REPAIR: {line}')
 
 
+def push(root: Path, repo_id: str, private: bool, timeout_s: float) -> int:
+    """One push with the recorder's uploader (its retries, its ignore rules); 0 once it is on the Hub."""
+    from .hub import HubUploader
+    uploader = HubUploader(root, repo_id, private=private)
+    uploader.request_push('rollout_dataset push')
+    finished = uploader.close(final_push=False, timeout_s=timeout_s)
+    status = uploader.status()
+    if finished and status['state'] == 'idle' and status['pushes_done']:
+        print(f'pushed {root} to {repo_id}')
+        return 0
+    why = status['last_error'] or f'not finished in {timeout_s:g} s'
+    print(f'rollout_dataset push: {repo_id}: {why}', file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='rollout_dataset', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p_info.add_argument('--json', action='store_true', help='print the summary as one JSON object')
     p_repair = sub.add_parser('repair', help='fix what a crash left; never deletes a finished episode')
     p_repair.add_argument('root', type=Path)
+    p_push = sub.add_parser('push', help='upload a dataset to the Hub (what a failed or cut-short push of a '
+                            'run left behind); the local copy is never changed')
+    p_push.add_argument('root', type=Path)
+    p_push.add_argument('--repo_id', default='', help="Hub id; '' = <parent folder>/<folder> of root")
+    p_push.add_argument('--private', action='store_true')
+    p_push.add_argument('--timeout_s', type=float, default=600.0, help='give up after this long, retries included')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     # lerobot warns at length when torchcodec cannot load; we decode with PyAV.
@@ -94,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _print_summary(s)
         return 0
+    if args.command == 'push':
+        return push(args.root, args.repo_id or f'{args.root.resolve().parent.name}/{args.root.resolve().name}',
+                    args.private, args.timeout_s)
     from .repair import repair
     try:
         report = repair(args.root)

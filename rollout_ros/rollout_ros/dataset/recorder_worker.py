@@ -103,7 +103,8 @@ class RowBuilder:
 class RecorderWorker:
 
     def __init__(self, writer, builder: RowBuilder, fps: float, *, default_task: str = 'rollout', ring=None,
-                 rotation=None, hub=None, upload_every: int = 5, max_backlog: int = 300, log=logger):
+                 rotation=None, hub=None, upload_every: int = 5, max_backlog: int = 300, log=logger,
+                 on_failure=None):
         self.writer = writer
         self.builder = builder
         self.fps = float(fps)
@@ -114,6 +115,10 @@ class RecorderWorker:
         self.upload_every = max(1, int(upload_every))
         self.max_backlog = int(max_backlog)
         self.log = log
+        # A writer failure (disk full, an I/O error) ends the recording: the
+        # owner is told once and stops the run; nothing is written after it.
+        self.on_failure = on_failure
+        self.failed = ''
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         # Written by the worker thread only; the status timer reads them.
@@ -152,6 +157,8 @@ class RecorderWorker:
     def put_command(self, cmd: Command) -> Future:
         if self._closed:
             cmd.future.set_exception(RecorderError('the recorder is closed'))
+        elif self.failed and cmd.name != 'close':
+            cmd.future.set_exception(RecorderError(f'the recording stopped: {self.failed}'))
         else:
             self._queue.put(cmd)
         return cmd.future
@@ -165,20 +172,51 @@ class RecorderWorker:
         while True:
             item = self._queue.get()
             if isinstance(item, Command):
+                if self.failed and item.name != 'close':
+                    item.future.set_exception(RecorderError(f'the recording stopped: {self.failed}'))
+                    continue
                 try:
                     item.future.set_result(getattr(self, f'_cmd_{item.name}')(**item.args))
                 except Exception as e:  # noqa: BLE001 - every failure goes back to the caller
                     if not isinstance(e, RecorderError):
                         self.log.error(f'{item.name} failed: {type(e).__name__}: {e}')
+                        if item.name in ('start', 'save', 'discard'):
+                            self._fail(f'{item.name} failed: {type(e).__name__}: {e}')
                     item.future.set_exception(e)
                 if item.name == 'close':
                     return
-            else:
+            elif not self.failed:
                 try:
                     self._on_tick(item)
-                except Exception as e:  # noqa: BLE001 - one bad row must not stop the recording
-                    self.write_errors += 1
-                    self._problem(f'writing a frame failed: {type(e).__name__}: {e}')
+                except Exception as e:  # noqa: BLE001 - rows that do not fit are caught in _on_tick
+                    self._fail(f'writing a frame failed: {type(e).__name__}: {e}')
+
+    def _fail(self, text: str) -> None:
+        """The writer failed: close the open episode as far as the disk lets
+        (saved, else dropped so no partial file stays), stop taking ticks and
+        tell the owner. Saved episodes are untouched: each was durable when saved."""
+        self.write_errors += 1
+        self.last_problem = text
+        if self.failed:
+            return
+        self.failed = text
+        closed = ''
+        if self.recording and self.episode_frames:
+            try:
+                closed = f"; the open episode was saved ({self._save('writer failure')['frames']} frames)"
+            except Exception as e:  # noqa: BLE001 - the disk is what failed; drop the episode instead
+                try:
+                    self.writer.discard_episode()
+                    closed = f'; the open episode could not be saved ({type(e).__name__}) and was dropped'
+                except Exception as e2:  # noqa: BLE001
+                    closed = f'; the open episode could not be saved nor dropped ({type(e2).__name__})'
+        self.recording = False
+        self.episode_frames = self.episode_missing = 0
+        self.failed = (f'{text}{closed}; {self.total_episodes} earlier episode(s) are intact at '
+                       f'{getattr(self.writer, "root", "the dataset root")}')
+        self.log.error(f'recording stopped: {self.failed}')
+        if self.on_failure is not None:
+            self.on_failure(self.failed)
 
     def _problem(self, text: str) -> None:
         """Kept for the status; logged at most every few seconds (a stream of
@@ -311,16 +349,35 @@ class RecorderWorker:
                 self.ring_frames_dropped = len(self.ring)
                 self.log.info(f'{self.ring_frames_dropped} ring-buffer frames were not saved (no start_episode)')
                 self.ring.clear()
-            self.writer.finalize()
-            if self.hub is not None:
-                summary['pushed'] = self.hub.close(final_push=self._saved_since_push > 0,
-                                                   timeout_s=push_timeout_s)
+            try:
+                self.writer.finalize()
+            finally:
+                if self.hub is not None:
+                    summary['upload'] = self._close_hub(push_timeout_s)
         return summary
+
+    def _close_hub(self, timeout_s: float) -> dict:
+        """The last push, waited for at most `timeout_s`; pushed is true only
+        when everything saved is on the Hub."""
+        finished = self.hub.close(final_push=self._saved_since_push > 0, timeout_s=timeout_s)
+        status = self.hub.status()
+        pushed = finished and status['state'] == 'idle'
+        result = {'pushed': pushed, 'state': status['state'] if finished else 'timed_out',
+                  'pushes_done': status['pushes_done'], 'failures': status['failures'],
+                  'last_error': status['last_error']}
+        if not pushed:
+            why = (f'not finished within push_timeout_s ({timeout_s:g} s)' if not finished
+                   else f"failed after {status['failures']} attempt series: {status['last_error']}")
+            result['error'] = (f'upload of {self.hub.repo_id} to the Hub {why}; the dataset is complete at '
+                               f'{self.hub.root}: push it with `rollout_dataset push {self.hub.root} '
+                               f'--repo_id {self.hub.repo_id}`')
+            self.log.error(result['error'])
+        return result
 
     # Status (any thread) -------------------------------------------------------
     def status(self) -> dict:
         s = {
-            'recording': self.recording, 'episode_index': self.episode_index,
+            'recording': self.recording, 'failed': self.failed, 'episode_index': self.episode_index,
             'episode_frames': self.episode_frames, 'episode_missing_image_frames': self.episode_missing,
             'total_episodes': self.total_episodes, 'total_frames': self.total_frames,
             'session_episodes': self.session_episodes, 'session_frames': self.session_frames,

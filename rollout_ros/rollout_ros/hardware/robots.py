@@ -189,13 +189,28 @@ def load_robot_calibration(spec: RobotSpec, calibration_dir, robot_id: str,
     """The calibration lerobot would use for this robot and id, by joint name."""
     if not spec.arms:
         path = calibration_path(calibration_dir, spec.calibration_dir_name, robot_id)
-        return load_calibration(path, spec.motor_names, spec.type, port)
+        calibration = load_calibration(path, spec.motor_names, spec.type, port)
+        check_calibration_ids(spec, calibration, path)
+        return calibration
     merged = {}
     for prefix, arm in spec.arms:
         side = prefix.rstrip('_')
         calib = load_robot_calibration(arm, calibration_dir, f'{robot_id}_{side}', f'<{side} port>')
         merged.update({f'{prefix}{name}': c for name, c in calib.items()})
     return merged
+
+
+def check_calibration_ids(spec: RobotSpec, calibration: dict[str, MotorCalibration], path) -> None:
+    """A calibration records the motor id each joint had when it was made;
+    one made for another wiring would move the wrong servos' offsets and
+    limits onto these (lerobot refuses it as not calibrated)."""
+    bus_ids = {m.name: m.id for m in spec.motors}
+    wrong = {name: (c.id, bus_ids[name]) for name, c in calibration.items()
+             if name in bus_ids and c.id != bus_ids[name]}
+    if wrong:
+        listed = ', '.join(f'{n}: id {have} in the file, {want} on the bus' for n, (have, want) in wrong.items())
+        raise ConfigError('robot_id', f'the calibration {path} was made for other motor ids ({listed}).',
+                          'calibrate this arm (lerobot-calibrate) or give the id of its own calibration.')
 
 
 def get_robot_spec(robot_type: str, use_degrees: bool = False, side: str = '') -> RobotSpec:

@@ -100,6 +100,12 @@ class CameraNode(ManagedNode):
             self._diag_pub = None
 
 
+    def abort(self) -> None:
+        # The capture thread must not publish through a node being destroyed.
+        self._active = False
+        if self.camera is not None:
+            self.camera.stop()
+
     def _publish(self, frame: Frame) -> None:
         if not self._active:
             return

@@ -108,6 +108,11 @@ class ManagedNode(LifecycleNode):
                 self._configured = False
                 self.cleanup()
 
+    def abort(self) -> None:
+        """A second Ctrl-C cut the orderly stop short, maybe in the middle of a
+        transition: do now only what must never be skipped (a driver's torque
+        policy), nothing that waits. Must be safe in any state."""
+
     # Transition wrappers ----------------------------------------------------
     def _run(self, name: str, fn, undo=None) -> TransitionCallbackReturn:
         try:

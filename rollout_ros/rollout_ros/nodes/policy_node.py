@@ -244,6 +244,8 @@ class PolicyNode(ManagedNode):
         except PolicyConfigError as e:
             raise ConfigError(e.param, str(e)) from e
         self.engine = SyncPolicyEngine(self.loaded, binding, self.param('task'))
+        # camera -> (height, width) the policy takes; a composed strategy checks its cameras against it.
+        self.expected_images = {cam: tuple(binding.image_shapes[key][1:]) for key, cam in binding.image_sources.items()}
         if kind == 'rtc':
             self.chunker = ChunkedPolicyEngine(
                 self.loaded, binding, queue_threshold=self.param('queue_threshold') or None,
@@ -324,6 +326,10 @@ class PolicyNode(ManagedNode):
         if self.chunker is not None:
             self.chunker.stop()
             self.get_logger().info('chunks: ' + json.dumps(self.chunker.stats()))
+
+    def abort(self) -> None:
+        if self.chunker is not None:   # its thread publishes chunks
+            self.chunker.stop()
 
     def cleanup(self) -> None:
         if self.chunker is not None:

@@ -140,13 +140,16 @@ class RecorderNode(ManagedNode):
         d('tags', strings, 'Hub dataset tags.')
         d('upload_every_n_episodes', 5, 'Push after this many saved episodes (push_to_hub).',
           **LIMITS['upload_every_n_episodes'].kwargs())
-        d('push_timeout_s', 600.0, 'How long cleanup waits for the final push [s]; the data stays local '
-          "either way. A supervising strategy gives cleanup transition_timeout_s (120 s) and reports it failed "
-          'when the push takes longer.', min_value=0.0)
+        d('push_timeout_s', 60.0, 'How long cleanup waits for the final push, retries included [s]; the '
+          'data stays local either way, and what was not uploaded is pushed by the next run that resumes the '
+          'dataset, or by `rollout_dataset push <root> --repo_id <id>`. A failed or unfinished push is this '
+          "node's error (exit code, the rollout's summary). Keep it below the strategy's transition_timeout_s.",
+          **LIMITS['push_timeout_s'].kwargs())
         d('bag_path', '', "Also write a rosbag2 (MCAP) of bag_topics under this folder; '' = off.")
         d('bag_topics', strings, 'Topics written to the bag (types found in the graph).')
 
         self.writer = None
+        self.upload_result: dict = {}      # the last close's upload outcome (push_to_hub)
         self.worker: RecorderWorker | None = None
         self.sync: ImageSync | None = None
         self.bag = None
@@ -231,7 +234,8 @@ class RecorderNode(ManagedNode):
         self.worker = RecorderWorker(
             self.writer, RowBuilder(features, image_from_msg), fps, default_task=self.param('default_task'),
             ring=ring, rotation=rotation, hub=hub, upload_every=self.param('upload_every_n_episodes'),
-            max_backlog=int(self.param('max_backlog_s') * fps), log=self.get_logger())
+            max_backlog=int(self.param('max_backlog_s') * fps), log=self.get_logger(),
+            on_failure=self._on_writer_failure)
         self.sync = ImageSync(cameras, tolerance_ns=int(0.5e9 / fps), timeout_s=self.param('image_timeout_s'),
                               history_ns=int((IMAGE_HISTORY_S + self.param('image_timeout_s')) * 1e9))
         self.images_received = dict.fromkeys(cameras, 0)
@@ -251,6 +255,11 @@ class RecorderNode(ManagedNode):
                 data_files_size_in_mb=self.param('data_files_size_in_mb'),
                 video_files_size_in_mb=self.param('video_files_size_in_mb'),
                 encoder_queue_size=self.param('encoder_queue_size'))
+        except OSError as e:
+            # A root that is a file, read-only, on a full disk: the OS's reason, named.
+            raise ConfigError('root', f'{root}: {e.strerror or e} ({type(e).__name__}).',
+                              'give root a folder path you can write to (a new one, or the dataset to '
+                              'continue with resume:=true).') from None
         except ConfigError as e:
             if e.param != 'root':
                 raise
@@ -268,6 +277,14 @@ class RecorderNode(ManagedNode):
             raise ConfigError('push_to_hub', 'no Hugging Face token (not logged in, no HF_TOKEN).',
                               'run `hf auth login` or set HF_TOKEN, or set push_to_hub:=false.')
         return HubUploader(root, repo_id, private=self.param('private'), tags=self._strings('tags'))
+
+    def _on_writer_failure(self, text: str) -> None:
+        """Worker thread: the dataset cannot be written (disk full, I/O error).
+        Leaving `active` tells a supervising strategy to stop the run (it
+        holds the arm and exits non-zero) rather than run on recording nothing."""
+        self.last_error = f'recording stopped: {text}'
+        if self.state_label == 'active':
+            threading.Thread(target=self.trigger_deactivate, name='recorder-failed', daemon=True).start()
 
     def _open_bag(self, repo_id: str) -> None:
         if not self.param('bag_path'):
@@ -315,6 +332,11 @@ class RecorderNode(ManagedNode):
                     'save_partial': self.param('save_partial_on_stop'),
                     'push_timeout_s': self.param('push_timeout_s')})).result()
                 self.get_logger().info('recorder closed: ' + json.dumps(summary))
+                self.upload_result = summary.get('upload', {})
+                if self.upload_result.get('error'):
+                    # Reported as this node's error: a launched recorder exits
+                    # non-zero, a composed run puts it in its summary and exit code.
+                    self.last_error = self.upload_result['error']
             elif self.writer is not None:
                 self.writer.finalize()
         finally:
@@ -413,6 +435,11 @@ class RecorderNode(ManagedNode):
     def _command(self, name: str):
         if self.worker is None or self.sync is None:
             raise RecorderError(f'the recorder is {self.state_label}; configure it first')
+        if self.worker.failed:
+            raise RecorderError(f'the recording stopped: {self.worker.failed}')
+        if self._poll_timer is None:
+            # Inputs are closed: a marker would never be released to the worker.
+            raise RecorderError(f'the recorder is {self.state_label}; activate it first')
         cmd = Command(name.removesuffix('_episode'))
         # Through the image sync, in stamp order with the ticks: an episode
         # holds the ticks stamped between its start and save requests.

@@ -175,6 +175,10 @@ class RobotDriverNode(ManagedNode):
                     self.destroy_lifecycle_publisher(pub)
             self._state_pub = self._exec_pub = None
 
+    def abort(self) -> None:
+        # Hold, then the configured torque policy; safe after a shutdown (no arm).
+        self.shutdown()
+
     def _release(self) -> None:
         arm, self.arm = self.arm, None
         if arm is None:

@@ -14,11 +14,25 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 
-def install_stop_signals(stop: threading.Event) -> None:
+class StopRequest(BaseException):
+    """A second Ctrl-C / SIGTERM: give up the orderly stop's waits (a save,
+    an upload). BaseException, so no `except Exception` on the way swallows it."""
+
+
+def install_stop_signals(stop: threading.Event, describe=None) -> None:
+    """First SIGINT/SIGTERM sets `stop` (and prints `describe()`, the orderly
+    stop's promise); the second raises StopRequest in the main thread."""
+    state = {'raised': False}
+
     def handler(signum, frame):
+        if state['raised']:
+            return   # the abort is under way: never interrupt a driver's torque policy
         if stop.is_set():
-            raise KeyboardInterrupt  # second signal: give up on the orderly path
+            state['raised'] = True
+            raise StopRequest
         stop.set()
+        if describe is not None:
+            print(describe(), file=sys.stderr, flush=True)
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -146,9 +160,18 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         while not stop.wait(0.2):
             if getattr(node, 'finished', None) is not None and node.finished.is_set():
                 break
+    except StopRequest:
+        pass   # a second signal before the shutdown started: the shutdown below is the stop
     finally:
-        if node.state_label not in ('finalized',):
-            node.trigger_shutdown()
+        try:
+            if node.state_label not in ('finalized',):
+                node.trigger_shutdown()
+        except StopRequest:
+            # Second signal during the shutdown: its waits (a save, an upload)
+            # are abandoned; what must not be skipped (torque) runs in abort().
+            print(f'{node_cls.__name__}: second signal: shutdown abandoned', file=sys.stderr, flush=True)
+            node.abort()
+            node.last_error = node.last_error or 'shutdown abandoned on a second signal'
         executor.shutdown(timeout_sec=2.0)
         # A spin thread still inside a callback when the interpreter exits
         # aborts the process ('terminate called without an active exception').

@@ -258,11 +258,32 @@ class BaseStrategyNode(ManagedNode):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
             self._managed_states[name] = client.state()
+        # Drivers last, after every check that can refuse the run: nothing is
+        # written to a servo (calibration) for a run that cannot start.
+        names = list(self._managed)
+        drivers = [n for n in names if 'robot_driver' in n]
         try:
-            self._transition_all('configure', list(self._managed), strict=True)
+            self._transition_all('configure', [n for n in names if n not in drivers], strict=True)
+            self._check_cameras_fit_policy()
+            self._transition_all('configure', drivers, strict=True)
         except ConfigError:
             self._walk_back('unconfigured')
             raise
+
+    def _check_cameras_fit_policy(self) -> None:
+        """Composed in one process: each camera's image size (its frames are
+        resized to it) against the size the policy takes, now rather than at
+        the first tick with torque on."""
+        policy = next((n for n in self.local_nodes.values() if hasattr(n, 'expected_images')), None)
+        for cam, (h, w) in (getattr(policy, 'expected_images', None) or {}).items():
+            camera = self.local_nodes.get(f'camera_{cam}')
+            if camera is None:
+                continue
+            got = (camera.param('height'), camera.param('width'))
+            if got != (h, w):
+                raise ConfigError(f'camera_{cam}', f'gives {got[1]}x{got[0]} images; the policy takes {w}x{h}.',
+                                  f'set width {w} and height {h} for camera {cam!r} (--robot.cameras '
+                                  f'"{{{cam}: {{width: {w}, height: {h}}}}}" or camera_width/camera_height).')
 
     def activate(self) -> None:
         self.summary = {}

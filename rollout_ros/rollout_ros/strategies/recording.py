@@ -123,8 +123,14 @@ class RecordingStrategyNode(BaseStrategyNode):
     def before_walk_back(self) -> None:
         """The loop has stopped; the default saves an open episode, so a stop
         (Ctrl-C, duration, a failed node) never loses recorded frames."""
-        if self.recording:
+        if self.recording and self._recorder_active():
             self.request('save_episode')
+
+    def _recorder_active(self) -> bool:
+        """False once the recorder left `active` (a writer failure): it closed
+        the open episode itself, and calls would only wait for their timeout."""
+        name = next((n for n in self._managed if n.strip('/') == self.param('recorder_node').strip('/')), None)
+        return name is None or self._managed_states.get(name) == 'active'
 
     def intervention(self) -> bool:
         return False
