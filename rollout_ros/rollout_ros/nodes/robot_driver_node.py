@@ -176,8 +176,10 @@ class RobotDriverNode(ManagedNode):
             self._state_pub = self._exec_pub = None
 
     def abort(self) -> None:
-        # Hold, then the configured torque policy; safe after a shutdown (no arm).
-        self.shutdown()
+        # Hold, then the configured torque policy; nothing left to do once released.
+        self._teardown()
+        if self.arm is not None:    # cut short between the lifecycle flags and the release
+            self._release()
 
     def _release(self) -> None:
         arm, self.arm = self.arm, None
