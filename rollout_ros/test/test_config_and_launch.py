@@ -287,8 +287,8 @@ def test_namespace_cameras_and_input_reach_every_node():
                   camera_index_or_path='0,/dev/video2', camera_width='640,1280', camera_height='480,720',
                   input_device='pedal', pedal_device_path='/dev/input/event7', **required_args('highlight'))
     nodes = built.by_name
-    assert list(nodes) == ['/arm1/policy', '/arm1/camera_front', '/arm1/camera_wrist', '/arm1/robot_driver',
-                           '/arm1/recorder', '/arm1/pedal', '/arm1/highlight_strategy']
+    assert list(nodes) == ['/arm1/policy', '/arm1/camera_front', '/arm1/camera_wrist', '/arm1/recorder',
+                           '/arm1/pedal', '/arm1/robot_driver', '/arm1/highlight_strategy']
     strategy = nodes['/arm1/highlight_strategy'][2]
     assert strategy['managed_nodes'] == list(nodes)[:-1]
     assert strategy['camera_topic_template'] == '/arm1/camera_{name}/image_raw'
@@ -391,7 +391,7 @@ def test_params_file_wins_over_arguments_not_given(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     # repo_id only in the file: the launch no longer refuses it, and sets none of those keys itself.
     nodes = Built(strategy_launch('sentry'), params_file=str(path)).by_name
-    assert list(nodes) == ['/policy', '/camera_top', '/robot_driver', '/recorder', '/sentry_strategy']
+    assert list(nodes) == ['/policy', '/camera_top', '/recorder', '/robot_driver', '/sentry_strategy']
     assert not {'repo_id', 'fps'} & set(nodes['/recorder'][2])
     assert 'robot_port' not in nodes['/robot_driver'][2] and 'fps' not in nodes['/sentry_strategy'][2]
     assert nodes['/recorder'][2]['camera_names'] == ['top']
@@ -432,7 +432,7 @@ def test_cli_and_launch_describe_the_same_run(strategy, monkeypatch):
 def test_episodic_launch_teleop_only_when_given_and_episode_arguments_reach_the_strategy():
     bare = Built(strategy_launch('episodic'), num_episodes='3', episode_time_s='20', reset_time_s='5',
                  reset_to_initial_position='false', **required_args('episodic')).by_name
-    assert list(bare) == ['/policy', '/camera_front', '/robot_driver', '/recorder', '/keyboard', '/episodic_strategy']
+    assert list(bare) == ['/policy', '/camera_front', '/recorder', '/keyboard', '/robot_driver', '/episodic_strategy']
     strategy = bare['/episodic_strategy'][2]
     assert (strategy['num_episodes'], strategy['episode_time_s'], strategy['reset_time_s'],
             strategy['reset_to_initial_position']) == (3, 20.0, 5.0, False)
@@ -441,7 +441,8 @@ def test_episodic_launch_teleop_only_when_given_and_episode_arguments_reach_the_
     assert recorder['frames_topic'] == '/episodic_strategy/frames' and recorder['intervention'] is False
     led = Built(strategy_launch('episodic'), teleop_type='so101_leader', teleop_port='/dev/ttyACM1',
                 input_device='pedal', **required_args('episodic')).by_name
-    assert list(led)[:4] == ['/policy', '/camera_front', '/robot_driver', '/teleop']
+    assert list(led)[:3] == ['/policy', '/camera_front', '/recorder']
+    assert list(led)[-3:-1] == ['/teleop', '/robot_driver']
     strategy = led['/episodic_strategy'][2]
     assert (strategy['teleop_node'], strategy['teleop_type']) == ('/teleop', 'so101_leader')
     assert strategy['managed_nodes'] == list(led)[:-1] and strategy['input_topics'] == ['/pedal/events']
