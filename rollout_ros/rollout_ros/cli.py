@@ -529,7 +529,7 @@ def _run_main(ns, cfg) -> int:
         print(f"rollout: error: {upload['error']}", file=sys.stderr)
         return 1
     if summary.get('aborted'):
-        kept = (f"; {summary['episodes']} finished episode(s) kept in {summary['dataset_root']}"
+        kept = (f"; {summary['dataset_episodes']} finished episode(s) kept in {summary['dataset_root']}"
                 if 'dataset_root' in summary else '')
         print(f'rollout: error: aborted by a second Ctrl-C: the open episode was not saved{kept}; '
               'drivers stopped with their torque policy', file=sys.stderr)
