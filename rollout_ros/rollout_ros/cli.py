@@ -332,6 +332,10 @@ class Rollout:
         line is refreshed in place once a second."""
         stop = stop or threading.Event()
         shown = ''
+        if status_stream is not None:
+            # The line is refreshed in place here: no status log lines between.
+            from rclpy.parameter import Parameter
+            self.strategy.set_parameters([Parameter('status_log_period_s', value=0.0)])
         while not self.strategy.finished.wait(0.1):
             if stop.is_set():
                 break

@@ -30,6 +30,10 @@ from rollout_ros.run_description import (STRATEGIES, Naming, NodeSpec, RolloutCo
 PACKAGE = 'rollout_ros'
 # Seconds launch waits before it restarts a respawnable node (use_respawn:=true).
 RESPAWN_DELAY_S = 2.0
+# launch's SIGINT window (its sigterm_timeout, 5 s by default): on Ctrl-C the
+# strategy saves the open episode and takes the nodes down in order while they
+# wait for it (spin.MANAGER_GRACE_S), which on a loaded machine takes longer.
+STOP_WINDOW_S = 30
 
 
 def share_dir() -> str:
@@ -416,7 +420,8 @@ def _lifecycle_node(a: RunArgs, spec: NodeSpec, params_file: str) -> LifecycleNo
     return LifecycleNode(package=PACKAGE, executable=spec.executable, name=spec.name, namespace=a['namespace'],
                          output='screen', parameters=[params_file, params],
                          ros_arguments=['--log-level', a['log_level']],
-                         respawn=respawn, respawn_delay=RESPAWN_DELAY_S if respawn else None)
+                         respawn=respawn, respawn_delay=RESPAWN_DELAY_S if respawn else None,
+                         sigterm_timeout=str(STOP_WINDOW_S))
 
 
 def _describe(a: RunArgs, components) -> RunDescription:
@@ -478,10 +483,14 @@ def _strategy_nodes(context, strategy: str, args) -> list:
 def _end_launch(name: str):
     """The strategy ends when its duration or episodes are done, on Esc, or when
     it fails: the launch ends with it."""
-    def on_exit(event, _context):
+    def on_exit(event, context):
         if event.returncode != 0:
             # Launch counts an exception as a failed run: ros2 launch then
             # exits non-zero, which a Shutdown event alone would not do.
             raise RuntimeError(f'{name} failed (exit code {event.returncode}); see its log')
+        if context.is_shutdown:
+            # Ctrl-C: launch is stopping already; a second Shutdown event would
+            # shut its ROS adapter down twice and make ros2 launch exit 1.
+            return None
         return [EmitEvent(event=Shutdown(reason=f'{name} finished'))]
     return on_exit

@@ -163,7 +163,7 @@ def test_launch_files_compile():
 # Building the launch descriptions ---------------------------------------------
 needs_launch = pytest.mark.skipif(
     importlib.util.find_spec('launch') is None or importlib.util.find_spec('launch_ros') is None,
-    reason='launch/launch_ros not installed (they come with a ROS install)')
+    reason='launch/launch_ros not installed (a ROS install has them; make setup installs them from ../shared/ros2)')
 
 
 class Built:
@@ -448,3 +448,17 @@ def test_episodic_launch_teleop_only_when_given_and_episode_arguments_reach_the_
     assert strategy['managed_nodes'] == list(led)[:-1] and strategy['input_topics'] == ['/pedal/events']
     # The params file's keys serve keyboard and pedal alike (right/left arrows, KEY_C/KEY_A).
     assert 'next_keys' not in strategy and 'redo_keys' not in strategy
+
+
+@needs_launch
+def test_respawn_and_log_level_reach_the_right_nodes():
+    from launch.utilities.type_utils import perform_typed_substitution
+    built = Built(strategy_launch('highlight'), use_respawn='true', log_level='debug', input_device='pedal',
+                  **required_args('highlight'))
+
+    def respawns(node):
+        return perform_typed_substitution(built.context, node._ExecuteLocal__respawn, bool)
+    # Only what holds no state the run depends on: never the driver, the policy or the recorder.
+    assert [node._Node__node_name for node in built.nodes if respawns(node)] == ['camera_front', 'pedal']
+    for node in built.nodes:
+        assert list(node._Node__ros_arguments) == ['--log-level', 'debug'], node._Node__node_name

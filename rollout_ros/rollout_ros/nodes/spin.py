@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import rclpy
 from rclpy.exceptions import ParameterException
@@ -19,17 +20,30 @@ class StopRequest(BaseException):
     an upload). BaseException, so no `except Exception` on the way swallows it."""
 
 
-def install_stop_signals(stop: threading.Event, describe=None) -> None:
+# Ctrl-C in the terminal of `ros2 launch` reaches every node twice: from the
+# terminal (the whole process group) and once more forwarded by launch. A
+# repeat this soon after the first is that echo, not a second press.
+SIGNAL_ECHO_S = 2.0
+# How long a managed node, told to stop, leaves its manager (the strategy,
+# stopping too) to take it down in order: the episode saved while the
+# recorder still runs, the driver last, before it shuts itself down.
+MANAGER_GRACE_S = 10.0
+
+
+def install_stop_signals(stop: threading.Event, describe=None, echo_s: float = 0.0) -> None:
     """First SIGINT/SIGTERM sets `stop` (and prints `describe()`, the orderly
-    stop's promise); the second raises StopRequest in the main thread."""
-    state = {'raised': False}
+    stop's promise); the second (after `echo_s`) raises StopRequest in the main thread."""
+    state = {'raised': False, 'first': 0.0}
 
     def handler(signum, frame):
         if state['raised']:
             return   # the abort is under way: never interrupt a driver's torque policy
         if stop.is_set():
+            if time.monotonic() - state['first'] < echo_s:
+                return
             state['raised'] = True
             raise StopRequest
+        state['first'] = time.monotonic()
         stop.set()
         if describe is not None:
             print(describe(), file=sys.stderr, flush=True)
@@ -140,7 +154,7 @@ def run_node(node_cls, args=None, autostart=False) -> int:
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    install_stop_signals(stop)
+    install_stop_signals(stop, echo_s=SIGNAL_ECHO_S)
     try:
         node = node_cls()
     except ParameterException as e:
@@ -160,6 +174,8 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         while not stop.wait(0.2):
             if getattr(node, 'finished', None) is not None and node.finished.is_set():
                 break
+        if not autostart:
+            await_manager(node, MANAGER_GRACE_S)
     except StopRequest:
         pass   # a second signal before the shutdown started: the shutdown below is the stop
     finally:
@@ -185,3 +201,14 @@ def run_node(node_cls, args=None, autostart=False) -> int:
     if args is None:
         exit_process(code)
     return code
+
+
+def await_manager(node, timeout_s: float) -> None:
+    """A configured node that is told to stop first gives its manager the time
+    to take it down (under launch every process gets the signal at once)."""
+    if node.state_label not in ('inactive', 'active'):
+        return   # never brought up: nothing to take down in order
+    deadline = time.monotonic() + timeout_s
+    # The manager's walk ends with the shutdown transition (finalized).
+    while node.state_label != 'finalized' and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -28,7 +28,7 @@ def status_line(status) -> str:
     phase = status.phase or status.state
     if status.num_episodes:
         phase = f'episode {status.episode}/{status.num_episodes} {phase} {status.phase_time_left_s:.0f} s left'
-    parts = [f'{status.strategy}', phase,
+    parts = [f'{status.strategy}', phase, f'ticks {status.ticks}',
              f'{status.rate_hz:5.1f}/{status.target_rate_hz:g} Hz',
              f'p99 {status.period_err_p99_ms:.1f} ms', f'infer {status.infer_p99_ms:.0f} ms',
              f'starved {status.starved_ticks}']

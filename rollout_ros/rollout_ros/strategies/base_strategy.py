@@ -113,6 +113,10 @@ class BaseStrategyNode(ManagedNode):
         self.declare('startup_timeout_s', 10.0,
                      'How long to wait for the first joint state and frames after activation [s].',
                      min_value=0.1)
+        self.declare('status_log_period_s', 5.0,
+                     'Log the one-line status (ticks, rate, episode, buffer) at INFO this often, for '
+                     'terminals of ros2 launch; 0 = never (the rollout CLI shows it in place) [s].',
+                     read_only=False, min_value=0.0, max_value=3600.0)
         self.local_policy = None       # set when composed in one process with the policy node
         self._chunks = None            # ChunkConsumer (policy_transport topic), used as local_policy
         self.local_nodes: dict = {}    # name -> node, to report their errors in-process
@@ -654,6 +658,9 @@ class BaseStrategyNode(ManagedNode):
         self._status_pub.publish(msg)
         self._diag_pub.publish(diagnostics(msg, self.get_name()))
         self.status_text = status_line(msg)
+        period = self.param('status_log_period_s')
+        if period > 0 and not final:
+            self.get_logger().info(self.status_text, throttle_duration_sec=period)
 
     def fill_status(self, msg: RolloutStatus) -> None:
         """Strategies add their own state (phase, episodes, recorder figures)."""
