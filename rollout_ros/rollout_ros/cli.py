@@ -489,9 +489,29 @@ def stop_notice(live: list) -> str:
     return 'rollout: stopping - press Ctrl-C again to abort'
 
 
+def split_ros_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(our flags, the `--ros-args ... [--]` blocks), without importing rclpy."""
+    ours, ros = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg != '--ros-args':
+            ours.append(arg)
+            continue
+        ros.append(arg)
+        for inner in args:
+            ros.append(inner)
+            if inner == '--':
+                break
+    return ours, ros
+
+
 def main(argv=None) -> int:
     """The `rollout` command. As the process entry (no `argv`), a run that
     started ends the process at once after its teardown (spin.exit_process)."""
+    process_entry = argv is None
+    # `--ros-args ...` (remaps, log levels) applies to every node of the run,
+    # as it would to each node's own process under launch.
+    argv, ros_args = split_ros_args(sys.argv[1:] if argv is None else list(argv))
     ns = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(ns)
@@ -500,20 +520,20 @@ def main(argv=None) -> int:
         print(f'rollout: error: {e}', file=sys.stderr)
         return 2
     from rollout_ros.nodes.spin import exit_process
-    rc = _run_main(ns, cfg)
-    if argv is None:
+    rc = _run_main(ns, cfg, ros_args)
+    if process_entry:
         exit_process(rc)
     return rc
 
 
-def _run_main(ns, cfg) -> int:
+def _run_main(ns, cfg, ros_args: list[str]) -> int:
     import rclpy
     import rclpy.logging
     from rclpy.signals import SignalHandlerOptions
 
     from rollout_ros.nodes.spin import install_stop_signals
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=['rollout', *ros_args], signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     live = []
     install_stop_signals(stop, lambda: stop_notice(live))

@@ -78,9 +78,16 @@ class ManagedNode(LifecycleNode):
         state = self.state_label
         locked = [p.name for p in params if p.name in self.structural_params]
         if locked and state != 'unconfigured':
+            # Cleaning a node up under a running strategy ends the run (the
+            # strategy stops when a node it manages leaves active), so the
+            # advice is what keeps the robot's run intact: a new run.
+            names = ', '.join(locked)
             return SetParametersResult(successful=False, reason=(
-                f'{", ".join(locked)} take effect at configure and the node is {state}: '
-                'deactivate and clean it up first (ros2 lifecycle set <node> cleanup), then set and configure.'))
+                f'{names} take{"s" if len(locked) == 1 else ""} effect at configure and '
+                f'{self.get_fully_qualified_name()} is {state}. Stop the run and start it again with the '
+                f'new value: ros2 launch ... {locked[0]}:=<value> (or the key under this node in '
+                'params_file), or the matching rollout flag. Only a node that no strategy manages can '
+                'instead be taken to unconfigured with ros2 lifecycle set, set, and configured again.'))
         return SetParametersResult(successful=True)
 
     @property

@@ -124,18 +124,47 @@ def fail_node(node, stop: threading.Event | None = None):
     return on_death
 
 
+class _OwnerNamedNode(Node):
+    """A node whose topic and service names resolve as its owner's would.
+
+    Names (relative, private `~/` and absolute alike) go through the owner's
+    expansion and remap rules, so `--ros-args -r` and launch `remappings=`
+    given for the owner move the entities living here too; this node's own
+    arguments stay out (use_global_arguments=False), or `-r __node:=` would
+    give it the owner's name.
+    """
+
+    def __init__(self, owner: Node, name: str):
+        self._owner = owner   # before Node.__init__, which creates services of its own
+        super().__init__(name, namespace=owner.get_namespace(), context=owner.context,
+                         use_global_arguments=False, start_parameter_services=False)
+
+    def create_subscription(self, msg_type, topic, *args, **kwargs):
+        return super().create_subscription(msg_type, self._owner.resolve_topic_name(topic), *args, **kwargs)
+
+    def create_publisher(self, msg_type, topic, *args, **kwargs):
+        return super().create_publisher(msg_type, self._owner.resolve_topic_name(topic), *args, **kwargs)
+
+    def create_client(self, srv_type, srv_name, *args, **kwargs):
+        return super().create_client(srv_type, self._owner.resolve_service_name(srv_name), *args, **kwargs)
+
+    def create_service(self, srv_type, srv_name, *args, **kwargs):
+        return super().create_service(srv_type, self._owner.resolve_service_name(srv_name), *args, **kwargs)
+
+
 class LinkNode:
-    """A hidden helper node of `owner` on its own executor thread.
+    """A helper node of `owner`, `<owner>_link`, on its own executor thread.
 
     Subscriptions and service clients that `owner` must be able to wait on
     from inside its own callbacks (a transition waiting for replies or first
     data) live here, so every process can keep one single-threaded executor
     and an external lifecycle manager can drive `owner` without a deadlock.
+    Their names resolve with the owner's remap rules, and the node is visible
+    in the graph: `ros2 node info <owner>_link` lists the owner's inputs.
     """
 
     def __init__(self, owner: Node, thread_name: str):
-        self.node = Node(f'_{owner.get_name()}_link', namespace=owner.get_namespace(), context=owner.context,
-                         use_global_arguments=False, start_parameter_services=False)
+        self.node = _OwnerNamedNode(owner, f'{owner.get_name()}_link')
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         threading.Thread(target=self._executor.spin, name=thread_name, daemon=True).start()
