@@ -234,8 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     a('--display_ip', default='', help="Rerun viewer host; '' = spawn a local viewer")
     a('--display_port', type=int, default=9876)
     a('--summary_json', default='', help='also write the summary to this file')
+    a('--namespace', default='', help='ROS namespace of every node, topic and service of this run (one per robot '
+      "on a shared ROS graph, e.g. arm1); '' = the root")
     add_recording_flags(p)
     return p
+
+
+def namespace_from(text: str) -> str:
+    """--namespace as an absolute ROS namespace ('' stays the root)."""
+    ns = '/' + text.strip().strip('/')
+    if ns == '/':
+        return ''
+    # rcl's rule for namespaces, checked here without importing rclpy (seconds).
+    if not re.fullmatch(r'(/[A-Za-z_][A-Za-z0-9_]*)+', ns):
+        raise ConfigError('--namespace', f'{text!r} is not a ROS namespace.',
+                          'use letters, digits and underscores, segments separated by / and not starting with '
+                          'a digit, e.g. arm1 or lab/arm1.')
+    return ns
 
 
 def config_from_args(ns) -> RolloutConfig:
@@ -259,7 +274,7 @@ def config_from_args(ns) -> RolloutConfig:
         use_torch_compile=parse_flag('--use_torch_compile', ns.use_torch_compile),
         use_amp=parse_flag('--policy.use_amp', ns.use_amp),
         display_data=parse_flag('--display_data', ns.display_data), display_ip=ns.display_ip,
-        display_port=ns.display_port)
+        display_port=ns.display_port, namespace=namespace_from(ns.namespace))
     check_numbers(cfg)
     return cfg
 

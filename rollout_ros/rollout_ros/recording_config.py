@@ -230,8 +230,9 @@ def check_dataset_root(rec: RecordingConfig | None) -> None:
                           'pass --resume=true to add episodes to it, or pick a new root.')
 
 
-def session_topics(strategy_node: str, cameras) -> list[str]:
-    """What a rosbag of the session holds unless told otherwise (the composed
-    CLI's topic names; launch users list their own)."""
-    return ['/joint_states', '/joint_commands', f'/{strategy_node}/frames', f'/{strategy_node}/status',
-            '/diagnostics', *(f'/camera_{c.name}/image_raw' for c in cameras)]
+def session_topics(namespace: str, strategy_node: str, cameras) -> list[str]:
+    """What a rosbag of the session holds unless told otherwise (the run's
+    own topics in its namespace, '' or '/<ns>'; launch users list their own)."""
+    ns = namespace.rstrip('/')
+    return [f'{ns}/joint_states', f'{ns}/joint_commands', f'{ns}/{strategy_node}/frames',
+            f'{ns}/{strategy_node}/status', '/diagnostics', *(f'{ns}/camera_{c.name}/image_raw' for c in cameras)]

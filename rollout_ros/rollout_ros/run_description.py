@@ -281,7 +281,7 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
             p: f'cameras.{i}.{p}' for p in ('index_or_path', 'width', 'height', 'fps', 'color_mode')}),
             respawn=True)
         for i, c in enumerate(cfg.cameras)]
-    components['driver'] = _drivers(b, cfg, robot_paths, naming, 'driver' in checks)
+    components['driver'] = _drivers(b, cfg, robot_paths, naming, 'driver' in checks, f'{ns}/{strategy_name}')
     teleop = cfg.strategy == 'dagger' or (cfg.strategy == 'episodic' and bool(rec.teleop.type))
     if teleop:
         if 'teleop' in checks:
@@ -356,15 +356,17 @@ def describe(cfg: RolloutConfig, given: set[str] | None = None, naming: Naming |
     return RunDescription(ns, managed, strategy, b.bindings)
 
 
-def _drivers(b: _Builder, cfg: RolloutConfig, robot_paths: dict, naming: Naming, check: bool) -> list[NodeSpec]:
+def _drivers(b: _Builder, cfg: RolloutConfig, robot_paths: dict, naming: Naming, check: bool,
+             command_source: str) -> list[NodeSpec]:
     """One driver per bus: a bimanual robot gets one per arm, with the joint
-    prefixes and calibration ids lerobot uses for its bi_* robots."""
+    prefixes and calibration ids lerobot uses for its bi_* robots. Each
+    executes only the commands of the run's strategy (`command_source`)."""
     try:
         spec = get_robot_spec(cfg.robot_type, cfg.use_degrees)
     except ConfigError:
         spec = None    # the driver's configure reports it, before anything moves
     # What the driver's ~/command_timing figures compare the bus writes with.
-    rate = {'command_rate_hz': float(cfg.fps * cfg.interpolation_multiplier)}
+    rate = {'command_rate_hz': float(cfg.fps * cfg.interpolation_multiplier), 'command_source': command_source}
     can = {p: p for p in ('can_interface', 'use_can_fd', 'can_bitrate', 'can_data_bitrate')}
     if spec is None or not spec.arms:
         return [NodeSpec('robot_driver', 'robot_driver', 'driver', b.settings('robot_driver', rate, {
@@ -439,7 +441,7 @@ def _recorder_params(b: _Builder, cfg: RolloutConfig, rec: RecordingConfig, ns: 
         params['ring_buffer_seconds'] = 0.0
     if rec.bag_path:
         b.setting(params, 'bag_topics', 'recording.bag_topics',
-                  rec.bag_topics or session_topics(f'{ns}/{strategy_name}'.lstrip('/'), cfg.cameras))
+                  rec.bag_topics or session_topics(ns, strategy_name, cfg.cameras))
     # Empty lists left to the node's defaults: an override of [] carries no element type.
     return {k: v for k, v in params.items() if v != []}
 

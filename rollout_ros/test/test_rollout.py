@@ -47,12 +47,18 @@ def assert_servos_got_actions(assets, emulator, actions, robot_type=ROBOT_TYPE):
     expected = lerobot_ticks(assets, actions, robot_type)
     received = received_goal_tuples(emulator, get_robot_spec(robot_type))
     # Walk the received writes in order; holds (goal = present) sit between.
+    # joint_commands has depth 1, so a command the driver had not taken when
+    # the next one came is dropped, never replayed late: the received ones
+    # are the policy's actions in order, a few possibly missing under load.
     matched = 0
+    hits = []
     for got in received:
-        if matched < len(expected) and all(abs(g - e) <= 1 for g, e in zip(got, expected[matched])):
-            matched += 1
-    # The last command can still be on the wire when the driver deactivates.
-    assert matched >= len(expected) - 1, (matched, len(expected), expected[:2], received[:4])
+        ahead = next((k for k in range(matched, len(expected))
+                      if all(abs(g - e) <= 1 for g, e in zip(got, expected[k]))), None)
+        if ahead is not None:
+            matched = ahead + 1
+            hits.append(ahead)
+    assert len(hits) >= 0.9 * len(expected) - 1, (len(hits), len(expected), expected[:2], received[:4])
     assert len(expected) >= 2      # commands to compare (60 on an idle machine; a loaded one runs fewer)
 
 

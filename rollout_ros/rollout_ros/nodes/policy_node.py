@@ -28,7 +28,6 @@ import time
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
@@ -46,7 +45,7 @@ from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.chunk_consumer import (CHUNK_TOPIC, OBSERVATION_TOPIC, QOS, RemoteIndex,
                                               chunk_message)
 from rollout_ros.nodes.managed_node import ManagedNode
-from rollout_ros.nodes.spin import run_node
+from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.policy.acceleration import COMPILE_BACKEND, default_torch_threads, is_compile_error
 from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine
 from rollout_ros.policy.loading import PolicyConfigError, check_features, load_policy
@@ -96,7 +95,7 @@ def _ns(stamp) -> int:
 class CameraFrames:
     """Recent frames of each camera by capture stamp, from the camera topics.
 
-    The subscriptions live on a hidden node with its own executor thread:
+    The subscriptions live on a link node with its own executor thread:
     on the policy node's executor, frames that arrived during an inference
     would be taken one per wake-up, after the next request, which would then
     not find the frame the strategy saw a moment earlier.
@@ -109,20 +108,14 @@ class CameraFrames:
                                history_ns=int(FRAME_HISTORY_S * 1e9))
         self._cond = threading.Condition()
         self._released = {}
-        self._node = Node(f'_{parent.get_name()}_frames', namespace=parent.get_namespace(),
-                          context=parent.context, use_global_arguments=False, start_parameter_services=False)
+        # A link node: the policy node's remaps apply to these topics too.
+        self._link = LinkNode(parent, 'camera-frames')
         for cam, topic in self.topics.items():
-            self._node.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m),
-                                           qos_profile_sensor_data)
-        self._executor = SingleThreadedExecutor(context=parent.context)
-        self._executor.add_node(self._node)
-        self._thread = threading.Thread(target=self._executor.spin, name='camera-frames', daemon=True)
-        self._thread.start()
+            self._link.node.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m),
+                                                qos_profile_sensor_data)
 
     def destroy(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
-        self._node.destroy_node()
+        self._link.destroy()
 
     def _on_image(self, cam: str, msg: Image) -> None:
         with self._cond:
@@ -171,7 +164,7 @@ class PolicyNode(ManagedNode):
         self.declare('device', 'cpu', 'Torch device: cpu, cuda, mps or auto.')
         self.declare('robot_type', 'koch_follower', 'Robot type: gives the joint names to check.')
         self.declare('camera_names', ['front'], 'Cameras the strategy provides (observation.images.<name>).')
-        self.declare('camera_topic_template', '/camera_{name}/image_raw',
+        self.declare('camera_topic_template', 'camera_{name}/image_raw',
                      'Image topic per camera ({name} = camera name), subscribed to so that requests and '
                      "observations can name frames by stamp only; '' = no subscription (full images only).")
         self.declare('frame_stamp_tolerance_s', 0.05,

@@ -108,7 +108,7 @@ class RecorderNode(ManagedNode):
         d('camera_names', ['front'], 'Cameras recorded as observation.images.<name>.')
         d('camera_shapes', ['480x640'], "Image size per camera, 'HEIGHTxWIDTH', in camera_names order "
           '(the dataset is created before the first frame).')
-        d('camera_topic_template', '/camera_{name}/image_raw',
+        d('camera_topic_template', 'camera_{name}/image_raw',
           'Image topic per camera; {name} is replaced by the camera name.')
         d('frames_topic', 'frames', "RolloutFrame topic (the strategy's ~/frames).")
         d('intervention', False, 'Add the intervention feature (bool per frame, dagger corrections).')

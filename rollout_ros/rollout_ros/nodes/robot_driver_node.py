@@ -15,6 +15,12 @@ the servos keep their last goal, and supervisors see the transition. Any
 exception of the read/write path counts as a bus error (an escaped one
 would kill the executor thread). configure starts again from scratch, with
 every fault counter reset.
+
+Only one node commands the arm: with `command_source` set (the run's
+strategy; the rollout CLI and the launch files set it) every command is
+checked against the publisher that sent it, and a command of any other node
+is dropped and logged as an error naming that node. Unbound, commands run
+only while a single node publishes on `joint_commands`.
 """
 
 import json
@@ -24,6 +30,8 @@ import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
@@ -35,6 +43,11 @@ from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import run_node
+
+UNKNOWN_NODE = '_NODE_NAME_UNKNOWN_'   # rmw's name for a node not discovered yet
+# Depth 1 both ends: after a stall only the newest command is executed, never
+# a backlog of stale ones replayed at full speed.
+COMMAND_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
 
 
 class RobotDriverNode(ManagedNode):
@@ -78,6 +91,14 @@ class RobotDriverNode(ManagedNode):
         self.direct_commander = False   # set by a strategy in this process that calls execute()
         self._last_read_time = 0.0
         self.create_service(Trigger, '~/command_timing', self._on_command_timing)
+        self.declare('command_source', '',
+                     'Fully qualified name of the one node whose joint_commands this driver executes (the '
+                     "run's strategy, e.g. /robot1/base_strategy); commands of any other publisher are "
+                     "dropped and logged as errors. '' = unbound: commands are executed only while a single "
+                     'node publishes joint_commands.')
+        self._senders: dict[bytes, tuple[bool, str]] = {}   # publisher gid -> (may command, node)
+        self._publisher_count = -1
+        self.foreign_commands = 0      # commands dropped because another node sent them
         self.arm: FollowerArm | None = None
         self._state_pub = None
         self._exec_pub = None
@@ -146,7 +167,9 @@ class RobotDriverNode(ManagedNode):
         self.arm.enable_torque()
         self._holding = True
         self._active = True
-        self._cmd_sub = self.create_subscription(JointState, 'joint_commands', self._on_command, 10,
+        self._senders.clear()
+        self._publisher_count = -1
+        self._cmd_sub = self.create_subscription(JointState, 'joint_commands', self._on_command, COMMAND_QOS,
                                                  callback_group=self._group)
         self._timer = self.create_timer(1.0 / self.param('state_rate_hz'), self._on_timer,
                                         callback_group=self._group)
@@ -248,9 +271,61 @@ class RobotDriverNode(ManagedNode):
         self._state_pub.publish(msg)
         return msg
 
+    # Who may command ---------------------------------------------------------
+    def _bound_source(self) -> str:
+        source = self.param('command_source').rstrip('/')
+        if source and not source.startswith('/'):
+            source = f'{self.get_namespace().rstrip("/")}/{source}'
+        return source
+
+    def _classify_senders(self) -> None:
+        """Map each publisher of joint_commands to (may command, node name).
+
+        Graph queries cost microseconds; they run when a command comes from a
+        publisher not seen yet and when the number of publishers changes."""
+        topic = self._cmd_sub.topic_name
+        infos = self.get_publishers_info_by_topic(topic)
+        # The graph can know an endpoint before the name of its node: such a
+        # publisher is not classified yet (its commands wait), but it counts.
+        nodes = {bytes(i.endpoint_gid): f'{i.node_namespace.rstrip("/")}/{i.node_name}'
+                 for i in infos if i.node_name != UNKNOWN_NODE}
+        bound = self._bound_source()
+        sole = len(set(nodes.values())) + len(infos) - len(nodes) == 1
+        senders = {gid: (node == bound if bound else sole, node) for gid, node in nodes.items()}
+        refused = sorted({node for gid, (ok, node) in senders.items() if not ok and gid not in self._senders})
+        if refused and bound:
+            self.get_logger().error(f'{", ".join(refused)} publish{"es" if len(refused) == 1 else ""} on {topic}: '
+                                    f'ignored, this driver executes only the commands of {bound} (command_source)')
+        elif refused:
+            self.get_logger().error(f'{len(set(nodes.values()))} nodes publish on {topic} '
+                                    f'({", ".join(sorted(set(nodes.values())))}): no command is executed until '
+                                    'one remains; set command_source to the node that commands this arm')
+        self._senders = senders
+
+    def _sender(self, info: MessageInfo) -> tuple[bool, str]:
+        """(may command, node name) of the publisher of one message."""
+        gid = info.get('publisher_gid')
+        if gid is None:
+            return False, 'an unknown publisher'
+        gid = bytes(gid['data'])
+        # The graph can learn of a publisher's node a moment after its first
+        # sample arrives: a short wait, once per publisher, instead of a lost command.
+        deadline = time.monotonic() + 0.1
+        while gid not in self._senders:
+            self._classify_senders()
+            if gid in self._senders or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        # A publisher still not in the graph is not known to be ours: dropped.
+        return self._senders.get(gid, (False, 'a publisher not yet discovered'))
+
     def _on_timer(self) -> None:
         if not self._active or self.arm is None:
             return
+        count = self._cmd_sub.get_publisher_count()
+        if count != self._publisher_count:
+            self._publisher_count = count
+            self._classify_senders()
         # A strategy in this process reads the state itself right before each
         # observation, as lerobot-rollout does; a timer read in between would
         # only hold the bus when its next command is due. The timer reads when
@@ -271,7 +346,15 @@ class RobotDriverNode(ManagedNode):
                 return
             self._holding = True
 
-    def _on_command(self, msg: JointState) -> None:
+    def _on_command(self, msg: JointState, info: MessageInfo) -> None:
+        if not self._active or self.arm is None:
+            return
+        allowed, sender = self._sender(info)
+        if not allowed:
+            self.foreign_commands += 1
+            self.get_logger().error(f'{self.foreign_commands} commands ignored so far, latest from {sender}',
+                                    throttle_duration_sec=5.0)
+            return
         if self.direct_commander:
             return   # the strategy in this process calls execute(); the topic copy is for observers
         self.execute(msg)

@@ -39,9 +39,13 @@ from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.chunk_consumer import ChunkConsumer
 from rollout_ros.nodes.policy_node import image_from_msg, image_ref
+from rollout_ros.nodes.robot_driver_node import COMMAND_QOS
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.nodes.status import diagnostics, status_line
+
+
+SOLE_SERVER_GRACE_S = 3.0
 
 
 def keep_positions(store: dict):
@@ -72,9 +76,10 @@ class BaseStrategyNode(ManagedNode):
                      '(CAP_SYS_NICE or an rtprio limit), so other threads of a busy machine do not make '
                      'commands late; 0 = normal scheduling.', min_value=0, max_value=99)
         self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
-        self.declare('camera_topic_template', '/camera_{name}/image_raw',
-                     'Image topic per camera; {name} is replaced by the camera name.')
-        self.declare('policy_service', '/policy/infer', 'InferAction service of the policy node.')
+        self.declare('camera_topic_template', 'camera_{name}/image_raw',
+                     'Image topic per camera; {name} is replaced by the camera name (relative names are in '
+                     "this node's namespace).")
+        self.declare('policy_service', 'policy/infer', 'InferAction service of the policy node.')
         self.declare('policy_transport', 'service',
                      'How a policy node in another process is reached (in-process composition ignores '
                      'it). service: one policy_service call per tick (policy inference_type sync); '
@@ -93,7 +98,9 @@ class BaseStrategyNode(ManagedNode):
         self.declare('display_port', 9876, 'Rerun viewer port.', **LIMITS['display_port'].kwargs())
         self.declare('display_rrd_path', '', "Write the Rerun stream to this .rrd file instead of a viewer.")
         self.declare('managed_nodes', ['policy', 'camera_front', 'robot_driver'],
-                     'Lifecycle nodes this strategy brings up, in order (torn down in reverse).')
+                     'Lifecycle nodes this strategy brings up, in order (torn down in reverse); relative '
+                     "names are in this node's namespace. A node whose lifecycle services more than one "
+                     'node serves (another run under the same names) is refused before anything moves.')
         self.declare('transition_timeout_s', 120.0,
                      'How long one managed node may take for a transition (loading a policy) [s].',
                      min_value=0.1)
@@ -162,6 +169,26 @@ class BaseStrategyNode(ManagedNode):
         self._link = self._link_owner.node
 
     # Managed nodes ----------------------------------------------------------
+    def node_path(self, name: str) -> str:
+        """Absolute name of a node given absolute or relative to this node's namespace."""
+        name = name.strip().rstrip('/')
+        return name if name.startswith('/') else f'{self.get_namespace().rstrip("/")}/{name}'
+
+    def _check_sole_server(self, name: str, client: LifecycleClient) -> None:
+        """Two runs under the same names would drive each other's nodes: refuse
+        before the first transition."""
+        service = self._link.resolve_service_name(f'{client.target}/change_state')
+        # The graph forgets a node that just went away a moment late: a second
+        # server must still be there after a short grace to count.
+        deadline = time.monotonic() + SOLE_SERVER_GRACE_S
+        while (servers := self._link.count_services(service)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if servers > 1:
+            raise ConfigError('managed_nodes', f'{servers} nodes serve {service}: another run uses the same '
+                              f'node names, and this strategy would drive its {name} too.',
+                              'give each run its own namespace (rollout --namespace=<robot>, ros2 launch ... '
+                              'namespace:=<robot>), or stop the other run.')
+
     def _node_error(self, name: str) -> str:
         node = self.local_nodes.get(name.strip('/'))
         if node is not None and getattr(node, 'last_error', ''):
@@ -220,7 +247,7 @@ class BaseStrategyNode(ManagedNode):
             raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}, so all '
                               f'{len(self.camera_names)} cameras would read one topic.',
                               'e.g. /camera_{name}/image_raw.')
-        self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', 10)
+        self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', COMMAND_QOS)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._subs.append(self._link.create_subscription(JointState, 'joint_states',
@@ -240,7 +267,7 @@ class BaseStrategyNode(ManagedNode):
             self._infer_client = self._link.create_client(InferAction, self.param('policy_service'))
         timeout = self.param('transition_timeout_s')
         for name in self.param('managed_nodes'):
-            client = LifecycleClient(self._link, name if name.startswith('/') else f'/{name}')
+            client = LifecycleClient(self._link, self.node_path(name))
             self._managed[name] = client
             self._subs.append(self._link.create_subscription(
                 TransitionEvent, f'{client.target}/transition_event',
@@ -261,6 +288,7 @@ class BaseStrategyNode(ManagedNode):
             if not client.wait_ready(timeout):
                 raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
                                   'start it (launch file / rollout CLI) or remove it from managed_nodes.')
+            self._check_sole_server(name, client)
             self._managed_states[name] = client.state()
         # Drivers last, after every check that can refuse the run: nothing is
         # written to a servo (calibration) for a run that cannot start.

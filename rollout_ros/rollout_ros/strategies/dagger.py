@@ -64,8 +64,8 @@ class DaggerStrategyNode(RecordingStrategyNode):
         self._actuated = False
 
     def configure(self) -> None:
-        teleop = self.param('teleop_node').strip('/')
-        if not teleop:
+        teleop = self.param('teleop_node').strip()
+        if not teleop.strip('/'):
             raise ConfigError('teleop_node', 'dagger needs a leader arm to correct with.',
                               'start a teleop node and name it here (teleop:=... in the launch file).')
         self._actuated = get_leader_spec(self.param('teleop_type')).actuated

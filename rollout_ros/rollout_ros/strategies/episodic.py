@@ -88,10 +88,10 @@ class EpisodicStrategyNode(RecordingStrategyNode):
 
     # Lifecycle ----------------------------------------------------------------
     def configure(self) -> None:
-        teleop = self.param('teleop_node').strip('/')
-        self._actuated = bool(teleop) and get_leader_spec(self.param('teleop_type')).actuated
+        teleop = self.param('teleop_node').strip()
+        self._actuated = bool(teleop.strip('/')) and get_leader_spec(self.param('teleop_type')).actuated
         super().configure()
-        if teleop:
+        if teleop.strip('/'):
             self.leader = LeaderLink(self, teleop)
 
     def cleanup(self) -> None:

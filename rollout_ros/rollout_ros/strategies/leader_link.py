@@ -27,14 +27,15 @@ class LeaderLink:
 
     def __init__(self, strategy, teleop: str):
         """`strategy`: a BaseStrategyNode (its hidden link node carries the calls);
-        `teleop`: the teleop node's name."""
+        `teleop`: the teleop node's name, absolute or in the strategy's namespace."""
         self.strategy = strategy
         self.positions: dict[str, tuple[float, object]] = {}
         link, group = strategy._link, strategy._io_group
+        teleop = strategy.node_path(teleop)
         strategy._subs.append(link.create_subscription(
-            JointState, f'/{teleop}/joint_states', keep_positions(self.positions), 10, callback_group=group))
-        self._move = link.create_client(MoveToPose, f'/{teleop}/move_to', callback_group=group)
-        self._release = link.create_client(Trigger, f'/{teleop}/release', callback_group=group)
+            JointState, f'{teleop}/joint_states', keep_positions(self.positions), 10, callback_group=group))
+        self._move = link.create_client(MoveToPose, f'{teleop}/move_to', callback_group=group)
+        self._release = link.create_client(Trigger, f'{teleop}/release', callback_group=group)
 
     def destroy(self) -> None:
         for client in (self._move, self._release):

@@ -41,7 +41,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.declare('recorder_timeout_s', 60.0,
                      'Longest wait for one recorder service call (a save of a long episode) [s].',
                      min_value=0.1)
-        self.declare('input_topics', ['/keyboard/events', '/pedal/events'],
+        self.declare('input_topics', ['keyboard/events', 'pedal/events'],
                      'InputEvent topics (keyboard, foot pedal) whose key presses drive this strategy.')
         self.declare('stop_keys', ['esc'], 'Keys that end the run (the loop stops, recordings are saved).')
         self.declare('play_sounds', True, 'Speak events (episode saved, paused...) through the '
@@ -65,12 +65,12 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.speaker.enabled = self.param('play_sounds')
         # Reliable and deep: a frame lost here is a dataset row lost.
         self._frames_pub = self.create_lifecycle_publisher(RolloutFrame, '~/frames', 200)
-        rec = self.param('recorder_node').strip('/')
+        rec = self.node_path(self.param('recorder_node'))
         for name in RECORDER_SERVICES:
-            self._rec_clients[name] = self._link.create_client(Trigger, f'/{rec}/{name}',
+            self._rec_clients[name] = self._link.create_client(Trigger, f'{rec}/{name}',
                                                                callback_group=self._io_group)
         self._subs.append(self._link.create_subscription(
-            String, f'/{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
+            String, f'{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
         for name, client in self._managed.items():
             if 'robot_driver' in name:
                 self._subs.append(self._link.create_subscription(
