@@ -28,12 +28,14 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from rollout_ros.core.calibration import MotorCalibration, calibration_path, save_calibration
+from rollout_ros.core.ros_domain import isolate
 from rollout_ros.hardware.robots import get_robot_spec
 
 ROBOT_TYPE = 'koch_follower'
@@ -64,8 +66,16 @@ def write_calibration(workdir: Path, robot_type: str = ROBOT_TYPE) -> Path:
     calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
                                       *DEMO_RANGES[m.name]) for m in spec.motors}
     calib_dir = workdir / 'calibration'
-    save_calibration(calibration_path(calib_dir, spec.calibration_dir_name, ROBOT_ID), calib)
+    calib_path = calibration_path(calib_dir, spec.calibration_dir_name, ROBOT_ID)
+    save_calibration(_private(calib_path), calib)
+    os.replace(_private(calib_path), calib_path)
     return calib_dir
+
+
+def _private(path: Path) -> Path:
+    """A name beside `path` for this process to write before moving it in
+    place: demos started together on one workdir never read a half-written file."""
+    return path.with_name(f'.{os.getpid()}.{path.name}')
 
 
 def initial_positions(robot_type: str = ROBOT_TYPE) -> list[int]:
@@ -83,12 +93,19 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     ckpt = workdir / 'checkpoints' / 'tiny_act'
     if not (ckpt / 'config.json').is_file():
         from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
-        make_tiny_act_checkpoint(ckpt, spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
+        make_tiny_act_checkpoint(_private(ckpt), spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
+        if ckpt.is_dir() and not (ckpt / 'config.json').is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)   # left half-written by an interrupted older demo
+        try:
+            os.rename(_private(ckpt), ckpt)
+        except OSError:   # another demo's checkpoint got there first: the same one
+            shutil.rmtree(_private(ckpt), ignore_errors=True)
 
     video = workdir / 'video' / 'demo.avi'
     if not video.is_file():
         from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
-        write_pattern_video(video)
+        write_pattern_video(_private(video))
+        os.replace(_private(video), video)
     return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial_positions(robot_type),
             'robot_type': robot_type}
 
@@ -169,6 +186,7 @@ DEMO_KEYS = {
 LEADER_ID = 'demo_leader'
 # The emulated leader of each robot's dagger demo (Koch's otherwise).
 DEMO_LEADERS = {'bi_openarm_follower': 'bi_openarm_mini'}
+OPERATOR_TOPIC = 'demo_operator/events'   # in the demo's namespace
 
 
 def prepare_leader(workdir: Path) -> dict[int, int]:
@@ -190,14 +208,14 @@ def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
     if strategy == 'base':
         return None
     import time
-    root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}"
+    root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
     rec = RecordingConfig(
         dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
         teleop=TeleopConfig(DEMO_LEADERS.get(robot_type, 'koch_leader') if strategy == 'dagger' else '', '',
                             LEADER_ID, calibration_dir=str(workdir / 'calibration')), play_sounds=False,
         # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
         target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
-        input_device='none', input_topics=['/demo_operator/events'])
+        input_device='none', input_topics=[OPERATOR_TOPIC])
     if strategy == 'episodic':
         rec.dataset.num_episodes, rec.dataset.episode_time_s, rec.dataset.reset_time_s = 3, 3.0, 1.5
     return rec
@@ -219,6 +237,8 @@ def main(argv=None) -> int:
     p.add_argument('--robot', default=ROBOT_TYPE,
                    choices=sorted([*(k for _, presets in EMULATORS.values() for k in presets), *CAN_ROBOTS]),
                    help='which emulated arm')
+    p.add_argument('--namespace', default='', help="ROS namespace of the demo's nodes; default demo_<pid>, so "
+                   'demos started together never drive each other')
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 60.0 if args.strategy == 'episodic' else 15.0
@@ -229,6 +249,11 @@ def main(argv=None) -> int:
     log_dir = workdir / 'logs'
     os.environ['ROS_LOG_DIR'] = str(log_dir)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    # Off a lab's robot domain unless one is chosen, and on this host only.
+    domain = isolate(keep_domain=True)
+    namespace = '/' + (args.namespace.strip('/') or f'demo_{os.getpid()}')
+    print(f'[demo] ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"]}'
+          f' namespace {namespace}', flush=True)
     print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
     assets = prepare(workdir, args.robot)
     if args.policy:
@@ -238,15 +263,16 @@ def main(argv=None) -> int:
             print(f'[demo] error: --policy {args.policy}: {e}', file=sys.stderr)
             return 1
     can, arm_ports = {}, {}
+    run_tag = namespace.replace('/', '.')   # log names of this demo's emulators
     if args.robot in CAN_ROBOTS:
-        emulator, interface, channels = start_can_emulator(log_dir / 'can_emulator.log', assets['initial'],
-                                                           args.robot)
+        emulator, interface, channels = start_can_emulator(log_dir / f'can_emulator{run_tag}.log',
+                                                           assets['initial'], args.robot)
         can = dict(can_interface=interface)
         port = channels[0]
         if len(channels) > 1:
             arm_ports = dict(zip(CAN_ROBOTS[args.robot], channels))
     else:
-        emulator, port = start_emulator(log_dir / 'servo_bus_emulator.log', assets['initial'], args.robot)
+        emulator, port = start_emulator(log_dir / f'servo_bus_emulator{run_tag}.log', assets['initial'], args.robot)
     print(f'[demo] emulated {args.robot} on {", ".join(arm_ports.values()) or port}; running a {args.strategy} '
           f'rollout for {args.duration:g} s at {args.fps:g} Hz', flush=True)
 
@@ -267,7 +293,8 @@ def main(argv=None) -> int:
         inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,
         # a second torch worker woken from idle each chunk costs more than it gives.
-        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir, args.robot))
+        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir, args.robot),
+        namespace=namespace)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
@@ -342,7 +369,7 @@ def episodic_operator():
 
         def recording(episode):
             return lambda: p.phase == RECORDING and p.started and p.episode == episode
-        operator = ReactiveInput(rollout.strategy, '/demo_operator/events',
+        operator = ReactiveInput(rollout.strategy, OPERATOR_TOPIC,
                                  [(recording(1), 1.0, 'right'), (recording(2), 1.0, 'left')])
         operator.start()
         return operator.stop
@@ -354,7 +381,7 @@ def scripted_operator(presses: list[tuple[float, str]]):
     from rollout_ros.nodes.scripted_input import ScriptedInput
 
     def start(rollout):
-        operator = ScriptedInput(rollout.strategy, '/demo_operator/events', presses)
+        operator = ScriptedInput(rollout.strategy, OPERATOR_TOPIC, presses)
         operator.start()
         return operator.stop
     return start if presses else None

@@ -1,13 +1,17 @@
 """Shared fixtures: a tiny ACT checkpoint, a demo calibration, a test video and
-an emulated Koch follower on a pty; ROS isolated on a random domain."""
+an emulated Koch follower on a pty; ROS isolated on a domain of its own."""
 
 import os
-import random
 
-# Before rclpy is imported anywhere: keep test traffic on this host and off
-# the default domain, so parallel runs and a live robot never see it.
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 200)))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+from rollout_ros.core.ros_domain import isolate
+
+# Before rclpy is imported anywhere: test traffic stays on this host, on a
+# domain no other session or demo here holds (whatever ROS_DOMAIN_ID the shell
+# exports: CI on a shared host and a live robot never see it), unless
+# ROLLOUT_TEST_ROS_DOMAIN_ID names one to watch with the ros2 tools.
+os.environ['ROS_DOMAIN_ID'] = os.environ.get('ROLLOUT_TEST_ROS_DOMAIN_ID', '')
+isolate(keep_domain=True)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import pytest  # noqa: E402
