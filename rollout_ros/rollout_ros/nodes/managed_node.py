@@ -35,6 +35,7 @@ class ManagedNode(LifecycleNode):
         self._activated = False
         self.finalizing = False    # inside the shutdown transition (strategies finalize their nodes)
         self._destroyed = False
+        self._final_state = ''
         super().__init__(node_name, **kwargs)
         self.add_on_set_parameters_callback(self._refuse_structural_change)
 
@@ -94,15 +95,18 @@ class ManagedNode(LifecycleNode):
     @property
     def state_label(self) -> str:
         if self._destroyed:
-            return 'destroyed'
+            return self._final_state
         return self._state_machine.current_state[1]
 
     def destroy_node(self) -> None:
+        first = not self._destroyed
+        if first:
+            self._final_state = self._state_machine.current_state[1]
         super().destroy_node()
         # rclpy leaves the lifecycle services served until the state machine
         # is garbage-collected: a later run in this process (tests, the Python
         # API) would find two servers of <node>/change_state and refuse.
-        if not self._destroyed:
+        if first:
             self._destroyed = True
             self._state_machine.destroy_when_not_in_use()
 
