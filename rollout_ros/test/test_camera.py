@@ -9,7 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.camera import OpenCVCamera
@@ -76,3 +76,26 @@ def test_bad_source_and_rotation_are_config_errors(tmp_path):
         OpenCVCamera(str(tmp_path / 'missing.mp4'), 64, 48, 30)
     with pytest.raises(ConfigError, match='rotation'):
         OpenCVCamera('0', 64, 48, 30, rotation=45)
+
+
+def test_camera_info_and_a_tf_frame_with_every_image(camera_node):
+    node = camera_node(camera_name='wrist')
+    images, infos = [], []
+    node.create_subscription(Image, '~/image_raw', images.append, qos_profile_sensor_data)
+    node.create_subscription(CameraInfo, '~/camera_info', infos.append, qos_profile_sensor_data)
+    node.trigger_configure()
+    node.trigger_activate()
+    assert wait_for(lambda: len(images) > 10 and len(infos) > 10)
+    info = infos[-1]
+    assert (info.width, info.height) == (128, 96) and info.k[0] == 0.0   # size; uncalibrated
+    frames = {m.header.frame_id for m in images + infos}
+    assert frames == {'camera_wrist_optical_frame'}
+    # Every image has its camera info under the same capture stamp.
+    info_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in infos}
+    assert len(info_stamps & {(m.header.stamp.sec, m.header.stamp.nanosec) for m in images}) >= 10
+
+
+def test_optical_frame_names_are_tf_frames():
+    from rollout_ros.nodes.camera_node import optical_frame
+    assert optical_frame('/', 'front') == 'camera_front_optical_frame'
+    assert optical_frame('/lab/arm1', 'front') == 'lab_arm1_camera_front_optical_frame'

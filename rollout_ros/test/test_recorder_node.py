@@ -18,9 +18,8 @@ from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rollout_ros_interfaces.msg import RolloutFrame
+from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.image_sync import ImageSync
@@ -115,9 +114,9 @@ class Feeder:
         self.frame_pub = self.node.create_publisher(RolloutFrame, 'frames', 200)
         self.clients = {s: self.node.create_client(Trigger, f'{recorder}/{s}')
                         for s in ('start_episode', 'save_episode', 'discard_episode', 'push')}
-        self.status: dict = {}
-        self.node.create_subscription(String, f'{recorder}/status',
-                                      lambda m: setattr(self, 'status', json.loads(m.data)), 10)
+        self.status = RecorderStatus()   # the recorder's latest ~/status (typed)
+        self.node.create_subscription(RecorderStatus, f'{recorder}/status',
+                                      lambda m: setattr(self, 'status', m), 10)
         self.lifecycle = LifecycleClient(self.node, f'{ns}/{recorder}')
         self.executor = spin_in_background(self.node)
         self.stamps: list[int] = []     # tick k's stamp (unix ns)
@@ -283,10 +282,11 @@ def test_round_trip_two_episodes(recorder, tmp_path):
     ep1 += feeder.run(14)
     saved1 = feeder.ok('save_episode')
     assert saved1['frames'] == 24 and saved1['missing_image_frames'] == 1, saved1
-    assert wait_for(lambda: feeder.status.get('total_episodes') == 2, 3.0), feeder.status
+    assert wait_for(lambda: feeder.status.total_episodes == 2, 3.0), feeder.status
     status = feeder.status
-    assert status['missing_image_frames'] == 1 and status['idle_frames'] == 3
-    assert status['bad_frames'] == status['dropped_backlog'] == status['write_errors'] == 0
+    assert status.missing_image_frames == 1 and status.idle_frames == 3
+    assert status.bad_frames == status.dropped_backlog == status.write_errors == 0
+    assert status.last_save_index == 1 and status.last_save_frames == 24 and status.state == 'active'
 
     node.trigger_deactivate()
     node.trigger_cleanup()
@@ -358,7 +358,7 @@ def test_ring_buffer_pre_press_frames_and_memory_cap(recorder, tmp_path):
     held = len(ring)
     assert ring.capped and 0 < held < 30
     assert ring.memory_bytes <= 1.0 * 2**20
-    assert wait_for(lambda: feeder.status.get('ring', {}).get('capped'), 3.0), feeder.status
+    assert wait_for(lambda: feeder.status.ring_enabled and feeder.status.ring_capped, 3.0), feeder.status
 
     started = feeder.ok('start_episode')
     assert started['frames_from_ring'] == held
@@ -443,7 +443,7 @@ def test_sigkill_keeps_saved_episodes(recorder, tmp_path):
             feeder.ok('save_episode')
         feeder.ok('start_episode')
         feeder.run(10)
-        assert wait_for(lambda: feeder.status.get('episode_frames', 0) >= 5, 5.0), feeder.status
+        assert wait_for(lambda: feeder.status.episode_frames >= 5, 5.0), feeder.status
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:

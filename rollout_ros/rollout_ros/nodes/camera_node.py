@@ -1,13 +1,18 @@
-"""OpenCV camera node: publishes `~/image_raw` (sensor-data QoS) stamped with
-the capture time, from the capture thread so a slow executor never delays
-frames. Run one node per camera."""
+"""OpenCV camera node: publishes `~/image_raw` and `~/camera_info`
+(sensor-data QoS) stamped with the capture time, from the capture thread so a
+slow executor never delays frames. Run one node per camera.
+
+Both carry a frame_id usable as a TF frame (`frame_id`, by default
+`<namespace>_camera_<name>_optical_frame`, no leading slash); the
+CameraInfo gives the published size, and intrinsics all zero (uncalibrated,
+the ROS convention) since OpenCV capture knows none."""
 
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.camera import Frame, OpenCVCamera
@@ -20,7 +25,10 @@ class CameraNode(ManagedNode):
     def __init__(self, node_name: str = 'camera', **kwargs):
         super().__init__(node_name, **kwargs)
         self.declare('camera_name', 'front',
-                     'Camera name: the <cam> of observation.images.<cam>; also the frame_id.')
+                     'Camera name: the <cam> of observation.images.<cam>.')
+        self.declare('frame_id', '', "TF frame of the images and camera info; '' = "
+                     '<namespace>_camera_<camera_name>_optical_frame (camera_<camera_name>_optical_frame at the '
+                     'root namespace).')
         self.declare('index_or_path', '0', 'Device index, /dev/video path, or a video file (loops).')
         self.declare('width', 640, 'Image width [px] (frames are resized if the source differs).',
                      **LIMITS['camera_size'].kwargs())
@@ -36,6 +44,8 @@ class CameraNode(ManagedNode):
                      '/diagnostics and in the log [s].', min_value=0.01)
         self.camera: OpenCVCamera | None = None
         self._pub = None
+        self._info_pub = None
+        self.frame_id = ''
         self._diag_pub = None
         self._diag_timer = None
         self._active = False
@@ -49,6 +59,9 @@ class CameraNode(ManagedNode):
         cam.open()
         self.camera = cam
         self._pub = self.create_lifecycle_publisher(Image, '~/image_raw', qos_profile_sensor_data)
+        self._info_pub = self.create_lifecycle_publisher(CameraInfo, '~/camera_info', qos_profile_sensor_data)
+        self.frame_id = self.param('frame_id').strip().lstrip('/') or optical_frame(
+            self.get_namespace(), self.param('camera_name'))
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         cam.on_frame = self._publish
 
@@ -92,9 +105,10 @@ class CameraNode(ManagedNode):
         if self.camera is not None:
             self.camera.close()
             self.camera = None
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
-            self._pub = None
+        for pub in (self._pub, self._info_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._pub = self._info_pub = None
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
@@ -111,13 +125,21 @@ class CameraNode(ManagedNode):
             return
         msg = Image()
         msg.header.stamp = Time(nanoseconds=int(frame.capture_time * 1e9)).to_msg()
-        msg.header.frame_id = self.param('camera_name')
+        msg.header.frame_id = self.frame_id
         msg.height, msg.width = frame.image.shape[:2]   # after rotation
         msg.encoding = 'rgb8' if self.param('color_mode') == 'rgb' else 'bgr8'
         msg.step = msg.width * 3
         msg.data = frame.image.tobytes()
         self._pub.publish(msg)
+        self._info_pub.publish(CameraInfo(header=msg.header, height=msg.height, width=msg.width))
         self.published += 1
+
+
+def optical_frame(namespace: str, camera: str) -> str:
+    """`<namespace>_camera_<name>_optical_frame`: a TF frame name (no leading
+    slash, unique per run) in the optical convention (z forward, x right)."""
+    prefix = namespace.strip('/').replace('/', '_')
+    return f'{prefix}_camera_{camera}_optical_frame' if prefix else f'camera_{camera}_optical_frame'
 
 
 def main(args=None):

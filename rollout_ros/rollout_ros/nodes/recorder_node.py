@@ -15,8 +15,8 @@ Services (std_srvs/Trigger; the reply message is JSON on success):
   ~/save_episode    replies once the episode is durable: {episode_index, frames, ...}
   ~/discard_episode drop the open episode
   ~/push            queue an upload (push_to_hub)
-Topics: `frames_topic` and the camera topics in; `~/status` (std_msgs/String,
-JSON) and `/diagnostics` out, once per second.
+Topics: `frames_topic` and the camera topics in; `~/status`
+(rollout_ros_interfaces/RecorderStatus) and `/diagnostics` out, once per second.
 """
 
 import importlib
@@ -34,9 +34,8 @@ from lerobot.utils.constants import HF_LEROBOT_HOME
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future as RosFuture
-from rollout_ros_interfaces.msg import RolloutFrame
+from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.errors import ConfigError
@@ -165,7 +164,7 @@ class RecorderNode(ManagedNode):
         self._bag_subs = {}
         self._bag_added: set[str] = set()
         self._last_counts: dict[str, int] = {}
-        self._status_pub = self.create_publisher(String, '~/status', 10)
+        self._status_pub = self.create_publisher(RecorderStatus, '~/status', 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._status_timer = self.create_timer(1.0, self._publish_status)
         for name in SERVICES:
@@ -488,7 +487,9 @@ class RecorderNode(ManagedNode):
     def _publish_status(self) -> None:
         self._subscribe_bag_topics()
         s = self.status()
-        self._status_pub.publish(String(data=json.dumps(s)))
+        msg = status_message(s)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
         level, message = self._health(s)
         values = [KeyValue(key=k, value=v if isinstance(v, str) else json.dumps(v)) for k, v in _flat(s)]
         msg = DiagnosticArray(status=[DiagnosticStatus(
@@ -528,6 +529,57 @@ def _flat(d: dict, prefix: str = ''):
             yield from _flat(v, f'{prefix}{k}.')
         else:
             yield f'{prefix}{k}', v
+
+
+
+# RecorderStatus fields filled one to one from the status dict's keys.
+_STATUS_FIELDS = (
+    'state', 'repo_id', 'root', 'last_error', 'last_problem', 'frames_received', 'ticks_waiting_for_images',
+    'nearest_image_matches', 'unstamped_ticks', 'recording', 'episode_index', 'episode_frames',
+    'episode_missing_image_frames', 'total_episodes', 'total_frames', 'session_episodes', 'missing_image_frames',
+    'bad_frames', 'idle_frames', 'dropped_backlog', 'write_errors', 'ring_frames_not_saved',
+    'executed_action_unknown', 'backlog', 'add_frame_max_ms', 'rotations')
+
+
+def status_message(s: dict) -> RecorderStatus:
+    """The status dict (recorder and worker figures) as a RecorderStatus."""
+    msg = RecorderStatus()
+    for name in _STATUS_FIELDS:
+        if name in s:
+            current = getattr(msg, name)
+            setattr(msg, name, type(current)(s[name]))
+    images = s.get('images_received') or {}
+    msg.camera_names = list(images)
+    msg.images_received = [int(v) for v in images.values()]
+    backpressure = s.get('encoder_backpressure') or {}
+    msg.encoder_backpressure_waits = int(backpressure.get('waits', 0))
+    msg.encoder_backpressure_s = float(backpressure.get('s', 0.0))
+    rotation = s.get('rotation') or {}
+    msg.rotation_target_mb = float(rotation.get('target_mb', 0.0))
+    msg.rotation_expected_episode_s = float(rotation.get('expected_episode_s', 0.0))
+    last = s.get('last_save') or {}
+    msg.last_save_index = int(last.get('episode_index', -1))
+    msg.last_save_frames = int(last.get('frames', 0))
+    msg.last_save_reason = str(last.get('reason', ''))
+    msg.last_save_seconds = float(last.get('seconds', 0.0))
+    msg.last_save_ms = float(last.get('save_ms', 0.0))
+    ring = s.get('ring')
+    msg.ring_enabled = ring is not None
+    if ring is not None:
+        msg.ring_frames, msg.ring_seconds = int(ring['frames']), float(ring['seconds'])
+        msg.ring_max_seconds, msg.ring_mb, msg.ring_capped = float(ring['max_seconds']), float(ring['mb']), \
+            bool(ring['capped'])
+    upload = s.get('upload') or {}
+    msg.upload_state = str(upload.get('state', ''))
+    msg.upload_pushes_done = int(upload.get('pushes_done', 0))
+    msg.upload_failures = int(upload.get('failures', 0))
+    msg.upload_last_error = str(upload.get('last_error') or '')
+    bag = s.get('bag') or {}
+    msg.bag_path = str(bag.get('path', ''))
+    msg.bag_topics = list(bag.get('topics', []))
+    msg.bag_waiting_for = list(bag.get('waiting_for', []))
+    msg.bag_messages = int(bag.get('messages', 0))
+    return msg
 
 
 def main(args=None):

@@ -14,9 +14,8 @@ import queue
 import threading
 
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from rollout_ros_interfaces.msg import InputEvent, RolloutFrame
+from rollout_ros_interfaces.msg import InputEvent, RecorderStatus, RolloutFrame
 
 from rollout_ros.core.speech import Speaker
 from rollout_ros.nodes.lifecycle_client import call_blocking
@@ -50,7 +49,7 @@ class RecordingStrategyNode(BaseStrategyNode):
         self.frames_saved = 0
         self.recording = False            # an episode is open on the recorder
         self.recorder_errors: list[str] = []
-        self.recorder_status: dict = {}   # the recorder's latest ~/status
+        self.recorder_status: RecorderStatus | None = None   # the recorder's latest ~/status
         self._frames_pub = None
         self._rec_clients: dict = {}
         self._pending: RolloutFrame | None = None
@@ -70,7 +69,7 @@ class RecordingStrategyNode(BaseStrategyNode):
             self._rec_clients[name] = self._link.create_client(Trigger, f'{rec}/{name}',
                                                                callback_group=self._io_group)
         self._subs.append(self._link.create_subscription(
-            String, f'{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
+            RecorderStatus, f'{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
         for name, client in self._managed.items():
             if 'robot_driver' in name:
                 self._subs.append(self._link.create_subscription(
@@ -230,18 +229,18 @@ class RecordingStrategyNode(BaseStrategyNode):
         return False, why
 
     # Status -------------------------------------------------------------------
-    def _on_recorder_status(self, msg: String) -> None:
-        self.recorder_status = _json_or_empty(msg.data)
+    def _on_recorder_status(self, msg: RecorderStatus) -> None:
+        self.recorder_status = msg
 
     def fill_status(self, msg) -> None:
-        rec = self.recorder_status
+        rec = self.recorder_status or RecorderStatus()
         msg.recording = self.recording
         # The recorder also saves on its own (sentry rotation): its count is the truth.
-        msg.episodes_saved = max(self.episodes_saved, int(rec.get('session_episodes', 0)))
+        msg.episodes_saved = max(self.episodes_saved, rec.session_episodes)
         msg.recorder_errors = len(self.recorder_errors)
-        msg.episode_frames = int(rec.get('episode_frames', 0))
-        msg.buffer_seconds = float((rec.get('ring') or {}).get('seconds', 0.0))
-        msg.upload_state = str((rec.get('upload') or {}).get('state', ''))
+        msg.episode_frames = rec.episode_frames
+        msg.buffer_seconds = rec.ring_seconds
+        msg.upload_state = rec.upload_state
 
     def summary_extras(self) -> dict:
         """This run's episodes and frames (the CLI adds the dataset's totals as dataset_*)."""
