@@ -86,8 +86,9 @@ def test_in_process_rollout_commands_are_policy_actions(ros, assets, emulator, r
             continue
         received.append(t)
     at_servos = command_timing(received, 1 / cfg.fps)
-    # A handshake command still in flight when the loop starts may count too.
-    assert abs(summary['bus_commands'] - summary['ticks']) <= 1
+    # A handshake command still in flight when the loop starts may count too;
+    # a command superseded before the driver took it is dropped (depth 1).
+    assert -1 <= summary['ticks'] - summary['bus_commands'] <= max(1, summary['ticks'] // 10)
     assert abs(at_servos['commands'] - summary['bus_commands']) <= 1
     assert abs(summary['bus_max_gap_ms'] - at_servos['max_gap_ms']) < 1e3 / cfg.fps
 
@@ -293,7 +294,8 @@ def test_interpolation_multiplier_end_to_end(ros, assets, emulator, rollout_conf
     summary, actions = run_logged(Rollout(cfg))
     assert summary['ticks'] >= 2 * len(actions) - 2
     assert_servos_got_actions(assets, emulator, actions)
-    assert len(received_goal_tuples(emulator)) >= 2 * len(actions) - 2
+    # Depth 1: a few commands superseded under load may never be written.
+    assert len(received_goal_tuples(emulator)) >= 0.9 * (2 * len(actions)) - 2
 
 
 def test_external_lifecycle_manager_drives_the_strategy(ros, emulator, rollout_config):

@@ -2,7 +2,7 @@
 the camera frames they used into a LeRobot v3 dataset, one row per tick.
 
 Three threads, so nothing waits on something it blocks:
-- a hidden link node on its own executor takes the camera images, the ticks
+- a link node on its own executor takes the camera images, the ticks
   and the bagged topics, and pairs ticks with images (core.image_sync);
 - a worker thread (dataset/recorder_worker) does every write, save and ring-buffer
   drain, in the order ticks and commands arrived;
@@ -169,7 +169,7 @@ class RecorderNode(ManagedNode):
         self._status_timer = self.create_timer(1.0, self._publish_status)
         for name in SERVICES:
             self.create_service(Trigger, f'~/{name}', self._trigger_handler(name))
-        # Subscriptions live on a hidden node with its own executor: a
+        # Subscriptions live on a link node with its own executor: a
         # transition or a save waiting here never holds back the images and
         # ticks that the worker is waiting for (same pattern as the strategy).
         self._link_owner = LinkNode(self, 'recorder-link')

@@ -167,10 +167,14 @@ class LinkNode:
         self.node = _OwnerNamedNode(owner, f'{owner.get_name()}_link')
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
-        threading.Thread(target=self._executor.spin, name=thread_name, daemon=True).start()
+        self._thread = threading.Thread(target=self._executor.spin, name=thread_name, daemon=True)
+        self._thread.start()
 
     def destroy(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)
+        # A spin thread still running when the interpreter exits aborts the
+        # process ('terminate called without an active exception').
+        self._thread.join(timeout=2.0)
         self.node.destroy_node()
 
 

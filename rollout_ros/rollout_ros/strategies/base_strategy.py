@@ -158,7 +158,7 @@ class BaseStrategyNode(ManagedNode):
         self._gone: set[str] = set()    # managed nodes that stopped answering
         self._io_group = ReentrantCallbackGroup()
         # Service calls to the managed nodes (lifecycle, policy) and every
-        # subscription go through a hidden node on its own single-threaded
+        # subscription go through a link node on its own single-threaded
         # executor: a transition of this node, run inside whatever executor
         # spins it (an external lifecycle manager's request), can then wait for
         # replies and first data without a deadlock, and this node itself can

@@ -26,7 +26,7 @@ def capped_step(current, target, max_step: float) -> tuple[np.ndarray, bool]:
 class LeaderLink:
 
     def __init__(self, strategy, teleop: str):
-        """`strategy`: a BaseStrategyNode (its hidden link node carries the calls);
+        """`strategy`: a BaseStrategyNode (its link node carries the calls);
         `teleop`: the teleop node's name, absolute or in the strategy's namespace."""
         self.strategy = strategy
         self.positions: dict[str, tuple[float, object]] = {}
