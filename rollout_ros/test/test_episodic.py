@@ -137,15 +137,40 @@ def test_episodes_early_end_discard_and_time_limit(ros, emulator, rollout_config
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
-def test_resume_adds_episodes_and_a_passive_leader_drives_the_reset(ros, emulator, rollout_config, tmp_path,
-                                                                   koch_leader, assets):  # noqa: F811 - fixture
+def test_leaders_drive_the_resets_and_resume_adds_episodes(ros, emulator, rollout_config, tmp_path, so101_leader,
+                                                           koch_leader, assets):  # noqa: F811 - fixture
+    """An actuated SO-101 leader is driven to the follower at a reset and
+    released, the follower holding meanwhile; then the same dataset resumed,
+    a passive Koch leader this time, which the follower approaches."""
     from rollout_ros.recording_config import TeleopConfig
 
-    first = episodic(tmp_path, 'episodic_resume')
-    first.dataset.num_episodes = 1
-    cfg = rollout_config(strategy='episodic', duration=20.0, recording=first)
-    run(cfg)
-    assert load(cfg).num_episodes == 1
+    def actuated_presses(strategy, seen):
+        def sample(key):
+            def take():
+                if strategy.phases.phase != RESETTING:
+                    return False
+                leader = strategy.leader.pose(strategy.mapper.ros_joint_names)
+                follower = strategy.mapper.joint_command(strategy.loop.last_command)[1]
+                seen[key] = float(np.max(np.abs(np.array(follower) - leader)))
+                seen[f'leader_{key}'] = np.array(leader)
+                return True
+            return take
+        # ~1.2 rad apart: ~2.4 s for the leader at the teleop's 0.5 rad/s.
+        return [(sample('start'), 0.0, 'x'), (resetting(strategy), 3.4, 'x'), (sample('end'), 0.0, 'x')]
+
+    first = episodic(tmp_path, 'episodic_resume', teleop=TeleopConfig(
+        'so101_leader', so101_leader.port, 'test_so_leader', calibration_dir=str(assets['calibration_dir'])))
+    first.dataset.num_episodes = 2
+    first.dataset.reset_time_s = 4.0
+    cfg = rollout_config(strategy='episodic', duration=30.0, recording=first)
+    seen = {}
+    run(cfg, on_started=operator(actuated_presses, seen))
+    assert load(cfg).num_episodes == 2
+    # The leader came to the follower (which held meanwhile), then went limp.
+    assert seen['start'] > 0.2 and seen['end'] < 0.15, seen
+    # No hand moves this leader: only the teleop node's move_to can have brought it over.
+    assert np.max(np.abs(seen['leader_end'] - seen['leader_start'])) > 0.3, seen
+    assert any(so101_leader.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
     seen = {}
 
@@ -175,8 +200,8 @@ def test_resume_adds_episodes_and_a_passive_leader_drives_the_reset(ros, emulato
     ds = load(cfg2)
     # episodes/frames are this run's, dataset_episodes/dataset_frames the resumed dataset's.
     assert (summary['dataset_episodes'], summary['dataset_frames']) == (ds.num_episodes, ds.num_frames)
-    assert ds.num_episodes == 3 and summary['episodes'] == 2
-    assert episode_lengths(ds)[1:] == summary['episode_frames'] and summary['frames'] == sum(summary['episode_frames'])
+    assert ds.num_episodes == 4 and summary['episodes'] == 2
+    assert episode_lengths(ds)[2:] == summary['episode_frames'] and summary['frames'] == sum(summary['episode_frames'])
     # The follower goes to the (passive) leader at handover_speed, then follows it.
     (t0, start), (t1, end) = seen['start'], seen['end']
     speed = seen['strategy'].param('handover_speed')
@@ -285,36 +310,3 @@ def so101_leader(assets):
     initial = {i: int(sum(DEMO_RANGES[n]) / 2) + 250 for i, n in enumerate(names, 1)}
     with FeetechBusEmulator({i: 'sts3215' for i in initial}, tau=0.02, initial_positions=initial) as emu:
         yield emu
-
-
-def test_an_actuated_leader_is_driven_to_the_follower_then_released_for_the_reset(
-        ros, emulator, rollout_config, tmp_path, so101_leader):
-    from rollout_ros.recording_config import TeleopConfig
-    seen = {}
-
-    def presses(strategy, seen):
-        def gap(key):
-            def sample():
-                if strategy.phases.phase != RESETTING:
-                    return False
-                leader = strategy.leader.pose(strategy.mapper.ros_joint_names)
-                follower = strategy.mapper.joint_command(strategy.loop.last_command)[1]
-                seen[key] = float(np.max(np.abs(np.array(follower) - leader)))
-                seen[f'leader_{key}'] = np.array(leader)
-                return True
-            return sample
-        # ~1.2 rad apart: ~2.4 s for the leader at the teleop's 0.5 rad/s.
-        return [(gap('start'), 0.0, 'x'), (resetting(strategy), 3.4, 'x'), (gap('end'), 0.0, 'x')]
-
-    rec = episodic(tmp_path, 'episodic_so_leader', teleop=TeleopConfig('so101_leader', so101_leader.port,
-                                                                       'test_so_leader'))
-    rec.dataset.num_episodes = 2
-    rec.dataset.reset_time_s = 4.0
-    cfg = rollout_config(strategy='episodic', duration=30.0, recording=rec)
-    summary = run(cfg, on_started=operator(presses, seen))
-    assert summary['episodes'] == 2 and load(cfg).num_episodes == 2
-    # The leader came to the follower (the follower held meanwhile), then went limp.
-    assert seen['start'] > 0.2 and seen['end'] < 0.15, seen
-    # No hand moves this leader: only the teleop node's move_to can have brought it over.
-    assert np.max(np.abs(seen['leader_end'] - seen['leader_start'])) > 0.3, seen
-    assert any(so101_leader.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
