@@ -9,7 +9,6 @@ in the venv's ament index); without them these tests skip, saying so."""
 import json
 import os
 import contextlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -138,7 +137,8 @@ def params_file(tmp_path: Path, strategy: str, assets, port: str, **strategy_par
                                    push_to_hub=False, camera_shapes=[f'{IMAGE_HW[0]}x{IMAGE_HW[1]}'],
                                    vcodec='h264')
     if strategy == 'dagger':
-        section('teleop').update(teleop_id=LEADER_ID, calibration_dir=str(assets['calibration_dir']))
+        # emulated_leader(tmp_path) calibrates the leader there.
+        section('teleop').update(teleop_id=LEADER_ID, teleop_calibration_dir=str(tmp_path / 'calibration'), **robot)
     path = tmp_path / f'{strategy}.yaml'
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -250,10 +250,6 @@ def test_autostart_false_waits_for_ros2_lifecycle_set(env, assets, emulator, tmp
 
 @pytest.mark.parametrize('strategy', ['highlight', 'dagger'])
 def test_recording_launches_run_to_their_end(strategy, env, assets, emulator, tmp_path, launches):
-    if strategy == 'dagger':
-        # One calibration folder for the follower and the leader emulated_leader calibrates.
-        shutil.copytree(assets['calibration_dir'], tmp_path / 'calibration')
-        assets = {**assets, 'calibration_dir': tmp_path / 'calibration'}
     with emulated_leader(tmp_path) if strategy == 'dagger' else contextlib.nullcontext() as leader_port:
         path = params_file(tmp_path, strategy, assets, emulator.port)
         args = [f'params_file:={path}', 'duration:=3.0', 'input_device:=none']
