@@ -244,9 +244,9 @@ class RecordingStrategyNode(BaseStrategyNode):
 
     def summary_extras(self) -> dict:
         """This run's episodes and frames (the CLI adds the dataset's totals as dataset_*)."""
-        rec = self.recorder_status
-        return {'episodes': max(self.episodes_saved, int(rec.get('session_episodes', 0))),
-                'frames': max(self.frames_saved, int(rec.get('session_frames', 0))),
+        rec = self.recorder_status or RecorderStatus()
+        return {'episodes': max(self.episodes_saved, int(rec.session_episodes)),
+                'frames': max(self.frames_saved, int(getattr(rec, 'session_frames', 0))),
                 'recorder_errors': len(self.recorder_errors)}
 
     # Frames -------------------------------------------------------------------
