@@ -429,3 +429,30 @@ def test_executor_thread_death_stops_the_run(ros, emulator, rollout_config):
     finally:
         rollout.stop()
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
+
+
+def test_destroyed_handle_in_the_wait_set_does_not_kill_the_executor():
+    """rclpy's spin raises InvalidHandle when a transition destroys an entity the
+    wait set still held; that is teardown, not death. A stream of them is."""
+    from rclpy.exceptions import InvalidHandle
+
+    from rollout_ros.nodes.spin import MAX_STALE_HANDLES, spin_guarded
+
+    class Spinning:
+        def __init__(self, raises: int):
+            self.raises, self.calls = raises, 0
+
+        def spin(self):
+            self.calls += 1
+            if self.calls <= self.raises:
+                raise InvalidHandle('cannot use Destroyable because destruction was requested')
+
+    deaths = []
+    once = Spinning(raises=1)
+    spin_guarded(once, deaths.append).join(timeout=5)
+    assert once.calls == 2 and deaths == []
+
+    always = Spinning(raises=10**9)
+    spin_guarded(always, deaths.append).join(timeout=5)
+    assert always.calls == MAX_STALE_HANDLES + 1
+    assert len(deaths) == 1 and 'destroyed handles' in deaths[0]

@@ -9,7 +9,7 @@ import threading
 import time
 
 import rclpy
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import InvalidHandle, ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -95,16 +95,34 @@ def make_executor() -> SingleThreadedExecutor:
     return SingleThreadedExecutor()
 
 
+# Destroyed entities an executor may meet in its wait set before it counts as dead.
+MAX_STALE_HANDLES = 1000
+
+
 def spin_guarded(executor, on_death, name: str = 'executor') -> threading.Thread:
     """Spin `executor` on a daemon thread; an exception that escapes a callback
     (it ends rclpy's spin, and every timer and service of the process with it)
     is handed to `on_death(message)` so the run stops with an error instead of
     standing with no executor."""
     def spin():
-        try:
-            executor.spin()
-        except BaseException as e:  # noqa: BLE001 - reported, the owner stops the run
-            on_death(f'{name} thread died: {type(e).__name__}: {e}')
+        stale_handles = 0
+        while True:
+            try:
+                executor.spin()
+                return
+            except InvalidHandle:
+                # An entity destroyed while the wait set held it (a transition
+                # tearing down its timers and subscriptions): rclpy raises from
+                # spin, yet nothing is lost, so spinning resumes. Only a stream
+                # of them, which no teardown makes, is a dead executor.
+                stale_handles += 1
+                if stale_handles <= MAX_STALE_HANDLES:
+                    continue
+                on_death(f'{name} thread died: {stale_handles} destroyed handles in its wait set')
+                return
+            except BaseException as e:  # noqa: BLE001 - reported, the owner stops the run
+                on_death(f'{name} thread died: {type(e).__name__}: {e}')
+                return
     thread = threading.Thread(target=spin, name=name, daemon=True)
     thread.start()
     return thread
