@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Highlight ring buffer: 30 s of two 640x480 cameras at 30 fps under LeRobot's
 default 1024 MB cap (raw frames would need 1.66 GB, so LeRobot's ring keeps
 19.4 s of it). Images are camera-like: moving gradients plus sensor-like
@@ -49,14 +50,22 @@ def main() -> None:
     assert len(frames) == round(held_s * FPS) and frames[0]['observation.images.front'].shape == (H, W, 3)
 
     a = np.array(append_ms)
-    result = {'bench': 'ring_buffer', 'cameras': len(CAMS), 'seconds_requested': SECONDS,
-              'seconds_held': round(held_s, 2), 'memory_mb': round(memory_mb, 1), 'cap_mb': CAP_MB,
-              'append_ms_p50': round(float(np.percentile(a, 50)), 3),
-              'append_ms_p99': round(float(np.percentile(a, 99)), 3),
-              'drain_s': round(drain_s, 3)}
-    print(f'{len(CAMS)} cameras {W}x{H}@{FPS}: {held_s:.1f} s of {SECONDS} s held in {memory_mb:.0f} MB '
-          f'(cap {CAP_MB} MB); append p50 {result["append_ms_p50"]} ms; drain {drain_s:.2f} s'
-          + (f'; {warning}' if warning else ''))
+    result = {
+        'bench': 'ring_buffer',
+        'cameras': len(CAMS),
+        'seconds_requested': SECONDS,
+        'seconds_held': round(held_s, 2),
+        'memory_mb': round(memory_mb, 1),
+        'cap_mb': CAP_MB,
+        'append_ms_p50': round(float(np.percentile(a, 50)), 3),
+        'append_ms_p99': round(float(np.percentile(a, 99)), 3),
+        'drain_s': round(drain_s, 3),
+    }
+    print(
+        f'{len(CAMS)} cameras {W}x{H}@{FPS}: {held_s:.1f} s of {SECONDS} s held in {memory_mb:.0f} MB '
+        f'(cap {CAP_MB} MB); append p50 {result["append_ms_p50"]} ms; drain {drain_s:.2f} s'
+        + (f'; {warning}' if warning else '')
+    )
     print(json.dumps(result))
 
 

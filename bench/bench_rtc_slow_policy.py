@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A slow chunking policy behind ChunkedPolicyEngine, pulled by a 30 Hz paced loop.
 
 The stand-in policy takes 300 ms per 50-action chunk. Its chunks follow a
@@ -33,19 +34,19 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout_ros"))
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'rollout_ros'))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rollout_ros.core.pacer import Pacer  # noqa: E402
+from rollout_ros.hardware.robots import get_robot_spec  # noqa: E402
 from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine  # noqa: E402
 from rollout_ros.policy.loading import check_features, load_policy  # noqa: E402
 from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint  # noqa: E402
-from rollout_ros.hardware.robots import get_robot_spec  # noqa: E402
 
-JOINTS = get_robot_spec("koch_follower").feature_names   # the demo arm's, in lerobot's order
+JOINTS = get_robot_spec('koch_follower').feature_names  # the demo arm's, in lerobot's order
 CHW = (3, 48, 64)
 FPS = 30.0
 CHUNK = 50
@@ -130,11 +131,11 @@ def _max_step(rows: np.ndarray) -> float:
 
 def run(mode: str, act_loaded, duration_s: float, window: int, seed: int) -> dict:
     t0 = time.monotonic()
-    policy = (RtcSine if mode == "rtc" else PlainSine)(t0, seed)
+    policy = (RtcSine if mode == 'rtc' else PlainSine)(t0, seed)
     loaded = dataclasses.replace(
-        act_loaded, policy=policy, policy_type="slow_sine", chunk_size=CHUNK, n_action_steps=CHUNK
+        act_loaded, policy=policy, policy_type='slow_sine', chunk_size=CHUNK, n_action_steps=CHUNK
     )
-    engine = ChunkedPolicyEngine(loaded, check_features(act_loaded, JOINTS, ["front"]), task="bench")
+    engine = ChunkedPolicyEngine(loaded, check_features(act_loaded, JOINTS, ['front']), task='bench')
     merges: list[tuple[int, int, int]] = []  # (first consumed index of the new plan, delay, raw chunk no.)
     real_merge = engine.queue.merge
 
@@ -156,7 +157,7 @@ def run(mode: str, act_loaded, duration_s: float, window: int, seed: int) -> dic
         end = time.monotonic() + duration_s
         while time.monotonic() < end:
             pacer.begin_tick()
-            engine.submit_observation(state, {"front": image})
+            engine.submit_observation(state, {'front': image})
             action = engine.next_action()
             if action is None:
                 if first_action_tick is not None:
@@ -177,50 +178,48 @@ def run(mode: str, act_loaded, duration_s: float, window: int, seed: int) -> dic
         raw = policy.raw_chunks[raw_no][delay : delay + window] * NORM_STD
         ours.append(_max_step(cmds[first - 1 : first + window]))
         naive.append(_max_step(np.vstack([cmds[first - 1 : first], raw])))
-    ratio = max(ours) / max(naive) if ours else float("nan")
+    ratio = max(ours) / max(naive) if ours else float('nan')
     latency = engine.chunk_latency_ms
     return {
-        "mode": engine.mode,
-        "queue_threshold": engine.queue_threshold,
-        "execution_horizon": engine.execution_horizon if engine.rtc else None,
-        "starved_ticks": starved_after_first,
-        "boundary_step_ratio": round(ratio, 4),
-        "boundaries": len(ours),
-        "boundary_step_max": round(max(ours), 3) if ours else None,
-        "naive_boundary_step_max": round(max(naive), 3) if naive else None,
-        "boundary_step_mean_ratio": (
-            round(float(np.mean(np.array(ours) / np.array(naive))), 4) if ours else None
-        ),
-        "ticks": rep.ticks,
-        "rate_hz": round(rep.rate_hz, 3),
-        "period_err_p99_ms": round(rep.period_err_p99_ms, 3),
-        "overruns": rep.overruns,
-        "waiting_ticks": engine.waiting_ticks,
-        "chunks": engine.chunks,
-        "chunk_latency_p50_ms": round(latency.percentile(50), 2),
-        "chunk_latency_max_ms": round(latency.max(), 2),
-        "delay_p50": engine.delays.percentile(50),
-        "delay_max": engine.delays.max(),
-        "inference_delay_final": engine.inference_delay_estimate(),
+        'mode': engine.mode,
+        'queue_threshold': engine.queue_threshold,
+        'execution_horizon': engine.execution_horizon if engine.rtc else None,
+        'starved_ticks': starved_after_first,
+        'boundary_step_ratio': round(ratio, 4),
+        'boundaries': len(ours),
+        'boundary_step_max': round(max(ours), 3) if ours else None,
+        'naive_boundary_step_max': round(max(naive), 3) if naive else None,
+        'boundary_step_mean_ratio': (round(float(np.mean(np.array(ours) / np.array(naive))), 4) if ours else None),
+        'ticks': rep.ticks,
+        'rate_hz': round(rep.rate_hz, 3),
+        'period_err_p99_ms': round(rep.period_err_p99_ms, 3),
+        'overruns': rep.overruns,
+        'waiting_ticks': engine.waiting_ticks,
+        'chunks': engine.chunks,
+        'chunk_latency_p50_ms': round(latency.percentile(50), 2),
+        'chunk_latency_max_ms': round(latency.max(), 2),
+        'delay_p50': engine.delays.percentile(50),
+        'delay_max': engine.delays.max(),
+        'inference_delay_final': engine.inference_delay_estimate(),
         # What an all-time-max latency estimate would use from here on.
-        "max_latency_inference_delay": math.ceil(latency.max() / 1e3 * FPS),
+        'max_latency_inference_delay': math.ceil(latency.max() / 1e3 * FPS),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per mode")
-    parser.add_argument("--modes", default="rtc,blend")
-    parser.add_argument("--window", type=int, default=10, help="actions after a boundary to check")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument('--duration', type=float, default=20.0, help='seconds per mode')
+    parser.add_argument('--modes', default='rtc,blend')
+    parser.add_argument('--window', type=int, default=10, help='actions after a boundary to check')
+    parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not modes or any(m not in ("rtc", "blend") for m in modes):
-        parser.error("--modes takes rtc and/or blend")
+    modes = [m.strip() for m in args.modes.split(',') if m.strip()]
+    if not modes or any(m not in ('rtc', 'blend') for m in modes):
+        parser.error('--modes takes rtc and/or blend')
 
     with tempfile.TemporaryDirectory() as tmp:
         # Only its processors are used: real lerobot (un)normalisation around the stand-in.
-        ckpt = make_tiny_act_checkpoint(Path(tmp) / "tiny_act", JOINTS, {"front": CHW}, chunk_size=20)
+        ckpt = make_tiny_act_checkpoint(Path(tmp) / 'tiny_act', JOINTS, {'front': CHW}, chunk_size=20)
         act_loaded = load_policy(str(ckpt))
 
     results = {}
@@ -228,31 +227,31 @@ def main() -> None:
         r = run(mode, act_loaded, args.duration, args.window, args.seed)
         results[mode] = r
         print(
-            f"{mode}: {r['ticks']} ticks at {r['rate_hz']:.2f} Hz, starved after first chunk "
-            f"{r['starved_ticks']}, chunks {r['chunks']} (latency p50 {r['chunk_latency_p50_ms']:.0f} ms), "
-            f"delay p50 {r['delay_p50']:.0f} / max {r['delay_max']:.0f} actions, "
-            f"boundary step {r['boundary_step_max']} vs naive {r['naive_boundary_step_max']} "
-            f"-> ratio {r['boundary_step_ratio']} over {r['boundaries']} boundaries"
+            f'{mode}: {r["ticks"]} ticks at {r["rate_hz"]:.2f} Hz, starved after first chunk '
+            f'{r["starved_ticks"]}, chunks {r["chunks"]} (latency p50 {r["chunk_latency_p50_ms"]:.0f} ms), '
+            f'delay p50 {r["delay_p50"]:.0f} / max {r["delay_max"]:.0f} actions, '
+            f'boundary step {r["boundary_step_max"]} vs naive {r["naive_boundary_step_max"]} '
+            f'-> ratio {r["boundary_step_ratio"]} over {r["boundaries"]} boundaries'
         )
     top = results[modes[0]]
     print(
         json.dumps(
             {
-                "bench": "rtc_slow_policy",
-                "starved_ticks": top["starved_ticks"],
-                "boundary_step_ratio": top["boundary_step_ratio"],
-                "mode": modes[0],
-                "fps": FPS,
-                "chunk": CHUNK,
-                "latency_ms": LATENCY_S * 1e3,
-                "duration_s": args.duration,
-                "cpu_count": os.cpu_count(),
-                **{k: v for k, v in top.items() if k not in ("starved_ticks", "boundary_step_ratio", "mode")},
-                "by_mode": results,
+                'bench': 'rtc_slow_policy',
+                'starved_ticks': top['starved_ticks'],
+                'boundary_step_ratio': top['boundary_step_ratio'],
+                'mode': modes[0],
+                'fps': FPS,
+                'chunk': CHUNK,
+                'latency_ms': LATENCY_S * 1e3,
+                'duration_s': args.duration,
+                'cpu_count': os.cpu_count(),
+                **{k: v for k, v in top.items() if k not in ('starved_ticks', 'boundary_step_ratio', 'mode')},
+                'by_mode': results,
             }
         )
     )
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bus cost of one control tick: sync_read of 6 present positions plus a
 sync_write of 6 goals, through dynamixel-sdk against the emulated Koch bus."""
 
@@ -25,11 +26,15 @@ def main(iterations: int = 500) -> None:
             pairs.append((time.perf_counter() - t0) * 1e3)
         bus.disconnect(disable_torque=True)
     a = np.array(pairs)
-    result = {'bench': 'servo_bus_tick', 'servos': 6, 'iterations': iterations,
-              'pair_ms_p50': round(float(np.percentile(a, 50)), 3),
-              'pair_ms_p99': round(float(np.percentile(a, 99)), 3),
-              'pair_ms_max': round(float(a.max()), 3)}
-    print(f"sync_read(6)+sync_write(6): p50 {result['pair_ms_p50']} ms, p99 {result['pair_ms_p99']} ms")
+    result = {
+        'bench': 'servo_bus_tick',
+        'servos': 6,
+        'iterations': iterations,
+        'pair_ms_p50': round(float(np.percentile(a, 50)), 3),
+        'pair_ms_p99': round(float(np.percentile(a, 99)), 3),
+        'pair_ms_max': round(float(a.max()), 3),
+    }
+    print(f'sync_read(6)+sync_write(6): p50 {result["pair_ms_p50"]} ms, p99 {result["pair_ms_p99"]} ms')
     print(json.dumps(result))
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the ROS sync path adds per tick over a direct in-process policy call.
 
 The same tiny ACT checkpoint (one 640x480 camera) and the same observations
@@ -77,8 +78,10 @@ def main() -> None:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     # The profile we recommend for images between processes (see its comment);
     # BENCH_DDS_PROFILE='' measures Fast DDS defaults instead.
-    profile = os.environ.get('BENCH_DDS_PROFILE', str(Path(__file__).resolve().parents[1] / 'rollout_ros'
-                                                      / 'config' / 'fastdds_large_messages.xml'))
+    profile = os.environ.get(
+        'BENCH_DDS_PROFILE',
+        str(Path(__file__).resolve().parents[1] / 'rollout_ros' / 'config' / 'fastdds_large_messages.xml'),
+    )
     if profile:
         os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
     from rollout_ros.core.pacer import Pacer
@@ -112,27 +115,44 @@ def main() -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
-    from rollout_ros_interfaces.srv import InferAction
     from sensor_msgs.msg import Image
 
     from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
     from rollout_ros.nodes.policy_node import image_ref
+    from rollout_ros_interfaces.srv import InferAction
 
-    camera = subprocess.Popen([sys.executable, '-c', CAMERA_PROCESS, str(H), str(W), topic, str(RATE_HZ)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = subprocess.Popen([sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args',
-                             '-r', '__node:=bench_policy', '-p', f'policy_path:={ckpt}',
-                             '-p', 'camera_names:=[front]', '-p', f'camera_topic_template:={CAMERA_TOPIC}',
-                             '-p', f'torch_threads:={TORCH_THREADS}'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    camera = subprocess.Popen(
+        [sys.executable, '-c', CAMERA_PROCESS, str(H), str(W), topic, str(RATE_HZ)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            '-m',
+            'rollout_ros.nodes.policy_node',
+            '--ros-args',
+            '-r',
+            '__node:=bench_policy',
+            '-p',
+            f'policy_path:={ckpt}',
+            '-p',
+            'camera_names:=[front]',
+            '-p',
+            f'camera_topic_template:={CAMERA_TOPIC}',
+            '-p',
+            f'torch_threads:={TORCH_THREADS}',
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rclpy.init()
     node = rclpy.create_node('bench_sync_client')
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
     latest: list = []
-    node.create_subscription(Image, topic, lambda m: latest.__setitem__(slice(None), [m]),
-                             qos_profile_sensor_data)
+    node.create_subscription(Image, topic, lambda m: latest.__setitem__(slice(None), [m]), qos_profile_sensor_data)
     results = {}
     try:
         lc = LifecycleClient(node, '/bench_policy')
@@ -177,19 +197,32 @@ def main() -> None:
     rtt, added = results['stamp', False]
     _, full_added = results['full', False]
     _, paced_added = results['stamp', True]
-    result = {'bench': 'sync_overhead', 'added_ms_p50': pct(added, 50), 'added_ms_p99': pct(added, 99),
-              'image': f'{W}x{H}', 'ticks': TICKS, 'rate_hz': RATE_HZ, 'dds_profile': bool(profile),
-              'request_images': 'stamp',
-              'direct_ms_p50': pct(direct, 50), 'direct_ms_p99': pct(direct, 99),
-              'service_rtt_ms_p50': pct(rtt, 50), 'service_rtt_ms_p99': pct(rtt, 99),
-              'full_image_added_ms_p50': pct(full_added, 50), 'full_image_added_ms_p99': pct(full_added, 99),
-              'paced_added_ms_p50': pct(paced_added, 50), 'paced_added_ms_p99': pct(paced_added, 99),
-              'cpu_count': os.cpu_count()}
-    print(f"direct p50 {result['direct_ms_p50']} ms; added by ROS with stamp-only images p50 "
-          f"{result['added_ms_p50']} ms, p99 {result['added_ms_p99']} ms; with the full image in the "
-          f"request p50 {result['full_image_added_ms_p50']} ms, p99 {result['full_image_added_ms_p99']} ms; "
-          f"stamp-only paced at {RATE_HZ:g} Hz p50 {result['paced_added_ms_p50']} ms, "
-          f"p99 {result['paced_added_ms_p99']} ms")
+    result = {
+        'bench': 'sync_overhead',
+        'added_ms_p50': pct(added, 50),
+        'added_ms_p99': pct(added, 99),
+        'image': f'{W}x{H}',
+        'ticks': TICKS,
+        'rate_hz': RATE_HZ,
+        'dds_profile': bool(profile),
+        'request_images': 'stamp',
+        'direct_ms_p50': pct(direct, 50),
+        'direct_ms_p99': pct(direct, 99),
+        'service_rtt_ms_p50': pct(rtt, 50),
+        'service_rtt_ms_p99': pct(rtt, 99),
+        'full_image_added_ms_p50': pct(full_added, 50),
+        'full_image_added_ms_p99': pct(full_added, 99),
+        'paced_added_ms_p50': pct(paced_added, 50),
+        'paced_added_ms_p99': pct(paced_added, 99),
+        'cpu_count': os.cpu_count(),
+    }
+    print(
+        f'direct p50 {result["direct_ms_p50"]} ms; added by ROS with stamp-only images p50 '
+        f'{result["added_ms_p50"]} ms, p99 {result["added_ms_p99"]} ms; with the full image in the '
+        f'request p50 {result["full_image_added_ms_p50"]} ms, p99 {result["full_image_added_ms_p99"]} ms; '
+        f'stamp-only paced at {RATE_HZ:g} Hz p50 {result["paced_added_ms_p50"]} ms, '
+        f'p99 {result["paced_added_ms_p99"]} ms'
+    )
     print(json.dumps(result))
 
 

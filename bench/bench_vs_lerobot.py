@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """rollout_ros and LeRobot's own lerobot-rollout on the same emulated Koch arm, back to back.
 
 Each run gets a fresh emulated Koch follower (a process of its own serving the
@@ -53,7 +54,7 @@ SHORT = os.environ.get('BENCH_SHORT', '') not in ('', '0')
 SECONDS = float(os.environ.get('BENCH_VS_SECONDS', '6' if SHORT else '15'))
 REPS = int(os.environ.get('BENCH_VS_REPS', '1' if SHORT else '3'))
 FPS = 30.0
-SKIP_S = 1.0           # figures start one second into the loop
+SKIP_S = 1.0  # figures start one second into the loop
 EMULATOR_PRIORITY = 10
 CONFIGS = {
     # name: (policy, mode, image (h, w))
@@ -68,20 +69,23 @@ ROBOT_ID = 'bench'
 TORCH_THREADS = os.environ.get('BENCH_VS_TORCH_THREADS', '')
 # For development: BENCH_VS_SYSTEMS=ours skips LeRobot's runs (its figures are then null).
 SYSTEMS = os.environ.get('BENCH_VS_SYSTEMS', 'ours,lerobot').split(',')
-ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT / 'rollout_ros'),
-                                                                  os.environ.get('PYTHONPATH')]))}
+ENV = {
+    **os.environ,
+    'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT / 'rollout_ros'), os.environ.get('PYTHONPATH')])),
+}
 RUN_TIMEOUT_S = 240.0
 
 
 def prepare(work: Path) -> dict:
     from rollout_ros.core.calibration import calibration_path
-    from rollout_ros.demo import DEMO_RANGES, prepare as prepare_demo
+    from rollout_ros.demo import DEMO_RANGES
+    from rollout_ros.demo import prepare as prepare_demo
     from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
     from rollout_ros.hardware.robots import get_robot_spec
     from rollout_ros.policy.tiny_checkpoint import make_default_act_checkpoint, make_tiny_act_checkpoint
 
     spec = get_robot_spec('koch_follower')
-    demo = prepare_demo(work / 'demo')   # the demo's calibration under the id 'demo'
+    demo = prepare_demo(work / 'demo')  # the demo's calibration under the id 'demo'
     calib_file = calibration_path(demo['calibration_dir'], spec.calibration_dir_name, 'demo')
     ours = calibration_path(work / 'calibration', spec.calibration_dir_name, ROBOT_ID)
     ours.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +104,12 @@ def prepare(work: Path) -> dict:
             write_pattern_video(video, width=hw[1], height=hw[0], fps=int(FPS))
         policies[name] = (ckpt, video)
     initial = [int((lo + hi) / 2) for lo, hi in (DEMO_RANGES[m.name] for m in spec.motors)]
-    return {'calibration_dir': work / 'calibration', 'lerobot_calibration_dir': ours.parent,
-            'policies': policies, 'initial': initial}
+    return {
+        'calibration_dir': work / 'calibration',
+        'lerobot_calibration_dir': ours.parent,
+        'policies': policies,
+        'initial': initial,
+    }
 
 
 class Emulator:
@@ -110,10 +118,24 @@ class Emulator:
     def __init__(self, work: Path, initial: list[int]):
         self.goal_log = work / f'goals_{time.monotonic_ns()}.txt'
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'rollout_ros.hardware.emulator.servo_bus_emulator', '--preset', 'koch',
-             '--initial', ','.join(map(str, initial)), '--goal-log', str(self.goal_log),
-             '--realtime', str(EMULATOR_PRIORITY)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+            [
+                sys.executable,
+                '-m',
+                'rollout_ros.hardware.emulator.servo_bus_emulator',
+                '--preset',
+                'koch',
+                '--initial',
+                ','.join(map(str, initial)),
+                '--goal-log',
+                str(self.goal_log),
+                '--realtime',
+                str(EMULATOR_PRIORITY),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != 'PORT':
             self.proc.kill()
@@ -123,6 +145,7 @@ class Emulator:
     def goal_times(self) -> np.ndarray:
         """Arrival times of the sync writes (servo 1 is in every one)."""
         from rollout_ros.hardware.emulator.pty_bus import read_goal_log
+
         self.proc.terminate()
         self.proc.wait(timeout=10)
         return np.array([t for t, servo, _ in read_goal_log(str(self.goal_log)) if servo == 1])
@@ -132,8 +155,7 @@ def run_process(cmd: list[str], log: Path, stdin_text: str = '', env: dict = ENV
     """Run to the end; (exit code, wall s, CPU s of the process)."""
     with open(log, 'w') as out:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                env=env)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
         proc.stdin.write(stdin_text)
         proc.stdin.close()
         deadline = t0 + RUN_TIMEOUT_S
@@ -152,17 +174,28 @@ def lerobot_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     mode = CONFIGS[config][1]
     emulator = Emulator(work, assets['initial'])
     _, _, (h, w) = CONFIGS[config]
-    cameras = json.dumps({'front': {'type': 'opencv', 'index_or_path': str(video), 'width': w, 'height': h,
-                                    'fps': int(FPS)}})
-    cmd = [sys.executable, str(ROOT / 'bench' / 'lerobot_paced_rollout.py'),
-           '--robot.type=koch_follower', f'--robot.port={emulator.port}', f'--robot.id={ROBOT_ID}',
-           f"--robot.calibration_dir={assets['lerobot_calibration_dir']}", f'--robot.cameras={cameras}',
-           f'--policy.path={ckpt}', '--policy.device=cpu', f'--fps={FPS:g}', f'--duration={SECONDS:g}',
-           f"--inference.type={'rtc' if mode == 'chunked' else 'sync'}",
-           '--return_to_initial_position=false', '--play_sounds=false']
+    cameras = json.dumps(
+        {'front': {'type': 'opencv', 'index_or_path': str(video), 'width': w, 'height': h, 'fps': int(FPS)}}
+    )
+    cmd = [
+        sys.executable,
+        str(ROOT / 'bench' / 'lerobot_paced_rollout.py'),
+        '--robot.type=koch_follower',
+        f'--robot.port={emulator.port}',
+        f'--robot.id={ROBOT_ID}',
+        f'--robot.calibration_dir={assets["lerobot_calibration_dir"]}',
+        f'--robot.cameras={cameras}',
+        f'--policy.path={ckpt}',
+        '--policy.device=cpu',
+        f'--fps={FPS:g}',
+        f'--duration={SECONDS:g}',
+        f'--inference.type={"rtc" if mode == "chunked" else "sync"}',
+        '--return_to_initial_position=false',
+        '--play_sounds=false',
+    ]
     log = work / f'lerobot_{tag}.log'
     env = {**ENV, 'OMP_NUM_THREADS': TORCH_THREADS} if TORCH_THREADS else ENV
-    rc, wall, cpu = run_process(cmd, log, stdin_text='\n', env=env)   # ENTER: use the calibration file
+    rc, wall, cpu = run_process(cmd, log, stdin_text='\n', env=env)  # ENTER: use the calibration file
     times = emulator.goal_times()
     text = log.read_text(errors='replace')
     refused = next((line.strip() for line in text.splitlines() if 'not supported by policy type' in line), '')
@@ -170,22 +203,41 @@ def lerobot_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     # A run that ended before a second of commands after the first (a first
     # inference as long as the run) measured nothing.
     completed = rc == 0 and 'Rollout finished' in text and window.size > FPS and not refused
-    return {'rc': rc, 'completed': completed, 'refused': refused[-300:], 'times': window,
-            'cpu_s': cpu, 'wall_s': wall, 'log': str(log)}
+    return {
+        'rc': rc,
+        'completed': completed,
+        'refused': refused[-300:],
+        'times': window,
+        'cpu_s': cpu,
+        'wall_s': wall,
+        'log': str(log),
+    }
 
 
 def ours_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     ckpt, video = assets['policies'][config]
     policy, mode, (h, w) = CONFIGS[config]
     emulator = Emulator(work, assets['initial'])
-    cameras = json.dumps({'front': {'type': 'opencv', 'index_or_path': str(video), 'width': w, 'height': h,
-                                    'fps': FPS}})
+    cameras = json.dumps(
+        {'front': {'type': 'opencv', 'index_or_path': str(video), 'width': w, 'height': h, 'fps': FPS}}
+    )
     summary_path = work / f'ours_{tag}.json'
-    cmd = [sys.executable, '-m', 'rollout_ros.cli', '--robot.type=koch_follower', f'--robot.port={emulator.port}',
-           f'--robot.id={ROBOT_ID}', f"--robot.calibration_dir={assets['calibration_dir']}",
-           f'--robot.cameras={cameras}', f'--policy.path={ckpt}', f'--fps={FPS:g}', f'--duration={SECONDS:g}',
-           f"--inference.type={'rtc' if mode == 'chunked' else 'sync'}", f'--summary_json={summary_path}',
-           *([f'--torch_threads={TORCH_THREADS}'] if TORCH_THREADS else [])]
+    cmd = [
+        sys.executable,
+        '-m',
+        'rollout_ros.cli',
+        '--robot.type=koch_follower',
+        f'--robot.port={emulator.port}',
+        f'--robot.id={ROBOT_ID}',
+        f'--robot.calibration_dir={assets["calibration_dir"]}',
+        f'--robot.cameras={cameras}',
+        f'--policy.path={ckpt}',
+        f'--fps={FPS:g}',
+        f'--duration={SECONDS:g}',
+        f'--inference.type={"rtc" if mode == "chunked" else "sync"}',
+        f'--summary_json={summary_path}',
+        *([f'--torch_threads={TORCH_THREADS}'] if TORCH_THREADS else []),
+    ]
     log = work / f'ours_{tag}.log'
     rc, wall, cpu = run_process(cmd, log)
     times = emulator.goal_times()
@@ -207,22 +259,35 @@ def ours_run(assets: dict, config: str, work: Path, tag: str) -> dict:
     else:
         full_gap_ms = None
         times = np.array([])
-    return {'rc': rc, 'completed': completed, 'times': times, 'cpu_s': cpu, 'wall_s': wall,
-            'full_gap_ms': full_gap_ms, 'summary': summary, 'log': str(log)}
+    return {
+        'rc': rc,
+        'completed': completed,
+        'times': times,
+        'cpu_s': cpu,
+        'wall_s': wall,
+        'full_gap_ms': full_gap_ms,
+        'summary': summary,
+        'log': str(log),
+    }
 
 
 def figures(runs: list[dict]) -> dict:
     """Pooled over repetitions: intervals of each run's window."""
-    intervals = np.concatenate([np.diff(r['times']) for r in runs if r['completed'] and r['times'].size > 1]
-                               or [np.array([])])
+    intervals = np.concatenate(
+        [np.diff(r['times']) for r in runs if r['completed'] and r['times'].size > 1] or [np.array([])]
+    )
     if intervals.size == 0:
         return {'hz': None, 'p50_ms': None, 'p99_ms': None, 'max_ms': None, 'max_gap_ms': None, 'gaps': None}
     period = 1.0 / FPS
     err = np.abs(intervals - period) * 1e3
-    return {'hz': round(intervals.size / float(intervals.sum()), 3),
-            'p50_ms': round(float(np.percentile(err, 50)), 3), 'p99_ms': round(float(np.percentile(err, 99)), 3),
-            'max_ms': round(float(err.max()), 3), 'max_gap_ms': round(float(intervals.max()) * 1e3, 3),
-            'gaps': int(np.count_nonzero(intervals > 2 * period))}
+    return {
+        'hz': round(intervals.size / float(intervals.sum()), 3),
+        'p50_ms': round(float(np.percentile(err, 50)), 3),
+        'p99_ms': round(float(np.percentile(err, 99)), 3),
+        'max_ms': round(float(err.max()), 3),
+        'max_gap_ms': round(float(intervals.max()) * 1e3, 3),
+        'gaps': int(np.count_nonzero(intervals > 2 * period)),
+    }
 
 
 def cpu_percent(runs: list[dict]) -> float | None:
@@ -249,7 +314,7 @@ def main() -> None:
         run_all(names, work)
     finally:
         if not keep:
-            shutil.rmtree(work, ignore_errors=True)   # ~200 MB of checkpoints
+            shutil.rmtree(work, ignore_errors=True)  # ~200 MB of checkpoints
 
 
 def run_all(names: list[str], work: Path) -> None:
@@ -263,41 +328,55 @@ def run_all(names: list[str], work: Path) -> None:
             if 'lerobot' not in SYSTEMS:
                 theirs.append({'rc': None, 'completed': False, 'refused': '', 'times': np.array([]), 'log': ''})
             elif theirs and theirs[0]['refused']:
-                theirs.append(theirs[0])   # a refusal does not change with repetition
+                theirs.append(theirs[0])  # a refusal does not change with repetition
             else:
                 theirs.append(lerobot_run(assets, name, work, f'{name}_{rep}'))
                 if theirs[-1]['refused']:
-                    print(f"[vs_lerobot] {name}: lerobot refused: {theirs[-1]['refused']}", flush=True)
+                    print(f'[vs_lerobot] {name}: lerobot refused: {theirs[-1]["refused"]}', flush=True)
             ours.append(ours_run(assets, name, work, f'{name}_{rep}'))
             for who, r in (('lerobot', theirs[-1]), ('ours', ours[-1])):
                 if who in SYSTEMS and not r['completed'] and not r.get('refused'):
                     tail = Path(r['log']).read_text(errors='replace').strip().splitlines()[-3:] if r['log'] else []
-                    print(f"[vs_lerobot] {name} rep {rep}: {who} did not complete (rc {r['rc']}): "
-                          + ' | '.join(tail), flush=True)
+                    print(
+                        f'[vs_lerobot] {name} rep {rep}: {who} did not complete (rc {r["rc"]}): ' + ' | '.join(tail),
+                        flush=True,
+                    )
         o, t = figures(ours), figures(theirs)
         summaries = [r['summary'] for r in ours if r['completed']]
         line = {
-            'vs_lerobot': name, 'mode': mode, 'policy': policy, 'image_hw': [h, w], 'fps': FPS,
-            'seconds': SECONDS, 'reps': REPS, 'torch_threads': TORCH_THREADS or 'default',
-            **{f'ours_{k}': v for k, v in o.items()}, **{f'lerobot_{k}': v for k, v in t.items()},
+            'vs_lerobot': name,
+            'mode': mode,
+            'policy': policy,
+            'image_hw': [h, w],
+            'fps': FPS,
+            'seconds': SECONDS,
+            'reps': REPS,
+            'torch_threads': TORCH_THREADS or 'default',
+            **{f'ours_{k}': v for k, v in o.items()},
+            **{f'lerobot_{k}': v for k, v in t.items()},
             'ours_completed': all(r['completed'] for r in ours),
             'lerobot_completed': all(r['completed'] for r in theirs),
             'lerobot_refused': theirs[0]['refused'] or None,
-            'ours_cpu_percent': cpu_percent(ours), 'lerobot_cpu_percent': cpu_percent(theirs),
+            'ours_cpu_percent': cpu_percent(ours),
+            'lerobot_cpu_percent': cpu_percent(theirs),
             # What our own run summary said about the bus, next to the emulator's figure over
             # the same window (the whole loop): they must agree within one period.
             'ours_summary_max_gap_ms': max((s['bus_max_gap_ms'] for s in summaries), default=None),
-            'ours_emulator_loop_max_gap_ms': max((round(r['full_gap_ms'], 3) for r in ours if r['completed']),
-                                                 default=None),
+            'ours_emulator_loop_max_gap_ms': max(
+                (round(r['full_gap_ms'], 3) for r in ours if r['completed']), default=None
+            ),
             'ours_loop_max_ms': max((s['period_err_max_ms'] for s in summaries), default=None),
             # Watchdog holds (no command for command_timeout_s): goal writes the emulator counts, no commands.
             'ours_holds': sum(s.get('bus_holds', 0) for s in summaries),
             'ours_commands': sum(r['times'].size for r in ours),
             'lerobot_commands': sum(r['times'].size for r in theirs),
-            'ratio_hz': ratio(o['hz'], t['hz']), 'ratio_p50': ratio(o['p50_ms'], t['p50_ms']),
-            'ratio_p99': ratio(o['p99_ms'], t['p99_ms']), 'ratio_max_gap': ratio(o['max_gap_ms'], t['max_gap_ms']),
+            'ratio_hz': ratio(o['hz'], t['hz']),
+            'ratio_p50': ratio(o['p50_ms'], t['p50_ms']),
+            'ratio_p99': ratio(o['p99_ms'], t['p99_ms']),
+            'ratio_max_gap': ratio(o['max_gap_ms'], t['max_gap_ms']),
             'ratio_cpu': ratio(cpu_percent(ours), cpu_percent(theirs)),
-            'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
+            'cpu_count': os.cpu_count(),
+            'machine': platform.processor() or platform.machine(),
             'loadavg_1m': [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         }
         print(json.dumps(line), flush=True)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """LeRobot's own `lerobot-rollout`, unmodified, with a video file standing in for its camera.
 
 Used by bench_vs_lerobot.py. A robot's camera must name width, height and fps,
@@ -43,6 +44,7 @@ def _check_file_property(name: str, prop: int, attr: str):
         have = self.videocapture.get(prop)
         if want is not None and abs(float(want) - have) > 1e-3:
             raise RuntimeError(f'{self}: {name}={want} configured but the file has {have:g}')
+
     return check
 
 
@@ -57,4 +59,5 @@ OpenCVCamera._validate_fps = _check_file_property('fps', cv2.CAP_PROP_FPS, 'fps'
 
 if __name__ == '__main__':
     from lerobot.scripts.lerobot_rollout import main
+
     sys.exit(main())

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Install an editable ament_python package where the ROS 2 tools look for it.
 
 `pip install -e` makes the package importable but leaves no trace ROS can

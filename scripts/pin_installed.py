@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Print `name==version` for every distribution pip installed in this venv.
 
 `pip freeze` cannot be used as the lock: the ROS wheels carry the egg-info of

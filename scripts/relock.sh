@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Re-resolve requirements/top-level.txt in a scratch venv and pin the result
 # into requirements/lock.txt (run after changing top-level.txt).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Creates or refreshes .venv: Python 3.12, ROS 2 Kilted wheels, LeRobot, the
 # colcon-built rollout_ros_interfaces and an editable rollout_ros, installed
 # in the venv prefix the way ROS finds packages (ament index, share/, lib/).

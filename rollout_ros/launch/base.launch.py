@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Base rollout: driver, camera, policy and the base strategy, each its own
 process; nothing is recorded (lerobot-rollout --strategy.type=base).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """DAgger rollout: the policy drives, a human corrects with a leader arm, and the
 corrections are recorded with intervention=True (lerobot-rollout
 --strategy.type=dagger). Space (pedal A) pauses and resumes, Tab (pedal B)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Episodic rollout: num_episodes episodes of at most episode_time_s, each but
 the last followed by reset_time_s of reset (lerobot-rollout
 --strategy.type=episodic, as lerobot-record with a policy). Right arrow (pedal

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Highlight rollout: the policy runs while the recorder keeps the last
 ring_buffer_seconds in memory; the save key (s) turns them into the start of an
 episode that records live until the next press, d discards it, h uploads, Esc

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sentry rollout: the policy runs and everything is recorded, in episodes the
 recorder rotates at target_video_file_size_mb and uploads every
 upload_every_n_episodes (lerobot-rollout --strategy.type=sentry).

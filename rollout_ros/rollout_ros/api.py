@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Python API: a rollout in your own program, without ros2 launch.
 
     from rollout_ros.api import CameraConfig, RolloutConfig, build_rollout_context
@@ -23,7 +24,7 @@ from typing import Callable
 
 import rclpy
 
-from rollout_ros.cli import CameraConfig, Rollout, RolloutConfig, SUMMARY_KEYS  # noqa: F401 - re-exported
+from rollout_ros.cli import SUMMARY_KEYS, CameraConfig, Rollout, RolloutConfig  # noqa: F401 - re-exported
 from rollout_ros.recording_config import DatasetConfig, RecordingConfig, TeleopConfig  # noqa: F401
 
 Processor = Callable[[dict], dict]
@@ -76,8 +77,9 @@ class RolloutContext:
         return [self.strategy.node, *self.strategy._rollout.managed]
 
 
-def build_rollout_context(config: RolloutConfig, observation_processor: Processor | None = None,
-                          action_processor: Processor | None = None) -> RolloutContext:
+def build_rollout_context(
+    config: RolloutConfig, observation_processor: Processor | None = None, action_processor: Processor | None = None
+) -> RolloutContext:
     """Build every node of the rollout (nothing connects or moves until setup())."""
     if not rclpy.ok():
         rclpy.init()

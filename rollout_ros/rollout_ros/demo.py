@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`make demo`: a real rollout on the embedded default.
 
 An emulated arm on a pseudo-terminal (its own process: a Koch follower driven
@@ -41,21 +42,33 @@ from rollout_ros.hardware.robots import get_robot_spec
 ROBOT_TYPE = 'koch_follower'
 ROBOT_ID = 'demo'
 CAMERA = 'front'
-IMAGE_HW = (96, 128)   # small enough that one ACT chunk inference fits a 33 ms tick on 2 cores
+IMAGE_HW = (96, 128)  # small enough that one ACT chunk inference fits a 33 ms tick on 2 cores
 # Calibrated ranges of the emulated arm (full-turn joints span the encoder).
-DEMO_RANGES = {'shoulder_pan': (0, 4095), 'shoulder_lift': (1024, 3072), 'elbow_flex': (1024, 3072),
-               'wrist_flex': (1024, 3072), 'wrist_roll': (0, 4095), 'gripper': (2048, 3072)}
+DEMO_RANGES = {
+    'shoulder_pan': (0, 4095),
+    'shoulder_lift': (1024, 3072),
+    'elbow_flex': (1024, 3072),
+    'wrist_flex': (1024, 3072),
+    'wrist_roll': (0, 4095),
+    'gripper': (2048, 3072),
+}
 
 
 # The emulator (module, preset) standing in for each robot's servo bus.
-EMULATORS = {'dynamixel': ('rollout_ros.hardware.emulator.servo_bus_emulator', {'koch_follower': 'koch'}),
-             'feetech': ('rollout_ros.hardware.emulator.feetech_emulator',
-                         {'so100_follower': 'so100', 'so101_follower': 'so101'})}
+EMULATORS = {
+    'dynamixel': ('rollout_ros.hardware.emulator.servo_bus_emulator', {'koch_follower': 'koch'}),
+    'feetech': (
+        'rollout_ros.hardware.emulator.feetech_emulator',
+        {'so100_follower': 'so100', 'so101_follower': 'so101'},
+    ),
+}
 # OpenArms on emulated Damiao motors (CAN): robot type -> arms (sides).
 CAN_ROBOTS = {'openarm_follower': ('left',), 'bi_openarm_follower': ('left', 'right')}
 # A pose inside both sides' joint limits [deg], from which the policy moves them.
-OPENARM_START_DEG = {'left': (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0),
-                     'right': (0.0, 10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0)}
+OPENARM_START_DEG = {
+    'left': (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0),
+    'right': (0.0, 10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0),
+}
 
 
 def write_calibration(workdir: Path, robot_type: str = ROBOT_TYPE) -> Path:
@@ -63,8 +76,10 @@ def write_calibration(workdir: Path, robot_type: str = ROBOT_TYPE) -> Path:
     LeRobot's --robot.calibration_dir."""
     spec = get_robot_spec(robot_type)
     # drive_mode on the elbow: exercises the inverted joints of Feetech arms.
-    calib = {m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0,
-                                      *DEMO_RANGES[m.name]) for m in spec.motors}
+    calib = {
+        m.name: MotorCalibration(m.id, int(m.name == 'elbow_flex' and spec.bus == 'feetech'), 0, *DEMO_RANGES[m.name])
+        for m in spec.motors
+    }
     calib_dir = workdir / 'calibration'
     calib_path = calibration_path(calib_dir, spec.calibration_dir_name, ROBOT_ID)
     save_calibration(_private(calib_path), calib)
@@ -93,21 +108,28 @@ def prepare(workdir: Path, robot_type: str = ROBOT_TYPE) -> dict:
     ckpt = workdir / 'checkpoints' / 'tiny_act'
     if not (ckpt / 'config.json').is_file():
         from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+
         make_tiny_act_checkpoint(_private(ckpt), spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
         if ckpt.is_dir() and not (ckpt / 'config.json').is_file():
-            shutil.rmtree(ckpt, ignore_errors=True)   # left half-written by an interrupted older demo
+            shutil.rmtree(ckpt, ignore_errors=True)  # left half-written by an interrupted older demo
         try:
             os.rename(_private(ckpt), ckpt)
-        except OSError:   # another demo's checkpoint got there first: the same one
+        except OSError:  # another demo's checkpoint got there first: the same one
             shutil.rmtree(_private(ckpt), ignore_errors=True)
 
     video = workdir / 'video' / 'demo.avi'
     if not video.is_file():
         from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
+
         write_pattern_video(_private(video))
         os.replace(_private(video), video)
-    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial_positions(robot_type),
-            'robot_type': robot_type}
+    return {
+        'calibration_dir': calib_dir,
+        'checkpoint': ckpt,
+        'video': video,
+        'initial': initial_positions(robot_type),
+        'robot_type': robot_type,
+    }
 
 
 def prepare_openarm(workdir: Path, robot_type: str) -> dict:
@@ -121,19 +143,28 @@ def prepare_openarm(workdir: Path, robot_type: str) -> dict:
     sides = CAN_ROBOTS[robot_type]
     for side in sides:
         arm_id = f'{ROBOT_ID}_{side}' if spec.arms else ROBOT_ID
-        save_calibration(calibration_path(calib_dir, 'openarm_follower', arm_id),
-                         lerobot_calibration(get_robot_spec('openarm_follower', side=side)))
+        save_calibration(
+            calibration_path(calib_dir, 'openarm_follower', arm_id),
+            lerobot_calibration(get_robot_spec('openarm_follower', side=side)),
+        )
     ckpt = workdir / 'checkpoints' / f'tiny_act_{robot_type}'
     if not (ckpt / 'config.json').is_file():
         from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
+
         make_tiny_act_checkpoint(ckpt, spec.feature_names, {CAMERA: (3, *IMAGE_HW)})
     video = workdir / 'video' / 'demo.avi'
     if not video.is_file():
         from rollout_ros.hardware.emulator.pattern_video import write_pattern_video
+
         write_pattern_video(video)
     initial = [math.radians(d) for side in sides for d in OPENARM_START_DEG[side]]
-    return {'calibration_dir': calib_dir, 'checkpoint': ckpt, 'video': video, 'initial': initial,
-            'robot_type': robot_type}
+    return {
+        'calibration_dir': calib_dir,
+        'checkpoint': ckpt,
+        'video': video,
+        'initial': initial,
+        'robot_type': robot_type,
+    }
 
 
 def start_can_emulator(log_path: Path, initial: list[float], robot_type: str):
@@ -141,9 +172,19 @@ def start_can_emulator(log_path: Path, initial: list[float], robot_type: str):
     has them, else python-can udp_multicast; (process, interface, channels)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'rollout_ros.hardware.emulator.damiao_emulator', '--arms',
-         str(len(CAN_ROBOTS[robot_type])), '--initial', ','.join(f'{q:.6f}' for q in initial)],
-        stdout=subprocess.PIPE, stderr=open(log_path, 'w'), text=True)
+        [
+            sys.executable,
+            '-m',
+            'rollout_ros.hardware.emulator.damiao_emulator',
+            '--arms',
+            str(len(CAN_ROBOTS[robot_type])),
+            '--initial',
+            ','.join(f'{q:.6f}' for q in initial),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=open(log_path, 'w'),
+        text=True,
+    )
     transport, ports = proc.stdout.readline().strip(), proc.stdout.readline().strip()
     if not (transport.startswith('TRANSPORT ') and ports.startswith('PORT ')):
         proc.kill()
@@ -156,9 +197,11 @@ def start_emulator(log_path: Path, initial: list[int], robot_type: str = ROBOT_T
     module, presets = EMULATORS[get_robot_spec(robot_type).bus]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, '-m', module, '--preset', presets[robot_type],
-         '--initial', ','.join(map(str, initial))],
-        stdout=subprocess.PIPE, stderr=open(log_path, 'w'), text=True)
+        [sys.executable, '-m', module, '--preset', presets[robot_type], '--initial', ','.join(map(str, initial))],
+        stdout=subprocess.PIPE,
+        stderr=open(log_path, 'w'),
+        text=True,
+    )
     line = proc.stdout.readline().strip()
     if not line.startswith('PORT '):
         proc.kill()
@@ -174,8 +217,9 @@ def cameras_of(policy_path: str) -> dict[str, tuple[int, int]]:
     from rollout_ros.policy.loading import checkpoint_dir
 
     config = PreTrainedConfig.from_pretrained(checkpoint_dir(policy_path))
-    return {key.removeprefix(f'{OBS_IMAGES}.'): tuple(feature.shape[-2:])
-            for key, feature in config.image_features.items()}
+    return {
+        key.removeprefix(f'{OBS_IMAGES}.'): tuple(feature.shape[-2:]) for key, feature in config.image_features.items()
+    }
 
 
 DEMO_KEYS = {
@@ -186,7 +230,7 @@ DEMO_KEYS = {
 LEADER_ID = 'demo_leader'
 # The emulated leader of each robot's dagger demo (Koch's otherwise).
 DEMO_LEADERS = {'bi_openarm_follower': 'bi_openarm_mini'}
-OPERATOR_TOPIC = 'demo_operator/events'   # in the demo's namespace
+OPERATOR_TOPIC = 'demo_operator/events'  # in the demo's namespace
 
 
 def prepare_leader(workdir: Path) -> dict[int, int]:
@@ -198,8 +242,7 @@ def prepare_leader(workdir: Path) -> dict[int, int]:
     calib = {m.name: MotorCalibration(m.id, 0, 0, *DEMO_RANGES[m.name]) for m in follower.motors}
     save_calibration(leader_calibration_paths(workdir / 'calibration', spec, LEADER_ID)[0], calib)
     # A little off the follower's pose: the follower has to come to the leader.
-    return {m.id: int((lo + hi) / 2) + 120 for m, (lo, hi) in
-            ((m, DEMO_RANGES[m.name]) for m in follower.motors)}
+    return {m.id: int((lo + hi) / 2) + 120 for m, (lo, hi) in ((m, DEMO_RANGES[m.name]) for m in follower.motors)}
 
 
 def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
@@ -208,14 +251,24 @@ def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
     if strategy == 'base':
         return None
     import time
-    root = workdir / 'datasets' / f"{strategy}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+
+    root = workdir / 'datasets' / f'{strategy}_{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}'
     rec = RecordingConfig(
         dataset=DatasetConfig(repo_id=f'demo/rollout_{strategy}', root=str(root), push_to_hub=False),
-        teleop=TeleopConfig(DEMO_LEADERS.get(robot_type, 'koch_leader') if strategy == 'dagger' else '', '',
-                            LEADER_ID, calibration_dir=str(workdir / 'calibration')), play_sounds=False,
+        teleop=TeleopConfig(
+            DEMO_LEADERS.get(robot_type, 'koch_leader') if strategy == 'dagger' else '',
+            '',
+            LEADER_ID,
+            calibration_dir=str(workdir / 'calibration'),
+        ),
+        play_sounds=False,
         # 96x128 video at 30 fps: ~5 s episodes, so 15 s of sentry shows rotation.
-        target_video_file_size_mb=0.03, ring_buffer_seconds=3.0, num_episodes=2,
-        input_device='none', input_topics=[OPERATOR_TOPIC])
+        target_video_file_size_mb=0.03,
+        ring_buffer_seconds=3.0,
+        num_episodes=2,
+        input_device='none',
+        input_topics=[OPERATOR_TOPIC],
+    )
     if strategy == 'episodic':
         rec.dataset.num_episodes, rec.dataset.episode_time_s, rec.dataset.reset_time_s = 3, 3.0, 1.5
     return rec
@@ -224,21 +277,38 @@ def recording_for(strategy: str, workdir: Path, robot_type: str = ROBOT_TYPE):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='rollout_demo', description=__doc__.splitlines()[0])
     p.add_argument('--workdir', default='.demo', help='where checkpoint, video and logs go')
-    p.add_argument('--duration', type=float, default=None,
-                   help='seconds; default 15 (episodic: until its episodes are done, at most 60)')
+    p.add_argument(
+        '--duration',
+        type=float,
+        default=None,
+        help='seconds; default 15 (episodic: until its episodes are done, at most 60)',
+    )
     p.add_argument('--fps', type=float, default=30.0)
     p.add_argument('--policy_call', choices=('direct', 'service'), default='direct')
-    p.add_argument('--inference', choices=('sync', 'rtc'), default='sync',
-                   help='rtc: chunks come from a background thread; the loop never waits')
+    p.add_argument(
+        '--inference',
+        choices=('sync', 'rtc'),
+        default='sync',
+        help='rtc: chunks come from a background thread; the loop never waits',
+    )
     p.add_argument('--strategy', default='base', choices=('base', 'sentry', 'highlight', 'dagger', 'episodic'))
-    p.add_argument('--policy', default='',
-                   help='a checkpoint directory or Hub id to run instead of the tiny random ACT '
-                        '(its cameras are emulated at the sizes it was trained on)')
-    p.add_argument('--robot', default=ROBOT_TYPE,
-                   choices=sorted([*(k for _, presets in EMULATORS.values() for k in presets), *CAN_ROBOTS]),
-                   help='which emulated arm')
-    p.add_argument('--namespace', default='', help="ROS namespace of the demo's nodes; default demo_<pid>, so "
-                   'demos started together never drive each other')
+    p.add_argument(
+        '--policy',
+        default='',
+        help='a checkpoint directory or Hub id to run instead of the tiny random ACT '
+        '(its cameras are emulated at the sizes it was trained on)',
+    )
+    p.add_argument(
+        '--robot',
+        default=ROBOT_TYPE,
+        choices=sorted([*(k for _, presets in EMULATORS.values() for k in presets), *CAN_ROBOTS]),
+        help='which emulated arm',
+    )
+    p.add_argument(
+        '--namespace',
+        default='',
+        help="ROS namespace of the demo's nodes; default demo_<pid>, so demos started together never drive each other",
+    )
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 60.0 if args.strategy == 'episodic' else 15.0
@@ -252,8 +322,11 @@ def main(argv=None) -> int:
     # Off a lab's robot domain unless one is chosen, and on this host only.
     domain = isolate(keep_domain=True)
     namespace = '/' + (args.namespace.strip('/') or f'demo_{os.getpid()}')
-    print(f'[demo] ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"]}'
-          f' namespace {namespace}', flush=True)
+    print(
+        f'[demo] ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"]}'
+        f' namespace {namespace}',
+        flush=True,
+    )
     print(f'[demo] preparing {workdir} (calibration, tiny ACT checkpoint, video)', flush=True)
     assets = prepare(workdir, args.robot)
     if args.policy:
@@ -263,18 +336,22 @@ def main(argv=None) -> int:
             print(f'[demo] error: --policy {args.policy}: {e}', file=sys.stderr)
             return 1
     can, arm_ports = {}, {}
-    run_tag = namespace.replace('/', '.')   # log names of this demo's emulators
+    run_tag = namespace.replace('/', '.')  # log names of this demo's emulators
     if args.robot in CAN_ROBOTS:
-        emulator, interface, channels = start_can_emulator(log_dir / f'can_emulator{run_tag}.log',
-                                                           assets['initial'], args.robot)
+        emulator, interface, channels = start_can_emulator(
+            log_dir / f'can_emulator{run_tag}.log', assets['initial'], args.robot
+        )
         can = dict(can_interface=interface)
         port = channels[0]
         if len(channels) > 1:
             arm_ports = dict(zip(CAN_ROBOTS[args.robot], channels))
     else:
         emulator, port = start_emulator(log_dir / f'servo_bus_emulator{run_tag}.log', assets['initial'], args.robot)
-    print(f'[demo] emulated {args.robot} on {", ".join(arm_ports.values()) or port}; running a {args.strategy} '
-          f'rollout for {args.duration:g} s at {args.fps:g} Hz', flush=True)
+    print(
+        f'[demo] emulated {args.robot} on {", ".join(arm_ports.values()) or port}; running a {args.strategy} '
+        f'rollout for {args.duration:g} s at {args.fps:g} Hz',
+        flush=True,
+    )
 
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -284,17 +361,29 @@ def main(argv=None) -> int:
 
     policy_path = args.policy or str(assets['checkpoint'])
     cfg = RolloutConfig(
-        policy_path=policy_path, robot_type=args.robot, robot_port=port, arm_ports=arm_ports,
-        robot_side='left' if args.robot == 'openarm_follower' else '', robot_id=ROBOT_ID, **can,
+        policy_path=policy_path,
+        robot_type=args.robot,
+        robot_port=port,
+        arm_ports=arm_ports,
+        robot_side='left' if args.robot == 'openarm_follower' else '',
+        robot_id=ROBOT_ID,
+        **can,
         calibration_dir=str(assets['calibration_dir']),
-        cameras=[CameraConfig(name, str(assets['video']), w, h, args.fps)
-                 for name, (h, w) in cameras_of(policy_path).items()],
-        fps=args.fps, duration=args.duration, task='demo', policy_call=args.policy_call,
+        cameras=[
+            CameraConfig(name, str(assets['video']), w, h, args.fps) for name, (h, w) in cameras_of(policy_path).items()
+        ],
+        fps=args.fps,
+        duration=args.duration,
+        task='demo',
+        policy_call=args.policy_call,
         inference_type=args.inference,
         # One intra-op thread: on 2 cores shared with the loop, camera and bus,
         # a second torch worker woken from idle each chunk costs more than it gives.
-        torch_threads=1, strategy=args.strategy, recording=recording_for(args.strategy, workdir, args.robot),
-        namespace=namespace)
+        torch_threads=1,
+        strategy=args.strategy,
+        recording=recording_for(args.strategy, workdir, args.robot),
+        namespace=namespace,
+    )
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     install_stop_signals(stop)
@@ -305,8 +394,11 @@ def main(argv=None) -> int:
         elif args.strategy == 'dagger':
             cfg.recording.teleop.port = stack.enter_context(emulated_leader(workdir))
         try:
-            operator = (episodic_operator() if args.strategy == 'episodic'
-                        else scripted_operator(DEMO_KEYS.get(args.strategy, [])))
+            operator = (
+                episodic_operator()
+                if args.strategy == 'episodic'
+                else scripted_operator(DEMO_KEYS.get(args.strategy, []))
+            )
             summary = run(cfg, stop, on_started=operator)
         except Exception as e:  # noqa: BLE001 - the demo reports any failure in one line
             print(f'[demo] error: {e}', file=sys.stderr)
@@ -352,8 +444,9 @@ def emulated_openarm_minis(workdir: Path):
     with contextlib.ExitStack() as stack:
         ports = {}
         for side in ('left', 'right'):
-            emu = stack.enter_context(FeetechBusEmulator({i: 'sts3215' for i in ids}, tau=0.02,
-                                                         initial_positions=initial))
+            emu = stack.enter_context(
+                FeetechBusEmulator({i: 'sts3215' for i in ids}, tau=0.02, initial_positions=initial)
+            )
             stack.enter_context(EmulatedHuman(emu, sinusoid(ids, amplitude=60, period_s=3.0)))
             ports[side] = emu.port
         yield ports
@@ -369,10 +462,13 @@ def episodic_operator():
 
         def recording(episode):
             return lambda: p.phase == RECORDING and p.started and p.episode == episode
-        operator = ReactiveInput(rollout.strategy, OPERATOR_TOPIC,
-                                 [(recording(1), 1.0, 'right'), (recording(2), 1.0, 'left')])
+
+        operator = ReactiveInput(
+            rollout.strategy, OPERATOR_TOPIC, [(recording(1), 1.0, 'right'), (recording(2), 1.0, 'left')]
+        )
         operator.start()
         return operator.stop
+
     return start
 
 
@@ -384,6 +480,7 @@ def scripted_operator(presses: list[tuple[float, str]]):
         operator = ScriptedInput(rollout.strategy, OPERATOR_TOPIC, presses)
         operator.start()
         return operator.stop
+
     return start if presses else None
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`display_data`: what the policy saw and did, streamed to a Rerun viewer as
 lerobot's `--display_data` does, but never on the control loop's time.
 
@@ -13,10 +14,11 @@ DEFAULT_PORT = 9876
 
 
 class RerunDisplay:
-
-    def __init__(self, ip: str = '', port: int = DEFAULT_PORT, rrd_path: str = '',
-                 app_id: str = 'rollout_ros', backlog: int = 8):
+    def __init__(
+        self, ip: str = '', port: int = DEFAULT_PORT, rrd_path: str = '', app_id: str = 'rollout_ros', backlog: int = 8
+    ):
         import rerun as rr
+
         self._rr = rr
         self.stream = rr.RecordingStream(app_id)
         if rrd_path:

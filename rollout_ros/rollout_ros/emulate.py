@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`rollout_emulate <robot_type>`: an emulated arm on its own, to try any checkpoint without hardware.
 
 It starts the demo's servo bus emulator (a pseudo-terminal that dynamixel-sdk or our Feetech code
@@ -24,10 +25,14 @@ def main(argv=None) -> int:
     log = workdir / 'logs' / f'emulate_{args.robot_type}.log'
     emulator, port = start_emulator(log, initial_positions(args.robot_type), args.robot_type)
     print(f'PORT {port}')
-    print(f'rollout: --robot.type={args.robot_type} --robot.port={port} --robot.id={ROBOT_ID} '
-          f'--robot.calibration_dir={calib_dir}')
-    print(f'ros2 launch: robot_type:={args.robot_type} robot_port:={port} robot_id:={ROBOT_ID} '
-          f'calibration_dir:={calib_dir}')
+    print(
+        f'rollout: --robot.type={args.robot_type} --robot.port={port} --robot.id={ROBOT_ID} '
+        f'--robot.calibration_dir={calib_dir}'
+    )
+    print(
+        f'ros2 launch: robot_type:={args.robot_type} robot_port:={port} robot_id:={ROBOT_ID} '
+        f'calibration_dir:={calib_dir}'
+    )
     print(f'emulator log: {log}; Ctrl-C stops it', flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

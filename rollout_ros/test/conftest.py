@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared fixtures: a tiny ACT checkpoint, a demo calibration, a test video and
 an emulated Koch follower on a pty; ROS isolated on a domain of its own."""
 
@@ -38,6 +39,7 @@ def ros():
     """One rclpy context for the session: re-creating the DDS participant
     between tests left a later subprocess's service replies undelivered."""
     import rclpy
+
     rclpy.init()
     yield
     rclpy.try_shutdown()
@@ -49,11 +51,18 @@ def rollout_config(assets, emulator):
 
     def make(**overrides):
         cfg = RolloutConfig(
-            policy_path=str(assets['checkpoint']), robot_type=ROBOT_TYPE, robot_port=emulator.port,
-            robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']),
+            policy_path=str(assets['checkpoint']),
+            robot_type=ROBOT_TYPE,
+            robot_port=emulator.port,
+            robot_id=ROBOT_ID,
+            calibration_dir=str(assets['calibration_dir']),
             cameras=[CameraConfig(CAMERA, str(assets['video']), IMAGE_HW[1], IMAGE_HW[0], 30.0)],
-            fps=30.0, duration=2.0, task='test')
+            fps=30.0,
+            duration=2.0,
+            task='test',
+        )
         for k, v in overrides.items():
             setattr(cfg, k, v)
         return cfg
+
     return make

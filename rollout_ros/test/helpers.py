@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Small helpers shared by the tests."""
 
 import time
@@ -28,10 +29,13 @@ def lerobot_motor_bus(spec, calibration):
     """lerobot's own motor bus for a robot spec, built without opening a port,
     so our unit maps can be compared with its _normalize/_unnormalize."""
     import pytest
+
     motors_mod = pytest.importorskip('lerobot.motors')
-    modes = {'range_m100_100': motors_mod.MotorNormMode.RANGE_M100_100,
-             'range_0_100': motors_mod.MotorNormMode.RANGE_0_100,
-             'degrees': motors_mod.MotorNormMode.DEGREES}
+    modes = {
+        'range_m100_100': motors_mod.MotorNormMode.RANGE_M100_100,
+        'range_0_100': motors_mod.MotorNormMode.RANGE_0_100,
+        'degrees': motors_mod.MotorNormMode.DEGREES,
+    }
     motors = {m.name: motors_mod.Motor(m.id, m.model, modes[m.norm_mode.value]) for m in spec.motors}
     calib = {k: motors_mod.MotorCalibration(**vars(v)) for k, v in calibration.items()}
     if spec.bus == 'dynamixel':
@@ -44,6 +48,7 @@ def lerobot_motor_bus(spec, calibration):
         # Without feetech-servo-sdk only the port plumbing is missing; the
         # normalisation under test lives in the base class.
         from lerobot.motors.motors_bus import SerialMotorsBus
+
         bus = object.__new__(feetech.FeetechMotorsBus)
         SerialMotorsBus.__init__(bus, '/dev/null', motors, calib)
         return bus
@@ -54,6 +59,7 @@ def spin_in_background(*nodes):
     import threading
 
     from rclpy.executors import SingleThreadedExecutor
+
     executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Background chunked inference: the action queue, interpolation and the chunked engine.
 
 Timing here is loose on purpose (two shared cores): assertions are about
@@ -6,7 +7,7 @@ what was executed and what the policy was handed, not about milliseconds.
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import dataclasses
 import inspect
@@ -25,7 +26,7 @@ from rollout_ros.policy.chunked_engine import ChunkedPolicyEngine, hold_pad, sup
 from rollout_ros.policy.loading import check_features, load_policy
 from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
 
-JOINTS = ["j0.pos", "j1.pos", "j2.pos"]
+JOINTS = ['j0.pos', 'j1.pos', 'j2.pos']
 SMALL = (3, 48, 64)
 CAM = (3, 96, 128)
 # The tiny checkpoints normalise joints as (x - 0) / 30.
@@ -58,7 +59,7 @@ def test_delay_is_what_was_consumed_during_inference():
     assert start == 0 and leftover[:, 0].tolist() == list(range(10))
     for _ in range(3):
         q.pop()
-    skipped = q.merge(ramp(100, 10), obs_index=start, mode="replace")
+    skipped = q.merge(ramp(100, 10), obs_index=start, mode='replace')
     assert skipped == 3 and q.delays.max() == 3
     assert q.pop()[0] == 103 and q.size == 6
 
@@ -75,7 +76,7 @@ def test_cold_start_never_skips():
     q.clear()
     start, _ = q.snapshot_for_inference()
     assert start == q.consumed == 3
-    q.merge(ramp(70, 5), obs_index=start, mode="blend")
+    q.merge(ramp(70, 5), obs_index=start, mode='blend')
     assert q.pop()[0] == 70
 
 
@@ -116,7 +117,7 @@ def test_replace_and_blend_differ_only_in_the_fade():
         q.merge(ramp(20, 10), obs_index=1, mode=mode)
         return np.array([q.pop()[0] for _ in range(q.size)])
 
-    replaced, blended = run("replace"), run("blend")
+    replaced, blended = run('replace'), run('blend')
     assert replaced.tolist() == list(range(20, 30))
     # Old plan 1,2,3,4 vs new 20,21,22,23: weights on the new plan 1/5..4/5, then new only.
     weights = np.arange(1, 5) / 5
@@ -140,7 +141,7 @@ def test_blend_boundary_step_is_smaller_than_naive_switching():
     def max_step(cmds):
         return np.abs(np.diff(cmds, axis=0)).max()
 
-    naive, blended = max_step(commands("replace")), max_step(commands("blend"))
+    naive, blended = max_step(commands('replace')), max_step(commands('blend'))
     assert naive == pytest.approx(10.5)
     assert blended < 0.5 * naive
 
@@ -150,19 +151,19 @@ def test_blend_from_an_empty_queue_starts_where_the_arm_holds():
     q.merge(ramp(0, 2), obs_index=0)
     start, _ = q.snapshot_for_inference()
     q.pop(), q.pop(), q.pop()  # dry on the third tick: holding at 1
-    q.merge(ramp(30, 10), obs_index=start, mode="blend")  # skips 2 -> 32, 33, ...
+    q.merge(ramp(30, 10), obs_index=start, mode='blend')  # skips 2 -> 32, 33, ...
     first = q.pop()[0]
     assert 1 < first < 32 and abs(first - 1) < abs(32 - 1)
 
 
 def test_merge_rejects_bad_input():
     q = ActionQueue()
-    with pytest.raises(ValueError, match="mode"):
-        q.merge(ramp(0, 3), 0, mode="append")
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match='mode'):
+        q.merge(ramp(0, 3), 0, mode='append')
+    with pytest.raises(ValueError, match='shape'):
         q.merge(np.zeros(3), 0)
     q.merge(ramp(0, 3, dim=2), 0)
-    with pytest.raises(ValueError, match="action_dim"):
+    with pytest.raises(ValueError, match='action_dim'):
         q.merge(ramp(0, 3, dim=4), 0)
 
 
@@ -208,11 +209,11 @@ def test_interpolation_n3_values_and_cadence():
 
 def test_interpolation_keeps_joint_names():
     interp = ActionInterpolator(2)
-    interp.add({"a": 0.0, "b": 2.0})
+    interp.add({'a': 0.0, 'b': 2.0})
     interp.get()
-    interp.add({"a": 2.0, "b": 0.0})
-    assert interp.get() == {"a": 1.0, "b": 1.0}
-    assert interp.get() == {"a": 2.0, "b": 0.0}
+    interp.add({'a': 2.0, 'b': 0.0})
+    assert interp.get() == {'a': 1.0, 'b': 1.0}
+    assert interp.get() == {'a': 2.0, 'b': 0.0}
 
 
 def test_interpolation_rejects_bad_multiplier():
@@ -231,7 +232,14 @@ class StandInPolicy:
     the engine's postprocessing and prefix normalisation are both exercised.
     """
 
-    def __init__(self, chunk=50, dim=len(JOINTS), latency_s=0.05, latencies=None, rtc=True):
+    def __init__(
+        self,
+        chunk=50,
+        dim=len(JOINTS),  # noqa: B008 - JOINTS is a constant
+        latency_s=0.05,
+        latencies=None,
+        rtc=True,
+    ):
         self.chunk, self.dim = chunk, dim
         self.latency_s, self.latencies = latency_s, dict(latencies or {})
         self.rtc = rtc
@@ -253,7 +261,7 @@ class StandInPolicy:
         with self.lock:
             k = len(self.calls)
             prefix = None if prev_chunk_left_over is None else prev_chunk_left_over.detach().cpu().clone()
-            self.calls.append({"inference_delay": inference_delay, "prefix": prefix, "t": time.monotonic()})
+            self.calls.append({'inference_delay': inference_delay, 'prefix': prefix, 't': time.monotonic()})
         time.sleep(self.latencies.get(k, self.latency_s))
         step = torch.arange(self.chunk, dtype=torch.float32)[:, None]
         rows = step + torch.full((self.chunk, self.dim), 1000.0 * k)
@@ -270,18 +278,18 @@ class PlainStandIn(StandInPolicy):
         return super().predict_action_chunk(batch)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def act_small(tmp_path_factory):
-    out = tmp_path_factory.mktemp("act_s") / "act"
-    ckpt = make_tiny_act_checkpoint(out, JOINTS, {"front": SMALL}, chunk_size=20)
+    out = tmp_path_factory.mktemp('act_s') / 'act'
+    ckpt = make_tiny_act_checkpoint(out, JOINTS, {'front': SMALL}, chunk_size=20)
     return load_policy(str(ckpt))
 
 
 def _standin_engine(act_small, policy, **kw):
     loaded = dataclasses.replace(
-        act_small, policy=policy, policy_type="standin", chunk_size=policy.chunk, n_action_steps=policy.chunk
+        act_small, policy=policy, policy_type='standin', chunk_size=policy.chunk, n_action_steps=policy.chunk
     )
-    return ChunkedPolicyEngine(loaded, check_features(act_small, JOINTS, ["front"]), **kw)
+    return ChunkedPolicyEngine(loaded, check_features(act_small, JOINTS, ['front']), **kw)
 
 
 def _pull(engine, ticks, shape, stop=None, on_tick=None):
@@ -294,7 +302,7 @@ def _pull(engine, ticks, shape, stop=None, on_tick=None):
     actions = []
     for tick in range(ticks):
         pacer.begin_tick()
-        engine.submit_observation(state, {"front": image})
+        engine.submit_observation(state, {'front': image})
         a = engine.next_action()
         actions.append(a)
         if a is not None:
@@ -312,15 +320,15 @@ def test_rtc_detection_and_configuration(act_small):
     assert not supports_rtc(act_small.policy)
     policy = StandInPolicy()
     engine = _standin_engine(act_small, policy, execution_horizon=8, max_guidance_weight=5.0)
-    assert engine.mode == "replace" and policy.rtc_inits == 1
+    assert engine.mode == 'replace' and policy.rtc_inits == 1
     cfg = policy.config.rtc_config
     assert cfg.enabled and cfg.execution_horizon == 8 and cfg.max_guidance_weight == 5.0
-    assert cfg.prefix_attention_schedule.name == "LINEAR"
-    assert _standin_engine(act_small, PlainStandIn()).mode == "blend"
+    assert cfg.prefix_attention_schedule.name == 'LINEAR'
+    assert _standin_engine(act_small, PlainStandIn()).mode == 'blend'
     # The leftover at inference start is queue_threshold long; guide over all of it.
     assert _standin_engine(act_small, StandInPolicy(), queue_threshold=30).execution_horizon == 30
-    with pytest.raises(ValueError, match="prefix_attention_schedule"):
-        _standin_engine(act_small, StandInPolicy(), prefix_attention_schedule="cubic")
+    with pytest.raises(ValueError, match='prefix_attention_schedule'):
+        _standin_engine(act_small, StandInPolicy(), prefix_attention_schedule='cubic')
 
 
 def test_rtc_prefix_is_the_leftover_in_policy_space_hold_padded(act_small):
@@ -328,9 +336,9 @@ def test_rtc_prefix_is_the_leftover_in_policy_space_hold_padded(act_small):
     engine = _standin_engine(act_small, policy, queue_threshold=40)
     with engine:
         actions = _pull(engine, 400, SMALL, stop=lambda: len(policy.calls) >= 5)
-    assert policy.calls[0]["prefix"] is None  # cold start: nothing to continue
+    assert policy.calls[0]['prefix'] is None  # cold start: nothing to continue
     for k in range(1, 4):
-        prefix = policy.calls[k]["prefix"]
+        prefix = policy.calls[k]['prefix']
         assert prefix.shape == (50, len(JOINTS))
         robot = prefix.numpy() * STD  # back to robot units
         assert np.allclose(robot, robot[:, :1], atol=1e-2)  # same value on every joint
@@ -339,7 +347,7 @@ def test_rtc_prefix_is_the_leftover_in_policy_space_hold_padded(act_small):
         end = int(np.argmax(col % 1000 == 49))
         assert col[end] % 1000 == 49 and (col[end:] == col[end]).all()
         assert (np.diff(col[: end + 1]) == 1).all()
-        assert not np.any(np.abs(robot[end:]) < 1.0), "tail must hold the last action, not zero-pad"
+        assert not np.any(np.abs(robot[end:]) < 1.0), 'tail must hold the last action, not zero-pad'
     # Executed sequence: the cold chunk from its row 0, each later chunk from the row
     # equal to what ran while it was computed.
     rows = [int(round(a[JOINTS[0]])) for a in actions if a is not None]
@@ -356,13 +364,13 @@ def test_inference_delay_follows_recent_consumption_not_a_spike(act_small):
     engine = _standin_engine(act_small, policy, queue_threshold=44, delay_window=3)
     with engine:
         _pull(engine, 600, SMALL, stop=lambda: len(policy.calls) >= 10)
-    delays = [c["inference_delay"] for c in policy.calls]
+    delays = [c['inference_delay'] for c in policy.calls]
     spike_ticks = max(engine._tick_delays, default=0)  # the window has forgotten it by now
     assert spike_ticks < 10
     # Before any measurement: the cold chunk's latency in ticks (~2), not 0 and not a guess.
     assert 1 <= delays[1] <= 8
-    assert max(delays[3:6]) >= 15, "the spike must be seen while it is in the window"
-    assert max(delays[-2:]) <= 8, f"spike never forgotten: {delays}"
+    assert max(delays[3:6]) >= 15, 'the spike must be seen while it is in the window'
+    assert max(delays[-2:]) <= 8, f'spike never forgotten: {delays}'
     assert engine.starved <= LOADED_STARVED
 
 
@@ -371,7 +379,7 @@ def test_blend_mode_calls_without_rtc_arguments(act_small):
     engine = _standin_engine(act_small, policy, blend_steps=5)
     with engine:
         actions = _pull(engine, 200, SMALL, stop=lambda: len(policy.calls) >= 4)
-    assert all(c["inference_delay"] is None and c["prefix"] is None for c in policy.calls)
+    assert all(c['inference_delay'] is None and c['prefix'] is None for c in policy.calls)
     first = next(a for a in actions if a is not None)
     assert first[JOINTS[0]] == pytest.approx(0.0)  # cold start at the chunk's first action
     assert engine.starved <= LOADED_STARVED
@@ -389,43 +397,48 @@ def test_reset_discards_chunk_in_flight_and_restarts_unskipped(act_small):
             engine.reset()
 
     with engine:
-        actions = _pull(engine, 300, SMALL, on_tick=maybe_reset,
-                        stop=lambda: bool(calls_at_reset) and len(policy.calls) >= calls_at_reset[0] + 2)
+        actions = _pull(
+            engine,
+            300,
+            SMALL,
+            on_tick=maybe_reset,
+            stop=lambda: bool(calls_at_reset) and len(policy.calls) >= calls_at_reset[0] + 2,
+        )
     assert calls_at_reset
     in_flight = calls_at_reset[0] - 1
     rows = [int(round(a[JOINTS[0]])) for a in actions if a is not None]
-    assert not any(r // 1000 == in_flight for r in rows), "chunk planned before the reset was executed"
+    assert not any(r // 1000 == in_flight for r in rows), 'chunk planned before the reset was executed'
     # The next executed chunk was started after the reset: a cold start, from its row 0.
     post = [r for r in rows if r // 1000 > in_flight]
     assert post and post[0] % 1000 == 0
-    assert policy.calls[in_flight + 1]["prefix"] is None
+    assert policy.calls[in_flight + 1]['prefix'] is None
 
 
 def test_failed_inference_surfaces_in_next_action(act_small):
     class Broken(StandInPolicy):
         def predict_action_chunk(self, batch, inference_delay=None, prev_chunk_left_over=None):
-            raise RuntimeError("out of memory")
+            raise RuntimeError('out of memory')
 
     engine = _standin_engine(act_small, Broken(), max_consecutive_errors=1)
     with engine:
-        engine.submit_observation({n: 0.0 for n in JOINTS}, {"front": np.zeros((48, 64, 3), np.uint8)})
+        engine.submit_observation({n: 0.0 for n in JOINTS}, {'front': np.zeros((48, 64, 3), np.uint8)})
         deadline = time.monotonic() + 5
         while not engine.failed and time.monotonic() < deadline:
             time.sleep(0.01)
-        with pytest.raises(RuntimeError, match="out of memory"):
+        with pytest.raises(RuntimeError, match='out of memory'):
             engine.next_action()
 
 
 def test_warm_up_runs_the_chunk_path_and_queues_nothing(act_small):
     policy = StandInPolicy(chunk=20, latency_s=0.0)
     engine = _standin_engine(act_small, policy, queue_threshold=10)
-    times = engine.warm_up({n: 0.0 for n in JOINTS}, {"front": np.zeros((48, 64, 3), np.uint8)}, 3)
+    times = engine.warm_up({n: 0.0 for n in JOINTS}, {'front': np.zeros((48, 64, 3), np.uint8)}, 3)
     assert len(times) == 3 and engine.queue.size == 0 and engine.queue.consumed == 0
     # The RTC call shapes a compiled policy meets later: cold, then with a
     # prefix (the previous chunk) and a changing delay.
-    assert policy.calls[0]["prefix"] is None
-    assert all(c["prefix"] is not None and c["prefix"].shape == (20, len(JOINTS)) for c in policy.calls[1:])
-    assert [c["inference_delay"] for c in policy.calls] == [0, 1, 2]
+    assert policy.calls[0]['prefix'] is None
+    assert all(c['prefix'] is not None and c['prefix'].shape == (20, len(JOINTS)) for c in policy.calls[1:])
+    assert [c['inference_delay'] for c in policy.calls] == [0, 1, 2]
 
 
 def test_remote_loop_mirror_and_published_chunks(act_small):
@@ -434,20 +447,21 @@ def test_remote_loop_mirror_and_published_chunks(act_small):
     observation's tag, and the RTC prefix is the remote plan."""
     published = []
     policy = StandInPolicy(chunk=20, latency_s=0.05)
-    engine = _standin_engine(act_small, policy, queue_threshold=10,
-                             on_chunk=lambda chunk, first, tag: published.append((chunk, first, tag)))
+    engine = _standin_engine(
+        act_small, policy, queue_threshold=10, on_chunk=lambda chunk, first, tag: published.append((chunk, first, tag))
+    )
     image = np.zeros((48, 64, 3), np.uint8)
-    remote = ActionQueue()    # the consumer's queue, fed only with what was published
+    remote = ActionQueue()  # the consumer's queue, fed only with what was published
     seen = 0
     with engine:
         pacer = Pacer(30.0)
         pacer.start()
-        for tick in range(120):
+        for _ in range(120):
             pacer.begin_tick()
             engine.advance_to(remote.consumed)
-            engine.submit_observation({n: 0.0 for n in JOINTS}, {"front": image}, tag=("obs", remote.consumed))
+            engine.submit_observation({n: 0.0 for n in JOINTS}, {'front': image}, tag=('obs', remote.consumed))
             for chunk, first, tag in published[seen:]:
-                assert tag == ("obs", first)    # the chunk starts at its observation's action
+                assert tag == ('obs', first)  # the chunk starts at its observation's action
                 remote.merge(chunk, first, engine.mode)
             seen = len(published)
             remote.pop()
@@ -458,7 +472,7 @@ def test_remote_loop_mirror_and_published_chunks(act_small):
     # The mirror followed: every prefix after the first is the remote plan from the observation on.
     assert engine.queue.consumed <= remote.consumed
     for call in policy.calls[1:4]:
-        col = np.round(call["prefix"].numpy()[:, 0] * STD).astype(int)
+        col = np.round(call['prefix'].numpy()[:, 0] * STD).astype(int)
         assert (np.diff(col[: np.argmax(col % 1000 == 19) + 1]) == 1).all()
     assert engine.starved <= LOADED_STARVED
 
@@ -472,10 +486,10 @@ def _starved_after_first(actions):
 
 
 def test_tiny_act_background_inference_never_starves(tmp_path):
-    ckpt = make_tiny_act_checkpoint(tmp_path / "act", JOINTS, {"front": CAM}, chunk_size=20)
+    ckpt = make_tiny_act_checkpoint(tmp_path / 'act', JOINTS, {'front': CAM}, chunk_size=20)
     loaded = load_policy(str(ckpt))
-    engine = ChunkedPolicyEngine(loaded, check_features(loaded, JOINTS, ["front"]), task="t")
-    assert engine.mode == "blend" and engine.queue_threshold == 10
+    engine = ChunkedPolicyEngine(loaded, check_features(loaded, JOINTS, ['front']), task='t')
+    assert engine.mode == 'blend' and engine.queue_threshold == 10
     with engine:
         actions = _pull(engine, 90, CAM)
     assert _starved_after_first(actions) <= LOADED_STARVED and engine.starved <= LOADED_STARVED
@@ -485,14 +499,14 @@ def test_tiny_act_background_inference_never_starves(tmp_path):
 
 
 def test_tiny_diffusion_loads_by_path_and_never_starves(tmp_path):
-    pytest.importorskip("diffusers", reason="lerobot's Diffusion policy needs the 'diffusion' extra")
+    pytest.importorskip('diffusers', reason="lerobot's Diffusion policy needs the 'diffusion' extra")
     from rollout_ros.policy.tiny_checkpoint import make_tiny_diffusion_checkpoint
 
-    ckpt = make_tiny_diffusion_checkpoint(tmp_path / "diffusion", JOINTS, {"front": CAM})
+    ckpt = make_tiny_diffusion_checkpoint(tmp_path / 'diffusion', JOINTS, {'front': CAM})
     loaded = load_policy(str(ckpt))
-    assert loaded.policy_type == "diffusion" and loaded.n_action_steps == 12
-    engine = ChunkedPolicyEngine(loaded, check_features(loaded, JOINTS, ["front"]), task="t")
-    assert engine.mode == "blend"
+    assert loaded.policy_type == 'diffusion' and loaded.n_action_steps == 12
+    engine = ChunkedPolicyEngine(loaded, check_features(loaded, JOINTS, ['front']), task='t')
+    assert engine.mode == 'blend'
     with engine:
         actions = _pull(engine, 90, CAM)
     assert _starved_after_first(actions) <= LOADED_STARVED and engine.starved <= LOADED_STARVED
@@ -505,14 +519,14 @@ def test_no_module_imports_rclpy():
     import rollout_ros.policy.chunked_engine as c
 
     for mod in (a, b, c):
-        assert "rclpy" not in inspect.getsource(mod)
+        assert 'rclpy' not in inspect.getsource(mod)
 
 
 def test_queue_tells_waiting_from_starved():
     q = ActionQueue()
-    assert q.pop() is None and (q.waiting, q.starved) == (1, 0)      # no chunk yet: waiting
+    assert q.pop() is None and (q.waiting, q.starved) == (1, 0)  # no chunk yet: waiting
     q.merge(np.zeros((2, 3)), q.consumed)
     assert q.pop() is not None and q.pop() is not None
-    assert q.pop() is None and (q.waiting, q.starved) == (1, 1)      # ran dry: starved
+    assert q.pop() is None and (q.waiting, q.starved) == (1, 1)  # ran dry: starved
     q.clear()
-    assert q.pop() is None and (q.waiting, q.starved) == (2, 1)      # after a reset: waiting again
+    assert q.pop() is None and (q.waiting, q.starved) == (2, 1)  # after a reset: waiting again

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Python API builds the same nodes as the CLI and applies injected
 processors: observation before the policy, action before the command."""
 
@@ -5,8 +6,8 @@ from rclpy.parameter import Parameter
 
 from rollout_ros.api import build_rollout_context
 
-GRIPPER_ID = 6          # Koch follower
-GRIPPER_RANGE = (2048, 3072)   # demo calibration, RANGE_0_100
+GRIPPER_ID = 6  # Koch follower
+GRIPPER_RANGE = (2048, 3072)  # demo calibration, RANGE_0_100
 
 
 def test_setup_run_teardown_with_processors(ros, emulator, rollout_config):
@@ -26,7 +27,7 @@ def test_setup_run_teardown_with_processors(ros, emulator, rollout_config):
         summary = ctx.strategy.run()
     finally:
         ctx.strategy.teardown()
-    assert summary['ticks'] >= 10        # ran (45 on an idle machine; the rate is bench/'s)
+    assert summary['ticks'] >= 10  # ran (45 on an idle machine; the rate is bench/'s)
     assert len(seen) >= summary['ticks'] - summary['starved_ticks'] and 'gripper.pos' in seen[0]
     lo, hi = GRIPPER_RANGE
     want = lo + 0.9 * (hi - lo)
@@ -36,6 +37,7 @@ def test_setup_run_teardown_with_processors(ros, emulator, rollout_config):
 
 def test_display_data_streams_every_policy_step_to_rerun(ros, emulator, rollout_config, tmp_path):
     import rerun as rr
+
     rrd = tmp_path / 'session.rrd'
     ctx = build_rollout_context(rollout_config(duration=1.5, display_data=True))
     ctx.strategy.node.set_parameters([Parameter('display_rrd_path', value=str(rrd))])

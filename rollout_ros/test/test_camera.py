@@ -1,11 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 """The camera node over a video file: images carry their capture time, a
 stall is reported on /diagnostics and recovers, rotation swaps the shape."""
-
-import time
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
@@ -14,9 +14,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.camera import OpenCVCamera
 from rollout_ros.nodes.camera_node import CameraNode
-from helpers import spin_in_background, wait_for
-
-
 
 
 @pytest.fixture
@@ -24,12 +21,12 @@ def camera_node(ros, assets):
     nodes = []
 
     def make(**params):
-        base = dict(index_or_path=str(assets['video']), width=128, height=96, fps=30.0,
-                    stall_timeout_s=0.3)
+        base = dict(index_or_path=str(assets['video']), width=128, height=96, fps=30.0, stall_timeout_s=0.3)
         base.update(params)
         node = CameraNode('camera_test', parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
         nodes.append((node, spin_in_background(node)))
         return node
+
     yield make
     for node, ex in nodes:
         node.trigger_shutdown()
@@ -56,7 +53,7 @@ def test_images_stamped_with_capture_time_and_stall_reported(camera_node):
     count = len(images)
     assert wait_for(lambda: node.stalled and diags[-1].status[0].level == DiagnosticStatus.ERROR)
     assert 'stalled' in diags[-1].status[0].message
-    assert len(images) <= count + 1            # nothing new while stalled
+    assert len(images) <= count + 1  # nothing new while stalled
     assert wait_for(lambda: not node.stalled and diags[-1].status[0].level == DiagnosticStatus.OK)
     assert len(images) > count + 1
 
@@ -87,7 +84,7 @@ def test_camera_info_and_a_tf_frame_with_every_image(camera_node):
     node.trigger_activate()
     assert wait_for(lambda: len(images) > 10 and len(infos) > 10)
     info = infos[-1]
-    assert (info.width, info.height) == (128, 96) and info.k[0] == 0.0   # size; uncalibrated
+    assert (info.width, info.height) == (128, 96) and info.k[0] == 0.0  # size; uncalibrated
     frames = {m.header.frame_id for m in images + infos}
     assert frames == {'camera_wrist_optical_frame'}
     # Every image has its camera info under the same capture stamp.
@@ -97,5 +94,6 @@ def test_camera_info_and_a_tf_frame_with_every_image(camera_node):
 
 def test_optical_frame_names_are_tf_frames():
     from rollout_ros.nodes.camera_node import optical_frame
+
     assert optical_frame('/', 'front') == 'camera_front_optical_frame'
     assert optical_frame('/lab/arm1', 'front') == 'lab_arm1_camera_front_optical_frame'

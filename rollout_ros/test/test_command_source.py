@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Only the run's own strategy commands the arm: the driver checks the sender
 of every command, so a foreign process publishing on the same topic never
 reaches the bus, and the error names it."""
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+from helpers import spin_in_background, wait_for
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -15,13 +17,12 @@ from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-from helpers import spin_in_background, wait_for
 
 SPEC = get_robot_spec(ROBOT_TYPE)
-OURS, THEIRS = 0.1, -0.3    # shoulder_pan targets [rad] of the strategy and of the intruder
+OURS, THEIRS = 0.1, -0.3  # shoulder_pan targets [rad] of the strategy and of the intruder
 
 # A separate process commanding the arm at 30 Hz from a node of its own.
-INTRUDER = textwrap.dedent('''
+INTRUDER = textwrap.dedent("""
     import sys, time, rclpy
     from sensor_msgs.msg import JointState
     rclpy.init()
@@ -30,7 +31,7 @@ INTRUDER = textwrap.dedent('''
     while rclpy.ok():
         pub.publish(JointState(name=['shoulder_pan'], position=[float(sys.argv[3])]))
         time.sleep(1 / 30)
-''')
+""")
 
 
 def pan_ticks(assets, rad):
@@ -39,11 +40,17 @@ def pan_ticks(assets, rad):
 
 
 def make_driver(assets, emulator, ns, **params):
-    base = dict(robot_port=emulator.port, robot_type=ROBOT_TYPE, robot_id=ROBOT_ID,
-                calibration_dir=str(assets['calibration_dir']), max_relative_target=6.3,
-                command_timeout_s=5.0)
-    node = RobotDriverNode(namespace=ns, parameter_overrides=[
-        Parameter(k, value=v) for k, v in {**base, **params}.items()])
+    base = dict(
+        robot_port=emulator.port,
+        robot_type=ROBOT_TYPE,
+        robot_id=ROBOT_ID,
+        calibration_dir=str(assets['calibration_dir']),
+        max_relative_target=6.3,
+        command_timeout_s=5.0,
+    )
+    node = RobotDriverNode(
+        namespace=ns, parameter_overrides=[Parameter(k, value=v) for k, v in {**base, **params}.items()]
+    )
     return node, spin_in_background(node)
 
 
@@ -51,25 +58,34 @@ def driver_errors(node):
     """/rosout errors of `node`, collected on a listener node."""
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile
+
     errors = []
     listener = rclpy.create_node(f'rosout_listener_{os.getpid()}')
     listener.create_subscription(
-        Log, '/rosout', lambda m: errors.append(m.msg) if m.level >= Log.ERROR and m.name.endswith(
-            node.get_name()) else None,
+        Log,
+        '/rosout',
+        lambda m: errors.append(m.msg) if m.level >= Log.ERROR and m.name.endswith(node.get_name()) else None,
         # /rosout keeps its history for late listeners (transient local).
-        QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )
     return listener, errors
 
 
 def start_intruder(name, topic):
-    return subprocess.Popen([sys.executable, '-c', INTRUDER, name, topic, str(THEIRS)], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, '-c', INTRUDER, name, topic, str(THEIRS)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_foreign_commands_never_reach_the_bus(ros, assets, emulator):
     ns = f'/cmdsrc_{os.getpid()}'
     node, ex = make_driver(assets, emulator, ns, command_source='strategy')
     import rclpy
+
     strategy = rclpy.create_node('strategy', namespace=ns)
     listener, errors = driver_errors(node)
     sx = spin_in_background(strategy, listener)
@@ -105,6 +121,7 @@ def test_unbound_driver_stops_executing_when_a_second_node_commands(ros, assets,
     ns = f'/unbound_{os.getpid()}'
     node, ex = make_driver(assets, emulator, ns)
     import rclpy
+
     first = rclpy.create_node('first', namespace=ns)
     listener, errors = driver_errors(node)
     sx = spin_in_background(first, listener)
@@ -115,8 +132,13 @@ def test_unbound_driver_stops_executing_when_a_second_node_commands(ros, assets,
         pub = first.create_publisher(JointState, 'joint_commands', 1)
         emulator.clear_goal_writes()
         # Alone, the only publisher commands the arm.
-        assert wait_for(lambda: pub.publish(JointState(name=['shoulder_pan'], position=[OURS])) or any(
-            i == 1 and t == pan_ticks(assets, OURS) for _, i, t in emulator.goal_writes), timeout=10)
+        assert wait_for(
+            lambda: (
+                pub.publish(JointState(name=['shoulder_pan'], position=[OURS]))
+                or any(i == 1 and t == pan_ticks(assets, OURS) for _, i, t in emulator.goal_writes)
+            ),
+            timeout=10,
+        )
         intruder = start_intruder('second', f'{ns}/joint_commands')
         assert wait_for(lambda: node.foreign_commands >= 10, timeout=60), 'the second publisher never came up'
         emulator.clear_goal_writes()

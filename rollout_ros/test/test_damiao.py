@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Damiao CAN bus (python-can) against emulated motors on python-can's
 virtual interface: MIT frames and state decoding bit-equal to LeRobot's,
 replies matched by receive id, enable/disable/zero, and every fault knob
@@ -7,13 +8,18 @@ import math
 import time
 
 import pytest
+from helpers import wait_for
 
 from rollout_ros.hardware.bus_errors import BusError
 from rollout_ros.hardware.damiao import protocol as proto
 from rollout_ros.hardware.damiao.bus import DamiaoBus
-from rollout_ros.hardware.emulator.damiao_emulator import (OPENARM_MOTORS, DamiaoBusEmulator,
-                                                           EmulatedDamiaoMotor, openarm_motors, pick_transport)
-from helpers import wait_for
+from rollout_ros.hardware.emulator.damiao_emulator import (
+    OPENARM_MOTORS,
+    DamiaoBusEmulator,
+    EmulatedDamiaoMotor,
+    openarm_motors,
+    pick_transport,
+)
 
 NAMES = [f'joint_{i}' for i in range(1, 8)] + ['gripper']
 MOTORS = dict(zip(NAMES, OPENARM_MOTORS))
@@ -28,8 +34,9 @@ def emulator():
 
 @pytest.fixture
 def bus(emulator):
-    b = DamiaoBus(emulator.port, MOTORS, interface='virtual', gains={n: (100.0, 1.0) for n in NAMES},
-                  reply_timeout_s=0.05)
+    b = DamiaoBus(
+        emulator.port, MOTORS, interface='virtual', gains={n: (100.0, 1.0) for n in NAMES}, reply_timeout_s=0.05
+    )
     b.connect()
     yield b
     if b.is_connected:
@@ -40,19 +47,28 @@ def bus(emulator):
 def lerobot_damiao_bus():
     damiao = pytest.importorskip('lerobot.motors.damiao')
     from lerobot.motors import Motor, MotorNormMode
-    motors = {n: Motor(s, model, MotorNormMode.DEGREES, motor_type_str=model, recv_id=r)
-              for n, (s, r, model) in MOTORS.items()}
+
+    motors = {
+        n: Motor(s, model, MotorNormMode.DEGREES, motor_type_str=model, recv_id=r)
+        for n, (s, r, model) in MOTORS.items()
+    }
     return damiao.DamiaoMotorsBus(port='unused', motors=motors)
 
 
 @pytest.mark.parametrize('model', ['dm8009', 'dm4340', 'dm4310'])
 def test_mit_frames_and_state_decoding_equal_lerobots(model):
     from lerobot.motors.damiao.tables import MotorType
+
     lr = lerobot_damiao_bus()
     mtype = MotorType[model.upper()]
     pmax, vmax, tmax = proto.MODEL_LIMITS[model]
-    commands = [(0.0, 0.0, 0.0, 0.0, 0.0), (1.234, -2.5, 240.0, 5.0, 1.5), (-3.0, 7.5, 24.0, 0.3, -2.0),
-                (20.0, 99.0, 600.0, 9.0, 99.0), (-20.0, -99.0, -1.0, -1.0, -99.0)]   # last two: clamped
+    commands = [
+        (0.0, 0.0, 0.0, 0.0, 0.0),
+        (1.234, -2.5, 240.0, 5.0, 1.5),
+        (-3.0, 7.5, 24.0, 0.3, -2.0),
+        (20.0, 99.0, 600.0, 9.0, 99.0),
+        (-20.0, -99.0, -1.0, -1.0, -99.0),
+    ]  # last two: clamped
     for q, dq, kp, kd, tau in commands:
         ours = proto.encode_mit(model, q, dq, kp, kd, tau)
         theirs = lr._encode_mit_packet(mtype, kp, kd, math.degrees(q), math.degrees(dq), tau)
@@ -80,12 +96,12 @@ def test_state_refresh_enable_and_mit_goal(bus, emulator):
     bus.sync_write('Kp', {'joint_5': 24.0})
     bus.sync_write('Goal_Position', {'joint_1': 0.5, 'joint_5': -0.25})
     q, dq, kp, kd, tau = emulator.motor(1).target
-    assert (q, dq, kp, kd, tau) == pytest.approx((0.5, 0.0, 100.0, 1.0, 0.0), abs=0.13)   # 12-bit fields
+    assert (q, dq, kp, kd, tau) == pytest.approx((0.5, 0.0, 100.0, 1.0, 0.0), abs=0.13)  # 12-bit fields
     assert emulator.motor(5).target[2] == pytest.approx(24.0, abs=0.2)
     assert wait_for(lambda: abs(bus.read('Present_Position', 'joint_1') - 0.5) < 0.01)
 
     bus.mit_control({'joint_2': (0.0, 0.0, 50.0, 2.0, 1.25)})
-    assert emulator.motor(2).target == pytest.approx((0.0, 0.0, 50.0, 2.0, 1.25), abs=0.13)   # kp step: 500/4095
+    assert emulator.motor(2).target == pytest.approx((0.0, 0.0, 50.0, 2.0, 1.25), abs=0.13)  # kp step: 500/4095
 
     bus.set_torque(False, ['joint_1'])
     assert not emulator.motor(1).enabled and emulator.motor(2).enabled
@@ -119,13 +135,13 @@ def test_replies_are_matched_by_receive_id_not_order():
 
 def test_lost_replies_are_retried_then_fail_naming_the_motor(bus, emulator):
     emulator.faults.drop_replies(count=2)
-    assert bus.sync_read('Present_Position')          # two lost replies: the retries cover them
+    assert bus.sync_read('Present_Position')  # two lost replies: the retries cover them
     assert emulator.faults.dropped == 2
     emulator.silence(4)
     with pytest.raises(BusError, match=r'after 3 attempts: no reply from joint_4 \(send 0x04, recv 0x14\)'):
         bus.sync_read('Present_Position')
     with pytest.raises(BusError, match='joint_4'):
-        bus.sync_write('Goal_Position', {'joint_4': 0.1})   # commands fail like reads
+        bus.sync_write('Goal_Position', {'joint_4': 0.1})  # commands fail like reads
     emulator.clear_faults()
     emulator.faults.corrupt_checksums(count=0, probability=1.0)
     with pytest.raises(BusError, match='malformed'):
@@ -136,9 +152,9 @@ def test_bus_off_is_a_bus_error(bus, emulator):
     emulator.bus_off()
     with pytest.raises(BusError, match='bus-off'):
         bus.sync_read('Present_Position')
-    with pytest.raises(BusError, match='is bus-off'):     # and stays so: nothing is sent
+    with pytest.raises(BusError, match='is bus-off'):  # and stays so: nothing is sent
         bus.sync_write('Goal_Position', {'joint_1': 0.0})
-    emulator.clear_faults()                               # the controller restarts
+    emulator.clear_faults()  # the controller restarts
     assert wait_for(lambda: _reads(bus))
 
 
@@ -150,7 +166,7 @@ def _reads(bus) -> bool:
 
 
 def test_missing_motor_fails_connect_with_the_fix():
-    with DamiaoBusEmulator(openarm_motors()[:7]) as emu:   # no gripper on the bus
+    with DamiaoBusEmulator(openarm_motors()[:7]) as emu:  # no gripper on the bus
         bus = DamiaoBus(emu.port, MOTORS, interface='virtual', reply_timeout_s=0.01)
         with pytest.raises(BusError, match=r'no reply from gripper .*24 V supply'):
             bus.connect()
@@ -165,8 +181,7 @@ def test_enable_refused_while_a_motor_reports_a_fault(bus, emulator):
 
 def test_socketcan_down_names_the_ip_link_command():
     bus = DamiaoBus('rollout_can9', MOTORS, interface='socketcan')
-    with pytest.raises(BusError, match='ip link set rollout_can9 up type can bitrate 1000000 '
-                                       'dbitrate 5000000 fd on'):
+    with pytest.raises(BusError, match='ip link set rollout_can9 up type can bitrate 1000000 dbitrate 5000000 fd on'):
         bus.connect()
 
 
@@ -180,6 +195,7 @@ def test_emulated_motor_tracks_faster_with_higher_kp():
             time.sleep(0.005)
             m.handle(proto.PARAM_ID, proto.refresh_frame(1))
         return time.monotonic() - start
+
     assert settle_time(200.0) < settle_time(20.0)
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """BagWriter: messages serialized by rclpy go in, rosbags' Reader gets the same
 bytes back, rclpy deserializes them equal, and metadata.yaml says what
 `ros2 bag info` shows (topics, types, counts, storage)."""
@@ -52,9 +53,11 @@ def frame(i):
     return msg
 
 
-TOPICS = {'/joint_states': ('sensor_msgs/msg/JointState', joint_state, 5),
-          '/front/image_raw': ('sensor_msgs/msg/Image', image, 3),
-          '/strategy/frames': (FRAME_TYPE, frame, 4)}
+TOPICS = {
+    '/joint_states': ('sensor_msgs/msg/JointState', joint_state, 5),
+    '/front/image_raw': ('sensor_msgs/msg/Image', image, 3),
+    '/strategy/frames': (FRAME_TYPE, frame, 4),
+}
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -64,7 +67,7 @@ def test_round_trip_and_metadata(tmp_path, storage):
     with BagWriter(bag, storage=storage) as writer:
         writer.add_topic('/joint_states', 'sensor_msgs/msg/JointState', qos='reliable')
         writer.add_topic('/front/image_raw', 'sensor_msgs/msg/Image', qos='sensor_data')
-        writer.add_topic('/strategy/frames', FRAME_TYPE)     # definition read from the install
+        writer.add_topic('/strategy/frames', FRAME_TYPE)  # definition read from the install
         for topic, (_, make, count) in TOPICS.items():
             for i in range(count):
                 msg = make(i)
@@ -76,7 +79,7 @@ def test_round_trip_and_metadata(tmp_path, storage):
     with Reader(bag) as reader:
         for conn, t_ns, raw in reader.messages():
             got.setdefault(conn.topic, []).append((t_ns, raw, conn.msgtype))
-    for topic, (msgtype, make, count) in TOPICS.items():
+    for topic, (msgtype, make, _count) in TOPICS.items():
         cls = type(make(0))
         assert [t for t, _, _ in got[topic]] == [t for t, _ in sent[topic]]
         assert {m for _, _, m in got[topic]} == {msgtype}
@@ -113,8 +116,8 @@ def test_custom_definition_text_and_compression(tmp_path):
         batch = writer.typestore.types['my_pkg/msg/Batch'](frames=[], note='hello')
         writer.write('/batch', 5, bytes(writer.typestore.serialize_cdr(batch, 'my_pkg/msg/Batch')))
     with Reader(tmp_path / 'bag') as reader:
-        (conn, _, raw), = list(reader.messages())
-        assert 'MSG: rollout_ros_interfaces/RolloutFrame' in conn.msgdef.data   # dependency, for play
+        ((conn, _, raw),) = list(reader.messages())
+        assert 'MSG: rollout_ros_interfaces/RolloutFrame' in conn.msgdef.data  # dependency, for play
         assert writer.typestore.deserialize_cdr(raw, 'my_pkg/msg/Batch').note == 'hello'
 
 
@@ -126,6 +129,7 @@ def test_threads_and_errors(tmp_path):
     def burst(k):
         for i in range(200):
             writer.write('/joint_states', k * 1000 + i, raw)
+
     threads = [threading.Thread(target=burst, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()

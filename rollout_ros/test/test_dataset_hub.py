@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HubUploader against a local stand-in for the Hub's HTTP API, driven by the
 real huggingface_hub client: finalized files arrive intact and temp files do
 not, requests collapse, failed commits are retried, the token stays out of
@@ -22,20 +23,30 @@ from rollout_ros.dataset.layout import PRIVATE_DIR
 
 TOKEN = 'hf_FAKEsecretTOKEN0123456789'
 REPO = 'tester/rollout_demo'
-INFO = {'codebase_version': 'v3.0', 'fps': 30, 'robot_type': 'koch_follower', 'total_episodes': 1,
-        'total_frames': 90, 'total_tasks': 1,
-        'features': {'action': {'dtype': 'float32', 'shape': [6], 'names': None}}}
-FINALIZED = {'meta/info.json': json.dumps(INFO).encode(),
-             'meta/tasks.parquet': b'PAR1 tasks',
-             'data/chunk-000/file-000.parquet': b'PAR1' + bytes(range(256)) * 40,
-             'videos/observation.images.front/chunk-000/file-000.mp4': b'\x00\x00\x00\x18ftypmp42' * 500}
-UNFINISHED = {'data/chunk-000/file-001.parquet.tmp': b'half a parquet',
-              'videos/observation.images.front/chunk-000/file-001.mp4.partial': b'half a video',
-              'images/observation.images.front/episode-000001/frame-000000.png': b'\x89PNG staging',
-              'meta/episodes/chunk-000/.file-000.parquet.lock': b'',
-              PRIVATE_DIR + '/lock': b'pid 1234',
-              PRIVATE_DIR + '/staging/file-002.parquet.1234.tmp': b'being written',
-              PRIVATE_DIR + '/orphans/file-009.mp4': b'left by a crash'}
+INFO = {
+    'codebase_version': 'v3.0',
+    'fps': 30,
+    'robot_type': 'koch_follower',
+    'total_episodes': 1,
+    'total_frames': 90,
+    'total_tasks': 1,
+    'features': {'action': {'dtype': 'float32', 'shape': [6], 'names': None}},
+}
+FINALIZED = {
+    'meta/info.json': json.dumps(INFO).encode(),
+    'meta/tasks.parquet': b'PAR1 tasks',
+    'data/chunk-000/file-000.parquet': b'PAR1' + bytes(range(256)) * 40,
+    'videos/observation.images.front/chunk-000/file-000.mp4': b'\x00\x00\x00\x18ftypmp42' * 500,
+}
+UNFINISHED = {
+    'data/chunk-000/file-001.parquet.tmp': b'half a parquet',
+    'videos/observation.images.front/chunk-000/file-001.mp4.partial': b'half a video',
+    'images/observation.images.front/episode-000001/frame-000000.png': b'\x89PNG staging',
+    'meta/episodes/chunk-000/.file-000.parquet.lock': b'',
+    PRIVATE_DIR + '/lock': b'pid 1234',
+    PRIVATE_DIR + '/staging/file-002.parquet.1234.tmp': b'being written',
+    PRIVATE_DIR + '/orphans/file-009.mp4': b'left by a crash',
+}
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -54,7 +65,7 @@ class FakeHub:
         self.requests = []
         self.unhandled = []
         self.auth_headers = set()
-        self.commits = []            # (repo, message, {path: bytes})
+        self.commits = []  # (repo, message, {path: bytes})
         self.fail_commits = 0
         self.commit_failures = 0
         self.commit_started = threading.Event()
@@ -112,13 +123,15 @@ class FakeHub:
         parts = path.strip('/').split('/')
         if method == 'POST' and path == '/api/repos/create':
             payload = json.loads(body)
-            repo = f"{payload['organization'] or 'tester'}/{payload['name']}"
+            repo = f'{payload["organization"] or "tester"}/{payload["name"]}'
             with self.lock:
                 if repo in self.repos:
-                    return 409, {'error': 'You already created this dataset repo',
-                                 'url': f'{self.endpoint}/datasets/{repo}'}, None
-                self.repos[repo] = {'files': {}, 'tags': {}, 'head': '0' * 40,
-                                    'visibility': payload.get('visibility')}
+                    return (
+                        409,
+                        {'error': 'You already created this dataset repo', 'url': f'{self.endpoint}/datasets/{repo}'},
+                        None,
+                    )
+                self.repos[repo] = {'files': {}, 'tags': {}, 'head': '0' * 40, 'visibility': payload.get('visibility')}
             return 200, {'url': f'{self.endpoint}/datasets/{repo}'}, None
         if method == 'POST' and path == '/api/validate-yaml':
             front = json.loads(body)['content'].split('---')[1]
@@ -130,9 +143,15 @@ class FakeHub:
                 return 404, {'error': 'Repository not found'}, {'X-Error-Code': 'RepoNotFound'}
             state = self.repos[repo]
             if method == 'POST' and action == 'preupload':
-                files = [{'path': f['path'], 'uploadMode': 'regular', 'shouldIgnore': False,
-                          'oid': git_blob_sha1(state['files'][f['path']]) if f['path'] in state['files'] else None}
-                         for f in json.loads(body)['files']]
+                files = [
+                    {
+                        'path': f['path'],
+                        'uploadMode': 'regular',
+                        'shouldIgnore': False,
+                        'oid': git_blob_sha1(state['files'][f['path']]) if f['path'] in state['files'] else None,
+                    }
+                    for f in json.loads(body)['files']
+                ]
                 return 200, {'files': files}, None
             if method == 'POST' and action == 'commit':
                 return self._commit(repo, state, body, headers)
@@ -163,22 +182,29 @@ class FakeHub:
                 # statuses the client retries by itself, so it reaches
                 # HubUploader. The server echoes credentials: whatever ends up
                 # in the client's exception text must still not reach logs or status.
-                return 412, {'error': f"A commit has happened since (auth {headers.get('authorization')})"}, None
+                return 412, {'error': f'A commit has happened since (auth {headers.get("authorization")})'}, None
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             header = next(x['value'] for x in lines if x['key'] == 'header')
-            added = {x['value']['path']: base64.b64decode(x['value']['content'])
-                     for x in lines if x['key'] == 'file'}
+            added = {x['value']['path']: base64.b64decode(x['value']['content']) for x in lines if x['key'] == 'file'}
             assert not [x for x in lines if x['key'] not in ('header', 'file')], 'only regular files expected'
             state['files'].update(added)
             state['head'] = hashlib.sha1(repr((state['head'], sorted(added))).encode()).hexdigest()
             self.commits.append((repo, header['summary'], added))
-            return 200, {'commitUrl': f'{self.endpoint}/datasets/{repo}/commit/{state["head"]}',
-                         'commitOid': state['head'], 'pullRequestUrl': None}, None
+            return (
+                200,
+                {
+                    'commitUrl': f'{self.endpoint}/datasets/{repo}/commit/{state["head"]}',
+                    'commitOid': state['head'],
+                    'pullRequestUrl': None,
+                },
+                None,
+            )
 
 
 @pytest.fixture
 def hub(monkeypatch):
     import huggingface_hub.constants
+
     # conftest keeps the Hub offline for the whole suite; only this client,
     # aimed at the local stand-in, is let through.
     monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
@@ -195,6 +221,7 @@ def uploader(hub, tmp_path):
         kwargs = {'token': TOKEN, 'endpoint': hub.endpoint, 'retry_backoff_s': 0.05, **kwargs}
         made.append(HubUploader(root, REPO, **kwargs))
         return made[-1]
+
     yield make
     for u in made:
         u.close(final_push=False, timeout_s=30)
@@ -208,8 +235,9 @@ def write_tree(root, files):
 
 
 def snapshot(root):
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob('*')) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob('*')) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -237,7 +265,7 @@ def test_push_uploads_finalized_files_card_and_tag(hub, uploader, dataset):
     up = uploader(dataset, private=True, tags=['koch'])
     t0 = time.monotonic()
     assert up.request_push('episode 0') is True
-    assert time.monotonic() - t0 < 0.5           # queued, not uploaded, on the caller's thread
+    assert time.monotonic() - t0 < 0.5  # queued, not uploaded, on the caller's thread
     wait_for(lambda: up.status()['pushes_done'] == 1)
 
     files = hub.files()
@@ -246,7 +274,7 @@ def test_push_uploads_finalized_files_card_and_tag(hub, uploader, dataset):
     card = files['README.md'].decode()
     front = yaml.safe_load(card.split('---')[1])
     assert {'LeRobot', 'koch'} <= set(front['tags']) and front['task_categories'] == ['robotics']
-    assert '"robot_type": "koch_follower"' in card      # LeRobot's card embeds info.json
+    assert '"robot_type": "koch_follower"' in card  # LeRobot's card embeds info.json
     assert hub.repos[REPO]['tags'] == {'v3.0': hub.repos[REPO]['head']}
     assert hub.repos[REPO]['visibility'] == 'private'
     assert hub.auth_headers == {f'Bearer {TOKEN}'}
@@ -269,7 +297,7 @@ def test_requests_during_a_push_collapse_into_one(hub, uploader, dataset):
     hub.commit_gate.clear()
     up = uploader(dataset)
     assert up.request_push('episode 0')
-    assert hub.commit_started.wait(60)          # push 1 is inside its commit
+    assert hub.commit_started.wait(60)  # push 1 is inside its commit
     # Episode 1 lands meanwhile, renamed into place, then info.json (last).
     new_video = 'videos/observation.images.front/chunk-000/file-001.mp4'
     write_tree(dataset, {new_video + '.partial': b'episode 1 video'})
@@ -321,7 +349,7 @@ def test_a_push_that_keeps_failing_is_reported(hub, uploader, dataset, caplog):
     assert hub.commit_failures == 3
     assert status['pushes_done'] == 0 and status['failures'] == 1
     assert '412' in status['last_error'] and 'A commit has happened' in status['last_error']
-    assert '***' in status['last_error']           # the echoed credential, masked
+    assert '***' in status['last_error']  # the echoed credential, masked
     assert TOKEN not in repr(status) and TOKEN not in caplog.text
     assert any(r.levelno == logging.ERROR and 'after 3 attempt' in r.getMessage() for r in caplog.records)
     assert snapshot(dataset) == before

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """FrameRingBuffer (compressed images, honest memory count, the cap reported)
 and episode rotation (LeRobot's estimate, corrected by measured bytes)."""
 
@@ -32,8 +33,9 @@ def make_frame(t: int) -> dict:
 
 
 def raw_frame_bytes(frame) -> int:
-    return FRAME_OVERHEAD_BYTES + sum(v.nbytes if isinstance(v, np.ndarray) else len(v.encode())
-                                      for v in frame.values())
+    return FRAME_OVERHEAD_BYTES + sum(
+        v.nbytes if isinstance(v, np.ndarray) else len(v.encode()) for v in frame.values()
+    )
 
 
 @pytest.mark.parametrize('codec, max_err', [('jpeg', 2.5), ('png', 0.0), ('raw', 0.0)])
@@ -79,7 +81,7 @@ def test_seconds_window_evicts_oldest_and_is_not_capped():
 
 def test_memory_cap_shortens_the_window_and_says_so():
     frame_bytes = raw_frame_bytes(make_frame(0))
-    cap_mb = 7.5 * frame_bytes / MIB                    # room for 7 raw frames, not 8
+    cap_mb = 7.5 * frame_bytes / MIB  # room for 7 raw frames, not 8
     ring = FrameRingBuffer(seconds=1.0, fps=30, max_memory_mb=cap_mb, image_codec='raw')
     for t in range(40):
         ring.append(make_frame(t))
@@ -152,8 +154,9 @@ def test_bad_arguments():
         FrameRingBuffer(0, 30, 64)
 
 
-@pytest.mark.parametrize('shape, target, seconds', [((480, 640), 200, 1820.4), ((720, 1280), 200, 606.8),
-                                                    ((480, 640), 50, 455.1)])
+@pytest.mark.parametrize(
+    'shape, target, seconds', [((480, 640), 200, 1820.4), ((720, 1280), 200, 606.8), ((480, 640), 50, 455.1)]
+)
 def test_estimate_matches_the_spec_table(shape, target, seconds):
     assert estimate_max_episode_seconds({'front': shape}, 30, target) == pytest.approx(seconds, abs=0.1)
 
@@ -169,12 +172,16 @@ def test_estimate_equals_lerobots():
         from lerobot.rollout.strategies import estimate_max_episode_seconds as lerobot_estimate
     except ImportError:
         pytest.skip('lerobot rollout is not importable')
-    for shapes, fps, target in [({'a': (480, 640)}, 30, 200), ({'a': (480, 640), 'b': (240, 320)}, 15, 75),
-                                ({}, 30, 200)]:
+    for shapes, fps, target in [
+        ({'a': (480, 640)}, 30, 200),
+        ({'a': (480, 640), 'b': (240, 320)}, 15, 75),
+        ({}, 30, 200),
+    ]:
         features = {f'observation.images.{k}': {'dtype': 'video', 'shape': (*s, 3)} for k, s in shapes.items()}
         features['action'] = {'dtype': 'float32', 'shape': (6,)}
         assert estimate_max_episode_seconds(shapes, fps, target) == pytest.approx(
-            lerobot_estimate(features, fps, target))
+            lerobot_estimate(features, fps, target)
+        )
 
 
 def test_rotation_falls_back_on_the_estimate_without_measurements():
@@ -187,7 +194,7 @@ def test_rotation_falls_back_on_the_estimate_without_measurements():
 
 def test_rotation_follows_the_largest_measured_file():
     rot = EpisodeRotation(10, 30, {'front': (480, 640), 'wrist': (240, 320)})
-    assert rot.estimate_s == pytest.approx(364.1, abs=0.1)      # from the smaller camera
+    assert rot.estimate_s == pytest.approx(364.1, abs=0.1)  # from the smaller camera
     # A busy scene fills the file long before the estimate...
     assert not rot.should_rotate(10.0, {'front': 9 * MIB, 'wrist': 2 * MIB})
     assert rot.expected_episode_s == pytest.approx(10 * 10 / 9)

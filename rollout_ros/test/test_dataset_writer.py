@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """DatasetWriter: LeRobot v3 round trip, crash safety (SIGKILL, partial saves, full
 disk), resume checks, repair of crashed datasets (ours and LeRobot's) and
 encoder backpressure. Every dataset is loaded back with lerobot's own
@@ -72,6 +73,7 @@ def record(w: DatasetWriter, e: int, n: int, task: str | None = None) -> dict:
 
 def load(root):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     return LeRobotDataset(REPO, root=root, video_backend='pyav')
 
 
@@ -147,15 +149,23 @@ def test_round_trip_loads_in_lerobot(tmp_path):
     np.testing.assert_allclose(front['max'].ravel(), pixels.max((0, 1, 2)), atol=0.02)
     # The extras must not look like policy inputs/outputs to lerobot.
     from lerobot.utils.feature_utils import dataset_to_policy_features
+
     assert set(dataset_to_policy_features(ds.meta.features)) == {
-        'observation.state', 'action', 'observation.images.front', 'observation.images.wrist'}
+        'observation.state',
+        'action',
+        'observation.images.front',
+        'observation.images.wrist',
+    }
 
 
 def test_make_features_shapes_and_names():
     f = make_features(['a', 'b'], ['a', 'b'], {'top': (480, 640)}, intervention=False, timing=False)
     assert set(f) == {'observation.state', 'action', 'observation.images.top'}
-    assert f['observation.images.top'] == {'dtype': 'video', 'shape': (480, 640, 3),
-                                           'names': ['height', 'width', 'channels']}
+    assert f['observation.images.top'] == {
+        'dtype': 'video',
+        'shape': (480, 640, 3),
+        'names': ['height', 'width', 'channels'],
+    }
     f = make_features(['a'], ['b', 'c'], {'top': (4, 6)}, intervention=True)
     assert f['intervention'] == {'dtype': 'bool', 'shape': (1,), 'names': None}
     assert f['executed.action']['names'] == ['b', 'c'] and f['stamp.camera.top']['dtype'] == 'float64'
@@ -241,15 +251,20 @@ def test_sigkill_mid_episode_keeps_finished_episodes_and_resumes(tmp_path):
     np.testing.assert_array_equal(item['action'].numpy(), frame(2, 7)['action'])
 
 
-@pytest.mark.parametrize('change, param', [
-    ({'fps': 15}, 'fps'),
-    ({'robot_type': 'so101_follower'}, 'robot_type'),
-    ({'features': make_features(JOINTS, JOINTS, {'front': (H, W)}, intervention=True)}, 'features'),
-    ({'features': make_features(JOINTS, JOINTS, {'front': (H, W), 'wrist': (H * 2, W * 2)}, intervention=True)},
-     'features.observation.images.wrist'),
-    ({'features': make_features(JOINTS[::-1], JOINTS, CAMS, intervention=True)}, 'features.observation.state'),
-    ({'features': make_features(JOINTS, JOINTS, CAMS, intervention=False)}, 'features'),
-])
+@pytest.mark.parametrize(
+    'change, param',
+    [
+        ({'fps': 15}, 'fps'),
+        ({'robot_type': 'so101_follower'}, 'robot_type'),
+        ({'features': make_features(JOINTS, JOINTS, {'front': (H, W)}, intervention=True)}, 'features'),
+        (
+            {'features': make_features(JOINTS, JOINTS, {'front': (H, W), 'wrist': (H * 2, W * 2)}, intervention=True)},
+            'features.observation.images.wrist',
+        ),
+        ({'features': make_features(JOINTS[::-1], JOINTS, CAMS, intervention=True)}, 'features.observation.state'),
+        ({'features': make_features(JOINTS, JOINTS, CAMS, intervention=False)}, 'features'),
+    ],
+)
 def test_resume_mismatch_names_the_parameter(tmp_path, change, param):
     root = tmp_path / 'ds'
     DatasetWriter.create(root, REPO, FPS, 'koch_follower', features()).finalize()
@@ -267,6 +282,7 @@ def test_create_refuses_an_existing_dataset_and_a_second_writer(tmp_path):
         with pytest.raises(ConfigError, match='already holds'):
             DatasetWriter.create(root, REPO, FPS, 'koch_follower', features())
         from rollout_ros.dataset.layout import DatasetBusyError
+
         with pytest.raises(DatasetBusyError):
             DatasetWriter.resume(root, fps=FPS, robot_type='koch_follower', features=features())
 
@@ -352,9 +368,11 @@ def test_repair_fixes_info_counting_missing_episodes_and_orphans(tmp_path, capsy
     # An episode whose data landed but whose videos did not (not finished), and a
     # stray copy of a finished episode's file: neither may cost a finished episode.
     import pyarrow.compute as pc
+
     table = pq.read_table(root / 'data/chunk-000/file-001.parquet')
-    table = table.set_column(table.schema.get_field_index('episode_index'), 'episode_index',
-                             pc.add(table.column('episode_index'), 1))
+    table = table.set_column(
+        table.schema.get_field_index('episode_index'), 'episode_index', pc.add(table.column('episode_index'), 1)
+    )
     table = table.set_column(table.schema.get_field_index('index'), 'index', pc.add(table.column('index'), 7))
     orphan = root / 'data/chunk-000/file-002.parquet'
     pq.write_table(table, orphan)
@@ -377,21 +395,27 @@ def test_repair_fixes_info_counting_missing_episodes_and_orphans(tmp_path, capsy
 
 
 def lerobot_frame(e: int, i: int) -> dict:
-    return {'observation.state': np.array([e, i], np.float32), 'action': np.array([e, -i], np.float32),
-            'observation.images.cam': np.full((48, 64, 3), 30 * i + 5 * e, np.uint8), 'task': f'task {e % 2}'}
+    return {
+        'observation.state': np.array([e, i], np.float32),
+        'action': np.array([e, -i], np.float32),
+        'observation.images.cam': np.full((48, 64, 3), 30 * i + 5 * e, np.uint8),
+        'task': f'task {e % 2}',
+    }
 
 
 def lerobot_three_episodes_then_open_fourth(root: Path, ready) -> None:
     """LeRobot's own writer, streaming encoder on; killed before finalize()
     so its parquet footers are never written."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     feats = {
         'observation.state': {'dtype': 'float32', 'shape': (2,), 'names': ['a', 'b']},
         'action': {'dtype': 'float32', 'shape': (2,), 'names': ['a', 'b']},
         'observation.images.cam': {'dtype': 'video', 'shape': (48, 64, 3), 'names': ['height', 'width', 'channels']},
     }
-    ds = LeRobotDataset.create('test/lerobot', fps=10, features=feats, root=root, robot_type='koch',
-                               streaming_encoding=True)
+    ds = LeRobotDataset.create(
+        'test/lerobot', fps=10, features=feats, root=root, robot_type='koch', streaming_encoding=True
+    )
     for e in range(3):
         for i in range(5 + e):
             ds.add_frame(lerobot_frame(e, i))
@@ -406,9 +430,9 @@ def test_repair_recovers_a_lerobot_dataset_killed_before_finalize(tmp_path):
     kill_while(lerobot_three_episodes_then_open_fourth, root)
     assert json.loads((root / 'meta/info.json').read_text())['total_episodes'] == 3
     assert not list((root / 'meta/episodes').rglob('*.parquet'))  # metadata never flushed
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever pyarrow raises for a footer-less file
         pq.read_metadata(root / 'data/chunk-000/file-000.parquet')  # footer-less
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - LeRobot's own error for an unrepaired dataset
         load(root)
 
     report = repair(root)
@@ -430,8 +454,14 @@ def test_repair_recovers_a_lerobot_dataset_killed_before_finalize(tmp_path):
     feats = json.loads((root / 'meta/info.json').read_text())['features']
     with DatasetWriter.resume(root, fps=10, robot_type='koch', features=feats, repo_id=REPO) as w:
         for i in range(4):
-            w.add_frame({'observation.state': [3, i], 'action': [3, -i],
-                         'observation.images.cam': np.full((48, 64, 3), 50, np.uint8)}, 'task 1')
+            w.add_frame(
+                {
+                    'observation.state': [3, i],
+                    'action': [3, -i],
+                    'observation.images.cam': np.full((48, 64, 3), 50, np.uint8),
+                },
+                'task 1',
+            )
         w.save_episode()
     ds = load(root)
     assert ds.num_episodes == 4 and len(ds) == 22
@@ -454,8 +484,10 @@ def test_codec_fallback_and_recorded_codec(tmp_path, monkeypatch):
     with DatasetWriter.create(root, REPO, FPS, 'koch_follower', feats, vcodec='libx264') as w:
         assert w.codec == 'h264'
         for i in range(5):
-            w.add_frame({'observation.state': np.zeros(3), 'action': np.zeros(3),
-                         'observation.images.front': image(0, 0, i)}, 'x')
+            w.add_frame(
+                {'observation.state': np.zeros(3), 'action': np.zeros(3), 'observation.images.front': image(0, 0, i)},
+                'x',
+            )
         w.save_episode()
     info = json.loads((root / 'meta/info.json').read_text())
     assert info['features']['observation.images.front']['info']['video.codec'] == 'h264'
@@ -487,7 +519,7 @@ def test_encoder_failure_is_reported_and_the_episode_can_be_discarded(tmp_path, 
     assert ds.meta.episodes['length'] == [6, 5] and not any((root / STAGING_DIR).iterdir())
 
 
-H264_ENCODE = '''
+H264_ENCODE = """
 import sys
 from pathlib import Path
 import av
@@ -500,15 +532,15 @@ for i in range(30):
     enc.put(np.full((64, 64, 3), i * 8, np.uint8))
 enc.request_finish()
 enc.wait()
-'''
+"""
 
 
 def test_h264_encoding_prints_no_encoder_statistics(tmp_path):
     import subprocess
     import sys
+
     video = tmp_path / 'x.mp4'
-    proc = subprocess.run([sys.executable, '-c', H264_ENCODE, str(video)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, '-c', H264_ENCODE, str(video)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == '', proc.stderr
     with av.open(str(video)) as container:
         assert container.streams.video[0].codec_context.name in ('h264', 'libx264')
@@ -521,8 +553,10 @@ def test_lerobots_push_to_hub_uploads_the_dataset_and_none_of_our_bookkeeping(tm
     import huggingface_hub.constants
     import huggingface_hub.repocard
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from rollout_ros.dataset.layout import LOCK_FILE
     from test_dataset_hub import FakeHub
+
+    from rollout_ros.dataset.layout import LOCK_FILE
+
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
     monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', hub.endpoint)
@@ -539,10 +573,13 @@ def test_lerobots_push_to_hub_uploads_the_dataset_and_none_of_our_bookkeeping(tm
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 (root / rel).write_bytes(b'not dataset content')
             assert (root / LOCK_FILE).exists()
-            dataset_files = {p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file()
-                             and p.relative_to(root).parts[0] in ('meta', 'data', 'videos')}
+            dataset_files = {
+                p.relative_to(root).as_posix()
+                for p in root.rglob('*')
+                if p.is_file() and p.relative_to(root).parts[0] in ('meta', 'data', 'videos')
+            }
             LeRobotDataset(REPO, root=root, video_backend='pyav').push_to_hub(tag_version=False)
-        (repo, state), = hub.repos.items()
+        ((repo, state),) = hub.repos.items()
     finally:
         hub.close()
     uploaded = set(state['files'])

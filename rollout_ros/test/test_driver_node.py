@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The driver node over dynamixel-sdk and the emulated bus: commands reach the
 servos (after safety clipping), present positions come back as JointState,
 the watchdog holds, and torque follows the lifecycle."""
@@ -5,6 +6,7 @@ the watchdog holds, and torque follows the lifecycle."""
 import time
 
 import pytest
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
@@ -12,20 +14,22 @@ from rollout_ros.core.calibration import calibration_path, load_calibration
 from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-from helpers import spin_in_background, wait_for
 
 SPEC = get_robot_spec(ROBOT_TYPE)
 
 
-
-
 @pytest.fixture
 def driver(ros, assets, emulator):
-    node = RobotDriverNode(parameter_overrides=[
-        Parameter('robot_port', value=emulator.port), Parameter('robot_type', value=ROBOT_TYPE),
-        Parameter('robot_id', value=ROBOT_ID),
-        Parameter('calibration_dir', value=str(assets['calibration_dir'])),
-        Parameter('max_relative_target', value=0.2), Parameter('command_timeout_s', value=0.3)])
+    node = RobotDriverNode(
+        parameter_overrides=[
+            Parameter('robot_port', value=emulator.port),
+            Parameter('robot_type', value=ROBOT_TYPE),
+            Parameter('robot_id', value=ROBOT_ID),
+            Parameter('calibration_dir', value=str(assets['calibration_dir'])),
+            Parameter('max_relative_target', value=0.2),
+            Parameter('command_timeout_s', value=0.3),
+        ]
+    )
     ex = spin_in_background(node)
     yield node
     node.trigger_shutdown()
@@ -65,6 +69,7 @@ def test_commands_reach_servos_and_states_come_back(driver, assets, emulator):
     def converged():
         msg = received[-1]
         return all(abs(p - target[n]) < 0.01 for n, p in zip(msg.name, msg.position))
+
     assert wait_for(converged)
 
     # A far target is clipped to max_relative_target from the present position.
@@ -85,14 +90,18 @@ def test_torque_off_at_cleanup(driver, emulator):
     driver.trigger_activate()
     assert emulator.register(3, 'Torque_Enable') == 1
     driver.trigger_deactivate()
-    assert emulator.register(3, 'Torque_Enable') == 1   # holds while inactive
+    assert emulator.register(3, 'Torque_Enable') == 1  # holds while inactive
     driver.trigger_cleanup()
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
 
 
 def test_missing_calibration_is_a_configure_error(ros, emulator, tmp_path):
-    node = RobotDriverNode(parameter_overrides=[
-        Parameter('robot_port', value=emulator.port), Parameter('calibration_dir', value=str(tmp_path))])
+    node = RobotDriverNode(
+        parameter_overrides=[
+            Parameter('robot_port', value=emulator.port),
+            Parameter('calibration_dir', value=str(tmp_path)),
+        ]
+    )
     node.trigger_configure()
     assert node.state_label == 'unconfigured'
     assert 'lerobot-calibrate' in node.last_error and 'robot_id' in node.last_error
@@ -100,8 +109,12 @@ def test_missing_calibration_is_a_configure_error(ros, emulator, tmp_path):
 
 
 def make_driver(assets, emulator, **params):
-    base = dict(robot_port=emulator.port, robot_type=ROBOT_TYPE, robot_id=ROBOT_ID,
-                calibration_dir=str(assets['calibration_dir']))
+    base = dict(
+        robot_port=emulator.port,
+        robot_type=ROBOT_TYPE,
+        robot_id=ROBOT_ID,
+        calibration_dir=str(assets['calibration_dir']),
+    )
     base.update(params)
     node = RobotDriverNode(parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
     return node, spin_in_background(node)
@@ -109,8 +122,7 @@ def make_driver(assets, emulator, **params):
 
 def test_watchdog_holds_within_two_periods(ros, assets, emulator):
     rate, timeout = 50.0, 0.1
-    node, ex = make_driver(assets, emulator, state_rate_hz=rate, command_timeout_s=timeout,
-                           max_relative_target=1.0)
+    node, ex = make_driver(assets, emulator, state_rate_hz=rate, command_timeout_s=timeout, max_relative_target=1.0)
     try:
         node.trigger_configure()
         node.trigger_activate()
@@ -120,7 +132,7 @@ def test_watchdog_holds_within_two_periods(ros, assets, emulator):
         assert wait_for(lambda: len(emulator.goal_writes) >= 1)
         assert wait_for(lambda: len(emulator.goal_writes) >= 2, timeout=2.0)
         (t_cmd, _, goal), (t_hold, _, held) = emulator.goal_writes[0], emulator.goal_writes[1]
-        assert held != goal            # the hold is the present position, short of the goal
+        assert held != goal  # the hold is the present position, short of the goal
         # Slack for a loaded 2-core machine; the budget itself is two periods.
         assert t_hold - t_cmd <= timeout + 2 / rate + 0.03, t_hold - t_cmd
     finally:
@@ -131,8 +143,15 @@ def test_watchdog_holds_within_two_periods(ros, assets, emulator):
 
 def test_return_to_start_is_speed_capped(ros, assets, emulator):
     rate, speed = 50.0, 1.0
-    node, ex = make_driver(assets, emulator, state_rate_hz=rate, return_to_start=True,
-                           return_speed=speed, max_relative_target=0.5, command_timeout_s=5.0)
+    node, ex = make_driver(
+        assets,
+        emulator,
+        state_rate_hz=rate,
+        return_to_start=True,
+        return_speed=speed,
+        max_relative_target=0.5,
+        command_timeout_s=5.0,
+    )
     jmaps = maps(assets)
     try:
         node.trigger_configure()
@@ -165,7 +184,7 @@ def test_dead_bus_ends_in_error_transition(ros, assets, emulator):
     try:
         node.trigger_configure()
         node.trigger_activate()
-        emulator.stop()   # the adapter is unplugged
+        emulator.stop()  # the adapter is unplugged
         assert wait_for(lambda: node.state_label == 'unconfigured', timeout=5.0), node.state_label
         assert node.faulted and 'servo bus failed' in node.last_error
     finally:
@@ -193,7 +212,7 @@ def test_persistent_bus_fault_stops_all_writes(ros, assets, emulator):
             pub.publish(JointState(name=['shoulder_pan'], position=[0.3]))
             time.sleep(0.03)
         assert len(emulator.goal_writes) == writes
-        assert torque == [1] * 6    # torque stays on: the arm holds its last goal
+        assert torque == [1] * 6  # torque stays on: the arm holds its last goal
         assert 'servo bus failed 3 times' in node.last_error
     finally:
         emulator.faults.clear()
@@ -216,8 +235,7 @@ def test_command_beyond_joint_limit_never_reaches_the_bus(ros, assets, emulator)
         lo, hi = maps(assets)['shoulder_lift'].limits_rad
         assert executed[-1].position[0] == pytest.approx(hi)
         writes = {i: t for _, i, t in emulator.goal_writes}
-        cal = load_calibration(calibration_path(assets['calibration_dir'], ROBOT_TYPE, ROBOT_ID),
-                               SPEC.motor_names)
+        cal = load_calibration(calibration_path(assets['calibration_dir'], ROBOT_TYPE, ROBOT_ID), SPEC.motor_names)
         assert writes[2] == cal['shoulder_lift'].range_max
         assert writes[6] == cal['gripper'].range_min
     finally:
@@ -227,8 +245,13 @@ def test_command_beyond_joint_limit_never_reaches_the_bus(ros, assets, emulator)
 
 
 def test_per_joint_step_cap(ros, assets, emulator):
-    node, ex = make_driver(assets, emulator, max_relative_target=0.1,
-                           max_relative_target_per_joint='{"gripper": 0.3}', command_timeout_s=5.0)
+    node, ex = make_driver(
+        assets,
+        emulator,
+        max_relative_target=0.1,
+        max_relative_target_per_joint='{"gripper": 0.3}',
+        command_timeout_s=5.0,
+    )
     try:
         node.trigger_configure()
         node.trigger_activate()
@@ -236,8 +259,8 @@ def test_per_joint_step_cap(ros, assets, emulator):
         executed = []
         node.create_subscription(JointState, '~/executed_commands', executed.append, 10)
         node.create_publisher(JointState, 'joint_commands', 10).publish(
-            JointState(name=['elbow_flex', 'gripper'], position=[start['elbow_flex'] + 1.0,
-                                                                 start['gripper'] + 1.0]))
+            JointState(name=['elbow_flex', 'gripper'], position=[start['elbow_flex'] + 1.0, start['gripper'] + 1.0])
+        )
         assert wait_for(lambda: executed)
         sent = dict(zip(executed[-1].name, executed[-1].position))
         assert sent['elbow_flex'] - start['elbow_flex'] == pytest.approx(0.1, abs=0.01)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fault suite (runtime faults): every fault ends with one clear error, the arm
 held, torque handled as configured and a non-zero exit, within seconds.
 
@@ -26,8 +27,14 @@ from rollout_ros.hardware.dynamixel.bus import DynamixelBus
 from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
 from rollout_ros.hardware.feetech.bus import FeetechBus
 
-KOCH = {'shoulder_pan': (1, 'xl430-w250'), 'shoulder_lift': (2, 'xl430-w250'), 'elbow_flex': (3, 'xl330-m288'),
-        'wrist_flex': (4, 'xl330-m288'), 'wrist_roll': (5, 'xl330-m288'), 'gripper': (6, 'xl330-m288')}
+KOCH = {
+    'shoulder_pan': (1, 'xl430-w250'),
+    'shoulder_lift': (2, 'xl430-w250'),
+    'elbow_flex': (3, 'xl330-m288'),
+    'wrist_flex': (4, 'xl330-m288'),
+    'wrist_roll': (5, 'xl330-m288'),
+    'gripper': (6, 'xl330-m288'),
+}
 
 
 @pytest.fixture
@@ -61,7 +68,7 @@ def test_short_single_read_reply_is_a_bus_error(dxl_bus, emulator):
 
 
 def test_dynamixel_register_writes_are_retried(dxl_bus, emulator):
-    emulator.faults.drop_replies(2)        # two lost acks: the third attempt lands
+    emulator.faults.drop_replies(2)  # two lost acks: the third attempt lands
     dxl_bus.set_torque(True, ['gripper'])
     assert emulator.register(6, 'Torque_Enable') == 1
     emulator.faults.drop_replies(2)
@@ -98,11 +105,12 @@ def test_serial_io_error_is_reported_and_the_port_recovers(dxl_bus, emulator):
             failures.append(n)
             raise OSError(errno.EIO, 'Input/output error')
         return real_read(n)
+
     ser.read = flaky_read
     with pytest.raises(BusError, match='Input/output error') as err:
         dxl_bus.sync_read('Present_Position')
     assert 'in use' not in str(err.value)
-    time.sleep(0.2)    # the servos' replies to the failed requests are in by now
+    time.sleep(0.2)  # the servos' replies to the failed requests are in by now
     assert set(dxl_bus.sync_read('Present_Position')) == set(KOCH)
     # Single transactions too, and the stale replies are not taken for theirs.
     dxl_bus.write('Torque_Enable', 'gripper', 1)
@@ -112,8 +120,11 @@ def test_serial_io_error_is_reported_and_the_port_recovers(dxl_bus, emulator):
 
 def test_closed_port_keeps_reporting_the_serial_error(dxl_bus, emulator):
     emulator.close_port()
-    calls = [lambda: dxl_bus.sync_read('Present_Position'), lambda: dxl_bus.sync_write('Goal_Position', {'gripper': 2000}),
-             lambda: dxl_bus.write('Torque_Enable', 'gripper', 0)]
+    calls = [
+        lambda: dxl_bus.sync_read('Present_Position'),
+        lambda: dxl_bus.sync_write('Goal_Position', {'gripper': 2000}),
+        lambda: dxl_bus.write('Torque_Enable', 'gripper', 0),
+    ]
     for call in calls * 2:
         with pytest.raises(BusError) as err:
             call()
@@ -125,15 +136,23 @@ def test_closed_port_keeps_reporting_the_serial_error(dxl_bus, emulator):
 
 @pytest.fixture
 def driver(ros, assets, emulator):
+    from helpers import spin_in_background
     from rclpy.parameter import Parameter
 
     from rollout_ros.demo import ROBOT_ID, ROBOT_TYPE
     from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-    from helpers import spin_in_background
-    params = dict(robot_port=emulator.port, robot_type=ROBOT_TYPE, robot_id=ROBOT_ID,
-                  calibration_dir=str(assets['calibration_dir']), max_bus_errors=3, command_timeout_s=5.0)
-    node = RobotDriverNode(f'driver_faults_{os.getpid()}',
-                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+    params = dict(
+        robot_port=emulator.port,
+        robot_type=ROBOT_TYPE,
+        robot_id=ROBOT_ID,
+        calibration_dir=str(assets['calibration_dir']),
+        max_bus_errors=3,
+        command_timeout_s=5.0,
+    )
+    node = RobotDriverNode(
+        f'driver_faults_{os.getpid()}', parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
     ex = spin_in_background(node)
     yield node
     emulator.faults.clear()
@@ -148,13 +167,14 @@ def _state_publishers(node) -> int:
 
 def test_driver_recovers_from_a_bus_fault_twice_then_stops_with_torque_off(driver, emulator):
     from helpers import wait_for
+
     ids = range(1, 7)
     for round_ in range(3):
         driver.trigger_configure()
         driver.trigger_activate()
         assert driver.state_label == 'active', (round_, driver.last_error)
         assert driver.faulted is False and driver.bus_errors == 0
-        assert _state_publishers(driver) == 1, round_     # not one more per recovery
+        assert _state_publishers(driver) == 1, round_  # not one more per recovery
         assert all(emulator.register(i, 'Torque_Enable') == 1 for i in ids)
         if round_ == 2:
             break
@@ -181,14 +201,14 @@ def test_lost_torque_off_ack_is_retried_or_fails_the_stop(driver, emulator):
     driver.trigger_configure()
     driver.trigger_activate()
     driver.trigger_deactivate()
-    emulator.faults.drop_replies(2)              # two lost acks: retried
+    emulator.faults.drop_replies(2)  # two lost acks: retried
     driver.trigger_cleanup()
     assert driver.state_label == 'unconfigured' and not driver.last_error
     assert all(emulator.register(i, 'Torque_Enable') == 0 for i in range(1, 7))
     driver.trigger_configure()
     driver.trigger_activate()
     driver.trigger_deactivate()
-    emulator.faults.drop_replies(0, probability=1.0)   # the servos never ack: the stop fails loudly
+    emulator.faults.drop_replies(0, probability=1.0)  # the servos never ack: the stop fails loudly
     driver.trigger_cleanup()
     assert 'releasing the arm' in driver.last_error and 'torque disable failed' in driver.last_error
 
@@ -197,15 +217,19 @@ def test_lost_torque_off_ack_is_retried_or_fails_the_stop(driver, emulator):
 
 # Fault to process exit. Measured 0.3-0.5 s for bus faults, ~4-5 s for a killed policy
 # (two policy_timeout_s, then one stop_timeout_s probe); slack for a loaded 2-core machine.
-EXIT_BUDGET_S = 20.0    # waited before the test gives up and sends SIGINT
+EXIT_BUDGET_S = 20.0  # waited before the test gives up and sends SIGINT
 BUS_FAULT_EXIT_S = 5.0
 POLICY_FAULT_EXIT_S = 10.0
-STARTUP_S = 240.0       # torch and the policy load in each child
+STARTUP_S = 240.0  # torch and the policy load in each child
 
 
 def _measure(name: str, t_fault: float, t_hold, t_exit: float, rc: int) -> dict:
-    figures = {'fault': name, 'hold_s': None if t_hold is None else round(max(0.0, t_hold - t_fault), 3),
-               'exit_s': round(t_exit - t_fault, 3), 'rc': rc}
+    figures = {
+        'fault': name,
+        'hold_s': None if t_hold is None else round(max(0.0, t_hold - t_fault), 3),
+        'exit_s': round(t_exit - t_fault, 3),
+        'rc': rc,
+    }
     print('FAULT ' + json.dumps(figures))
     return figures
 
@@ -233,19 +257,36 @@ def _wait_exit(proc, t_fault: float):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        pytest.fail(f'no exit within {EXIT_BUDGET_S} s of the fault (SIGINT then '
-                    f'{"worked" if proc.returncode != -9 else "failed too"})')
+        pytest.fail(
+            f'no exit within {EXIT_BUDGET_S} s of the fault (SIGINT then '
+            f'{"worked" if proc.returncode != -9 else "failed too"})'
+        )
     return time.monotonic()
 
 
 def _rollout_cmd(assets, port: str, *extra: str) -> list[str]:
     from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID, ROBOT_TYPE
-    cams = (f'{{{CAMERA}: {{type: opencv, index_or_path: {assets["video"]}, width: {IMAGE_HW[1]}, '
-            f'height: {IMAGE_HW[0]}, fps: 30}}}}')
-    return [sys.executable, '-m', 'rollout_ros.cli', f'--policy.path={assets["checkpoint"]}',
-            f'--robot.type={ROBOT_TYPE}', f'--robot.port={port}', f'--robot.id={ROBOT_ID}',
-            f'--robot.calibration_dir={assets["calibration_dir"]}', f'--robot.cameras={cams}',
-            '--robot.max_relative_target=6.3', '--fps=30', '--duration=0', '--task=faults', *extra]
+
+    cams = (
+        f'{{{CAMERA}: {{type: opencv, index_or_path: {assets["video"]}, width: {IMAGE_HW[1]}, '
+        f'height: {IMAGE_HW[0]}, fps: 30}}}}'
+    )
+    return [
+        sys.executable,
+        '-m',
+        'rollout_ros.cli',
+        f'--policy.path={assets["checkpoint"]}',
+        f'--robot.type={ROBOT_TYPE}',
+        f'--robot.port={port}',
+        f'--robot.id={ROBOT_ID}',
+        f'--robot.calibration_dir={assets["calibration_dir"]}',
+        f'--robot.cameras={cams}',
+        '--robot.max_relative_target=6.3',
+        '--fps=30',
+        '--duration=0',
+        '--task=faults',
+        *extra,
+    ]
 
 
 def _spawn(cmd, log_path):
@@ -255,6 +296,7 @@ def _spawn(cmd, log_path):
 
 def _wait_running(emulator, proc, log_path):
     from helpers import wait_for
+
     ok = wait_for(lambda: len(emulator.goal_writes) > 30 or proc.poll() is not None, timeout=STARTUP_S)
     assert ok and proc.poll() is None, open(log_path).read()[-3000:]
 
@@ -300,40 +342,79 @@ def test_policy_process_killed(ros, assets, emulator, tmp_path):
     own process, camera and driver here. The policy process is SIGKILLed
     mid-run: before, nothing was logged, the run went on forever, teardown
     waited 120 s on the dead node and the exit code was 0."""
+    from helpers import spin_in_background
     from rclpy.parameter import Parameter
 
     from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_ID, ROBOT_TYPE
     from rollout_ros.nodes.camera_node import CameraNode
     from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-    from helpers import spin_in_background, wait_for
+
     tag = f'k{os.getpid()}'
     policy, camera, driver = f'policy_{tag}', f'camera_{CAMERA}_{tag}', f'robot_driver_{tag}'
     robot = [f'robot_type:={ROBOT_TYPE}', f'robot_id:={ROBOT_ID}', f'calibration_dir:={assets["calibration_dir"]}']
     cam_template = f'/camera_{{name}}_{tag}/image_raw'
-    nodes = [CameraNode(camera, parameter_overrides=[
-                 Parameter('camera_name', value=CAMERA), Parameter('index_or_path', value=str(assets['video'])),
-                 Parameter('width', value=IMAGE_HW[1]), Parameter('height', value=IMAGE_HW[0])]),
-             RobotDriverNode(driver, parameter_overrides=[
-                 Parameter('robot_port', value=emulator.port), Parameter('robot_type', value=ROBOT_TYPE),
-                 Parameter('robot_id', value=ROBOT_ID), Parameter('max_relative_target', value=6.3),
-                 Parameter('calibration_dir', value=str(assets['calibration_dir'])),
-                 Parameter('joint_prefix', value='')])]
+    nodes = [
+        CameraNode(
+            camera,
+            parameter_overrides=[
+                Parameter('camera_name', value=CAMERA),
+                Parameter('index_or_path', value=str(assets['video'])),
+                Parameter('width', value=IMAGE_HW[1]),
+                Parameter('height', value=IMAGE_HW[0]),
+            ],
+        ),
+        RobotDriverNode(
+            driver,
+            parameter_overrides=[
+                Parameter('robot_port', value=emulator.port),
+                Parameter('robot_type', value=ROBOT_TYPE),
+                Parameter('robot_id', value=ROBOT_ID),
+                Parameter('max_relative_target', value=6.3),
+                Parameter('calibration_dir', value=str(assets['calibration_dir'])),
+                Parameter('joint_prefix', value=''),
+            ],
+        ),
+    ]
     ex = spin_in_background(*nodes)
 
     def ros_args(*params):
         return [a for p in params for a in ('-p', p)]
-    policy_cmd = [sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args', '-r', f'__node:={policy}',
-                  *ros_args(f'policy_path:={assets["checkpoint"]}', f'camera_names:=[{CAMERA}]',
-                            f'camera_topic_template:={cam_template}', f'robot_type:={ROBOT_TYPE}')]
-    strategy_cmd = [sys.executable, '-m', 'rollout_ros.strategies.base_strategy', '--ros-args',
-                    '-r', f'__node:=strategy_{tag}',
-                    *ros_args(f'managed_nodes:=[{policy},{camera},{driver}]', f'policy_service:=/{policy}/infer',
-                              f'camera_names:=[{CAMERA}]', f'camera_topic_template:={cam_template}',
-                              'duration:=0.0', *robot)]
+
+    policy_cmd = [
+        sys.executable,
+        '-m',
+        'rollout_ros.nodes.policy_node',
+        '--ros-args',
+        '-r',
+        f'__node:={policy}',
+        *ros_args(
+            f'policy_path:={assets["checkpoint"]}',
+            f'camera_names:=[{CAMERA}]',
+            f'camera_topic_template:={cam_template}',
+            f'robot_type:={ROBOT_TYPE}',
+        ),
+    ]
+    strategy_cmd = [
+        sys.executable,
+        '-m',
+        'rollout_ros.strategies.base_strategy',
+        '--ros-args',
+        '-r',
+        f'__node:=strategy_{tag}',
+        *ros_args(
+            f'managed_nodes:=[{policy},{camera},{driver}]',
+            f'policy_service:=/{policy}/infer',
+            f'camera_names:=[{CAMERA}]',
+            f'camera_topic_template:={cam_template}',
+            'duration:=0.0',
+            *robot,
+        ),
+    ]
     policy_proc, policy_log = _spawn(policy_cmd, tmp_path / 'policy.log')
     strategy_proc = strategy_log = None
     try:
         from lifecycle_msgs.srv import GetState
+
         probe = nodes[0].create_client(GetState, f'/{policy}/get_state')
         assert probe.wait_for_service(timeout_sec=STARTUP_S), (tmp_path / 'policy.log').read_text()[-3000:]
         strategy_proc, strategy_log = _spawn(strategy_cmd, tmp_path / 'strategy.log')
@@ -342,8 +423,7 @@ def test_policy_process_killed(ros, assets, emulator, tmp_path):
         policy_proc.kill()
         t_exit = _wait_exit(strategy_proc, t_fault)
         out = (tmp_path / 'strategy.log').read_text()
-        figures = _measure('policy_killed', t_fault, _settled_at(emulator, t_fault), t_exit,
-                           strategy_proc.returncode)
+        figures = _measure('policy_killed', t_fault, _settled_at(emulator, t_fault), t_exit, strategy_proc.returncode)
         assert strategy_proc.returncode == 1, out[-3000:]
         assert f'/{policy}/infer' in out and policy in out and 'no fresh action' in out, out[-3000:]
         assert nodes[1].state_label == 'finalized', nodes[1].state_label
@@ -367,12 +447,20 @@ def test_emulator_process_killed(ros, assets, tmp_path):
     losing power): the rollout process reports the serial error itself (not
     the SDK's "Port is in use!") and exits 2 within seconds."""
     import rclpy
-    from rollout_ros_interfaces.msg import RolloutStatus
+    from helpers import spin_in_background, wait_for
 
     from rollout_ros.hardware.emulator.servo_bus_emulator import KOCH_IDS
-    from helpers import spin_in_background, wait_for
-    emu_cmd = [sys.executable, '-m', 'rollout_ros.hardware.emulator.servo_bus_emulator', '--preset', 'koch',
-               '--initial', ','.join(str(p) for p in assets['initial'][:len(KOCH_IDS)])]
+    from rollout_ros_interfaces.msg import RolloutStatus
+
+    emu_cmd = [
+        sys.executable,
+        '-m',
+        'rollout_ros.hardware.emulator.servo_bus_emulator',
+        '--preset',
+        'koch',
+        '--initial',
+        ','.join(str(p) for p in assets['initial'][: len(KOCH_IDS)]),
+    ]
     emu = subprocess.Popen(emu_cmd, stdout=subprocess.PIPE, text=True)
     line = emu.stdout.readline()
     assert line.startswith('PORT '), line
@@ -408,8 +496,10 @@ def test_executor_thread_death_stops_the_run(ros, emulator, rollout_config):
     """A callback that raises ends rclpy's spin and with it every timer and
     service of the process: the run stops with that error (it used to stand
     with no executor), and the stop still holds and turns torque off."""
-    from rollout_ros.cli import Rollout
     from helpers import wait_for
+
+    from rollout_ros.cli import Rollout
+
     rollout = Rollout(rollout_config(duration=0.0))
     try:
         rollout.start()
@@ -417,11 +507,12 @@ def test_executor_thread_death_stops_the_run(ros, emulator, rollout_config):
 
         def broken_callback():
             raise RuntimeError('a bug in a callback')
+
         camera = next(n for n in rollout.managed if n.get_name().startswith('camera'))
         t_fault = time.monotonic()
         timer = camera.create_timer(0.01, broken_callback)
         give_up = threading.Event()
-        threading.Timer(20.0, give_up.set).start()    # before: the run went on with no executor
+        threading.Timer(20.0, give_up.set).start()  # before: the run went on with no executor
         rollout.wait(give_up)
         assert time.monotonic() - t_fault < 5.0
         assert 'executor thread died: RuntimeError: a bug in a callback' in rollout.strategy.last_error

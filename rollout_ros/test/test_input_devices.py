@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keyboard and pedal input: key decoding from a real pty, the terminal mode
 given back, evdev records from FIFOs and files, loud configure errors, and
 both nodes end to end (events, pedal heartbeat, diagnostics going ERROR when
@@ -13,22 +14,19 @@ from pathlib import Path
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.hardware.input.keyboard import KeyDecoder, TerminalKeyReader
-from rollout_ros.hardware.input.pedal import (DEFAULT_KEY_CODES, INPUT_EVENT, PedalReader,
-                                              parse_key_codes)
+from rollout_ros.hardware.input.pedal import DEFAULT_KEY_CODES, INPUT_EVENT, PedalReader, parse_key_codes
 from rollout_ros.nodes.keyboard_node import EVENTS_QOS, KeyboardNode
 from rollout_ros.nodes.pedal_node import PedalNode
 from rollout_ros_interfaces.msg import InputEvent
-from helpers import spin_in_background, wait_for
 
 PKG = Path(__file__).resolve().parents[1]
-KEY_A, KEY_B, KEY_S = 30, 48, 31   # KEY_S is not configured
-
-
+KEY_A, KEY_B, KEY_S = 30, 48, 31  # KEY_S is not configured
 
 
 def record(code, value, type_=1, t=1700000000.25):
@@ -67,11 +65,11 @@ def names(keys):
 def test_decoder_sequences_split_reads_and_lone_esc():
     d = KeyDecoder()
     assert names(d.feed(' \t\r\x7f\nq')) == ['space', 'tab', 'enter', 'backspace', 'enter', 'q']
-    assert names(d.feed('\r\n')) == ['enter']            # CR LF from one Enter press
+    assert names(d.feed('\r\n')) == ['enter']  # CR LF from one Enter press
     assert d.feed('\x1b') == [] and d.pending
-    assert names(d.feed('[')) == [] and names(d.feed('A')) == ['up']   # split across reads
+    assert names(d.feed('[')) == [] and names(d.feed('A')) == ['up']  # split across reads
     assert names(d.feed('\x1bOB\x1b[C\x1b[1;5D\x1b[3~\x1b[200~')) == ['down', 'right', 'left', 'delete']
-    assert names(d.feed('\x1bq')) == ['esc', 'q']        # ESC then a key: both count
+    assert names(d.feed('\x1bq')) == ['esc', 'q']  # ESC then a key: both count
     assert names(d.feed('\x1b')) == [] and names(d.timeout()) == ['esc']
     assert names(d.feed('\x1b[')) == [] and names(d.timeout()) == ['esc', '[']
     assert names(d.feed('\x03é')) == ['ctrl+c', 'é']
@@ -85,14 +83,15 @@ def test_keyboard_decodes_keys_from_a_pty(pty):
     def on_key(key):
         keys.append(key)
         got.set()
+
     with TerminalKeyReader(path, on_key=on_key, esc_timeout_s=0.05) as reader:
         reader.start()
         for data in (b' ', b'\t', b'\r'):
             os.write(master, data)
         assert wait_for(lambda: len(keys) == 3)
-        os.write(master, b'\x1b')                        # a lone ESC, told by the timeout
+        os.write(master, b'\x1b')  # a lone ESC, told by the timeout
         assert wait_for(lambda: len(keys) == 4)
-        os.write(master, b'\x1b[Aq\x1bOD\x7f')            # arrows, not ESC + letters
+        os.write(master, b'\x1b[Aq\x1bOD\x7f')  # arrows, not ESC + letters
         assert wait_for(lambda: len(keys) == 8)
         time.sleep(0.2)
     assert names(keys) == ['space', 'tab', 'enter', 'esc', 'up', 'q', 'left', 'backspace']
@@ -106,10 +105,10 @@ def test_keyboard_restores_the_tty_mode(pty):
     reader.open()
     during = termios.tcgetattr(slave)
     assert not during[3] & (termios.ICANON | termios.ECHO)
-    assert during[3] & termios.ISIG                      # Ctrl-C still stops the process
+    assert during[3] & termios.ISIG  # Ctrl-C still stops the process
     reader.close()
     assert termios.tcgetattr(slave) == before
-    with pytest.raises(RuntimeError):                    # and when the user of it fails
+    with pytest.raises(RuntimeError):  # and when the user of it fails
         with TerminalKeyReader(path):
             assert not termios.tcgetattr(slave)[3] & termios.ICANON
             raise RuntimeError('boom')
@@ -142,19 +141,22 @@ def test_pedal_reads_records_from_a_file_and_reports_its_removal(tmp_path):
     path = tmp_path / 'events'
     path.write_bytes(press_release(KEY_A) + record(KEY_S, 1) + record(4, 4, type_=4))
     events, lost = [], []
-    with PedalReader(str(path), DEFAULT_KEY_CODES, on_event=events.append, on_gone=lost.append,
-                     grab=True) as reader:
+    with PedalReader(str(path), DEFAULT_KEY_CODES, on_event=events.append, on_gone=lost.append, grab=True) as reader:
         assert reader.kind == 'file' and not reader.grabbed and 'unsupported' in reader.grab_note
         reader.start()
         assert wait_for(lambda: len(events) == 3)
-        with path.open('ab') as f:                        # followed like tail -f
+        with path.open('ab') as f:  # followed like tail -f
             f.write(record(KEY_B, 1, t=1700000001.5))
         assert wait_for(lambda: len(events) == 4)
         assert not reader.gone.is_set()
         path.unlink()
         assert wait_for(reader.gone.is_set)
     assert [(e.name, e.code, e.value) for e in events] == [
-        ('KEY_A', KEY_A, 1), ('KEY_A', KEY_A, 0), (None, KEY_S, 1), ('KEY_B', KEY_B, 1)]
+        ('KEY_A', KEY_A, 1),
+        ('KEY_A', KEY_A, 0),
+        (None, KEY_S, 1),
+        ('KEY_B', KEY_B, 1),
+    ]
     assert events[0].stamp == pytest.approx(1700000000.25, abs=1e-6)
     assert events[1].stamp == pytest.approx(1700000000.35, abs=1e-6)
     assert lost == ['the file was removed'] and reader.events == 4
@@ -165,7 +167,7 @@ def test_pedal_fifo_partial_records_and_writer_close(fifo):
     with PedalReader(str(fifo), {'left': KEY_A}, on_event=events.append) as reader:
         reader.start()
         time.sleep(0.15)
-        assert not reader.gone.is_set()                   # no writer yet is not a dead pedal
+        assert not reader.gone.is_set()  # no writer yet is not a dead pedal
         writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         data = record(KEY_A, 1)
         os.write(writer, data[:10])
@@ -206,8 +208,21 @@ def test_pedal_permission_error_names_the_fix(tmp_path):
     assert e.value.param == 'device_path' and 'input group' in str(e.value) and 'udev' in str(e.value)
 
 
-@pytest.mark.parametrize('text', ['not a key', '[0]', '{}', '{"a": "KEY_NOPE"}', '{"a": 0}', '{"a": true}',
-                                  '{"a": 30, "b": 30}', '[30, "KEY_A"]', '{"a": 30', ''])
+@pytest.mark.parametrize(
+    'text',
+    [
+        'not a key',
+        '[0]',
+        '{}',
+        '{"a": "KEY_NOPE"}',
+        '{"a": 0}',
+        '{"a": true}',
+        '{"a": 30, "b": 30}',
+        '[30, "KEY_A"]',
+        '{"a": 30',
+        '',
+    ],
+)
 def test_key_codes_are_checked(text):
     with pytest.raises(ConfigError) as e:
         parse_key_codes(text)
@@ -218,19 +233,26 @@ def test_key_codes_parse():
     assert parse_key_codes('{"pause": 30, "push": 46}') == {'pause': 30, 'push': 46}
     # By evdev name, as lerobot's pedal bindings and evtest write them, or by number.
     assert parse_key_codes('KEY_A,KEY_B, 46') == {'KEY_A': 30, 'KEY_B': 48, 'KEY_C': 46}
-    assert parse_key_codes('["key_space", "30", 0x2fe]'.replace('0x2fe', '766')) == \
-        {'KEY_SPACE': 57, 'KEY_A': 30, 'code_766': 766}
+    assert parse_key_codes('["key_space", "30", 0x2fe]'.replace('0x2fe', '766')) == {
+        'KEY_SPACE': 57,
+        'KEY_A': 30,
+        'code_766': 766,
+    }
     assert parse_key_codes('{"pause": "KEY_A", "push": "BTN_1"}') == {'pause': 30, 'push': 0x101}
 
 
 def test_evdev_key_names_are_the_kernels():
     import re
+
     from rollout_ros.hardware.input.pedal import EVDEV_KEYS
+
     header = Path('/usr/include/linux/input-event-codes.h')
     if not header.is_file():
         pytest.skip('no kernel headers here to compare with')
-    defined = {m[1]: int(m[2], 0) for m in re.finditer(r'#define\s+((?:KEY|BTN)_\w+)\s+(0x[0-9a-f]+|\d+)\b',
-                                                        header.read_text())}
+    defined = {
+        m[1]: int(m[2], 0)
+        for m in re.finditer(r'#define\s+((?:KEY|BTN)_\w+)\s+(0x[0-9a-f]+|\d+)\b', header.read_text())
+    }
     assert {name: defined.get(name) for name in EVDEV_KEYS} == EVDEV_KEYS
 
 
@@ -242,6 +264,7 @@ def spin(ros):
     def start(node):
         started.append((node, spin_in_background(node)))
         return node
+
     yield start
     for node, ex in started:
         node.trigger_shutdown()
@@ -257,7 +280,7 @@ def test_keyboard_node_publishes_keys(spin, pty):
     node.create_subscription(InputEvent, '/keyboard/events', got.append, EVENTS_QOS)
     node.trigger_configure()
     assert node.state_label == 'inactive', node.last_error
-    os.write(master, b'x')                                # inactive: dropped, not queued
+    os.write(master, b'x')  # inactive: dropped, not queued
     time.sleep(0.3)
     node.trigger_activate()
     assert node.state_label == 'active'
@@ -267,7 +290,11 @@ def test_keyboard_node_publishes_keys(spin, pty):
     os.write(master, b'\x1b[B\r')
     assert wait_for(lambda: len(got) == 4)
     assert [(m.key, m.value, m.device) for m in got] == [
-        ('space', 1, 'keyboard'), ('esc', 1, 'keyboard'), ('down', 1, 'keyboard'), ('enter', 1, 'keyboard')]
+        ('space', 1, 'keyboard'),
+        ('esc', 1, 'keyboard'),
+        ('down', 1, 'keyboard'),
+        ('enter', 1, 'keyboard'),
+    ]
     assert got[0].code == 32 and got[0].header.stamp.sec > 0
     node.trigger_deactivate()
     node.trigger_cleanup()
@@ -282,18 +309,24 @@ def test_keyboard_node_configure_fails_loudly(spin, tmp_path):
 
 
 def test_pedal_node_events_heartbeat_and_diagnostics(spin, fifo):
-    node = spin(PedalNode(parameter_overrides=[
-        Parameter('device_path', value=str(fifo)), Parameter('heartbeat_hz', value=10.0),
-        Parameter('key_codes', value='{"pause": 30, "correct": 48}')]))
+    node = spin(
+        PedalNode(
+            parameter_overrides=[
+                Parameter('device_path', value=str(fifo)),
+                Parameter('heartbeat_hz', value=10.0),
+                Parameter('key_codes', value='{"pause": 30, "correct": 48}'),
+            ]
+        )
+    )
     events, beats, diags = [], [], []
     node.create_subscription(InputEvent, '/pedal/events', events.append, EVENTS_QOS)
     node.create_subscription(Header, '/pedal/heartbeat', beats.append, 10)
     node.create_subscription(
-        DiagnosticArray, '/diagnostics',
-        lambda m: diags.extend(s for s in m.status if s.hardware_id == str(fifo)), 10)
+        DiagnosticArray, '/diagnostics', lambda m: diags.extend(s for s in m.status if s.hardware_id == str(fifo)), 10
+    )
     node.trigger_configure()
     assert node.state_label == 'inactive', node.last_error
-    assert 'unsupported' in node.reader.grab_note          # grab asked for, cleanly skipped
+    assert 'unsupported' in node.reader.grab_note  # grab asked for, cleanly skipped
     writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     try:
         node.trigger_activate()
@@ -302,7 +335,7 @@ def test_pedal_node_events_heartbeat_and_diagnostics(spin, fifo):
         assert beats[-1].frame_id == fifo.name
         os.write(writer, press_release(KEY_B, t=1700000002.5) + record(KEY_S, 1))
         assert wait_for(lambda: len(events) >= 2)
-        time.sleep(0.2)                                    # the unmapped code must not follow
+        time.sleep(0.2)  # the unmapped code must not follow
     finally:
         os.close(writer)
     assert [(m.key, m.code, m.value) for m in events] == [('correct', KEY_B, 1), ('correct', KEY_B, 0)]
@@ -318,8 +351,11 @@ def test_pedal_node_events_heartbeat_and_diagnostics(spin, fifo):
 
 
 def test_pedal_node_reports_unmapped_codes_on_request(spin, fifo):
-    node = spin(PedalNode(parameter_overrides=[
-        Parameter('device_path', value=str(fifo)), Parameter('report_unmapped', value=True)]))
+    node = spin(
+        PedalNode(
+            parameter_overrides=[Parameter('device_path', value=str(fifo)), Parameter('report_unmapped', value=True)]
+        )
+    )
     events = []
     node.create_subscription(InputEvent, '/pedal/events', events.append, EVENTS_QOS)
     node.trigger_configure()
@@ -334,8 +370,7 @@ def test_pedal_node_reports_unmapped_codes_on_request(spin, fifo):
 
 
 def test_pedal_node_configure_fails_loudly(spin, tmp_path):
-    node = spin(PedalNode(parameter_overrides=[
-        Parameter('device_path', value=str(tmp_path / 'usb-Pedal-event-kbd'))]))
+    node = spin(PedalNode(parameter_overrides=[Parameter('device_path', value=str(tmp_path / 'usb-Pedal-event-kbd'))]))
     node.trigger_configure()
     assert node.state_label == 'unconfigured'
     assert 'device_path' in node.last_error and '/dev/input/by-id' in node.last_error
@@ -347,8 +382,11 @@ def test_input_yaml_matches_declared_parameters(ros):
     for section, node_cls in (('keyboard', KeyboardNode), ('pedal', PedalNode)):
         node = node_cls()
         try:
-            declared = {name: node.describe_parameter(name) for name in node._parameters
-                        if name not in ('use_sim_time', 'start_type_description_service')}
+            declared = {
+                name: node.describe_parameter(name)
+                for name in node._parameters
+                if name not in ('use_sim_time', 'start_type_description_service')
+            }
             values = config[section]['ros__parameters']
             assert set(values) == set(declared), (section, set(values) ^ set(declared))
             for name, value in values.items():

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Our per-joint affine maps must reproduce lerobot's motor normalisation for
 the same servo ticks, or a checkpoint trained with lerobot sees other numbers
 here than on the bench."""
@@ -6,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from helpers import lerobot_motor_bus
 
 from rollout_ros.core.calibration import MotorCalibration, load_calibration, save_calibration
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.features import FeatureMapper
 from rollout_ros.core.joint_units import JointMap, NormMode
 from rollout_ros.hardware.robots import get_robot_spec
-from helpers import lerobot_motor_bus
 
 CALIB = {
     'shoulder_pan': MotorCalibration(1, 0, -1024, 0, 4095),
@@ -35,8 +36,7 @@ def lerobot_bus(use_degrees, apply_drive_mode=False):
 @pytest.mark.parametrize('apply_drive_mode', [False, True])
 def test_ticks_to_feature_equals_lerobot(use_degrees, apply_drive_mode):
     spec, bus = lerobot_bus(use_degrees, apply_drive_mode)
-    maps = {m.name: JointMap(m.name, m.norm_mode, CALIB[m.name], 4096, apply_drive_mode)
-            for m in spec.motors}
+    maps = {m.name: JointMap(m.name, m.norm_mode, CALIB[m.name], 4096, apply_drive_mode) for m in spec.motors}
     rng = np.random.default_rng(0)
     for motor in spec.motors:
         jmap = maps[motor.name]
@@ -107,7 +107,8 @@ def test_calibration_dir_means_what_it_means_in_lerobot(tmp_path, monkeypatch):
 
     from rollout_ros.core import calibration as calibration_mod
     from rollout_ros.hardware.robots import load_robot_calibration
-    config_cls = KochFollowerConfig   # (the SO classes need feetech-servo-sdk, which we do not use)
+
+    config_cls = KochFollowerConfig  # (the SO classes need feetech-servo-sdk, which we do not use)
     spec = get_robot_spec('koch_follower')
     calib = {m.name: MotorCalibration(m.id, 0, 0, 1000, 3000) for m in spec.motors}
     given = tmp_path / 'given'

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenArm followers on emulated Damiao motors (python-can virtual bus): the
 driver node's limits, gains, watchdog and fault trip; and proof against
 LeRobot's own OpenArmFollower on the same emulated motors: the same
@@ -8,6 +9,7 @@ import math
 import time
 
 import pytest
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
@@ -18,7 +20,6 @@ from rollout_ros.hardware.emulator.damiao_emulator import DamiaoBusEmulator, ope
 from rollout_ros.hardware.follower_arm import FollowerArm
 from rollout_ros.hardware.robots import get_robot_spec, load_robot_calibration
 from rollout_ros.nodes.robot_driver_node import RobotDriverNode
-from helpers import spin_in_background, wait_for
 
 LEFT = get_robot_spec('openarm_follower', side='left')
 INITIAL = [0.1, -0.2, 0.3, 0.4, -0.5, 0.3, -0.7, -0.3]
@@ -39,8 +40,15 @@ def calib_dir(tmp_path):
 
 
 def make_driver(emulator, calib_dir, **params):
-    base = dict(robot_port=emulator.port, robot_type='openarm_follower', robot_side='left', robot_id=ROBOT_ID,
-                calibration_dir=str(calib_dir), can_interface='virtual', max_relative_target=0.0)
+    base = dict(
+        robot_port=emulator.port,
+        robot_type='openarm_follower',
+        robot_side='left',
+        robot_id=ROBOT_ID,
+        calibration_dir=str(calib_dir),
+        can_interface='virtual',
+        max_relative_target=0.0,
+    )
     base.update(params)
     node = RobotDriverNode(parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
     return node, spin_in_background(node)
@@ -73,7 +81,7 @@ def test_driver_clips_to_side_limits_with_per_joint_gains(ros, emulator, calib_d
         assert wait_for(lambda: abs(emulator.motor(1).position - math.radians(75)) < 0.01)
         node.trigger_deactivate()
         node.trigger_cleanup()
-        assert not any(m.enabled for m in emulator.motors.values())   # torque off at cleanup
+        assert not any(m.enabled for m in emulator.motors.values())  # torque off at cleanup
     finally:
         stop(node, ex)
 
@@ -83,14 +91,15 @@ def test_watchdog_holds_the_present_position(ros, emulator, calib_dir):
     try:
         node.trigger_configure()
         node.trigger_activate()
-        emulator.motor(7).stiffness_s = 40.0   # a slow joint: still on its way when commands stop
+        emulator.motor(7).stiffness_s = 40.0  # a slow joint: still on its way when commands stop
         pub = node.create_publisher(JointState, 'joint_commands', 10)
         emulator.clear_mit_commands()
         pub.publish(JointState(name=['joint_7'], position=[1.0]))
         assert wait_for(lambda: any(i == 7 and abs(q - 1.0) < 1e-3 for _, i, q in emulator.mit_commands))
         # The hold: a later command for joint_7 whose goal is where the motor was, short of 1.0.
-        assert wait_for(lambda: any(i == 7 and q < 0.9 for _, i, q in emulator.mit_commands[1:]), timeout=3.0), \
-            [c for c in emulator.mit_commands if c[1] == 7]
+        assert wait_for(lambda: any(i == 7 and q < 0.9 for _, i, q in emulator.mit_commands[1:]), timeout=3.0), [
+            c for c in emulator.mit_commands if c[1] == 7
+        ]
         time.sleep(0.3)
         held = emulator.motor(7).target[0]
         assert held < 0.9 and abs(emulator.motor(7).position - held) < 0.01
@@ -103,7 +112,7 @@ def test_silent_motor_trips_the_driver_like_a_dead_bus(ros, emulator, calib_dir)
     try:
         node.trigger_configure()
         node.trigger_activate()
-        emulator.silence(4)   # one motor loses power
+        emulator.silence(4)  # one motor loses power
         assert wait_for(lambda: node.state_label == 'unconfigured', timeout=5.0), node.state_label
         assert node.faulted and 'servo bus failed 3 times' in node.last_error and 'joint_4' in node.last_error
         emulator.clear_mit_commands()
@@ -111,8 +120,8 @@ def test_silent_motor_trips_the_driver_like_a_dead_bus(ros, emulator, calib_dir)
         for _ in range(5):
             pub.publish(JointState(name=['joint_1'], position=[0.3]))
             time.sleep(0.03)
-        assert emulator.mit_commands == []          # nothing more is written
-        assert emulator.motor(1).enabled            # the others keep holding their last goal
+        assert emulator.mit_commands == []  # nothing more is written
+        assert emulator.motor(1).enabled  # the others keep holding their last goal
     finally:
         stop(node, ex)
 
@@ -145,9 +154,16 @@ def test_unreachable_can_interface_is_a_configure_error(ros, emulator, calib_dir
 def lerobot_openarm(channel, calib_dir, side='left'):
     pytest.importorskip('can')
     from lerobot.robots.openarm_follower import OpenArmFollower, OpenArmFollowerConfig
-    return OpenArmFollower(OpenArmFollowerConfig(
-        port=channel, can_interface='virtual', side=side, id=ROBOT_ID,
-        calibration_dir=calibration_path(calib_dir, 'openarm_follower', ROBOT_ID).parent))
+
+    return OpenArmFollower(
+        OpenArmFollowerConfig(
+            port=channel,
+            can_interface='virtual',
+            side=side,
+            id=ROBOT_ID,
+            calibration_dir=calibration_path(calib_dir, 'openarm_follower', ROBOT_ID).parent,
+        )
+    )
 
 
 def test_observation_and_commands_equal_lerobots_openarm_follower(emulator, calib_dir):
@@ -156,7 +172,7 @@ def test_observation_and_commands_equal_lerobots_openarm_follower(emulator, cali
     arm = FollowerArm(LEFT, emulator.port, calibration, can_options={'interface': 'virtual'})
     arm.connect()
     try:
-        present = arm.read()   # torque off: the motors stay where they are for lerobot's read
+        present = arm.read()  # torque off: the motors stay where they are for lerobot's read
         ours_obs = mapper.observation_state(list(present), list(present.values()))
     finally:
         arm.disconnect()
@@ -200,6 +216,7 @@ def test_zeroing_writes_lerobots_calibration_file(emulator, tmp_path):
 
     from rollout_ros.hardware.buses import make_bus
     from rollout_ros.hardware.damiao.calibration import zero_and_save
+
     bus = make_bus(LEFT, emulator.port, {'interface': 'virtual'})
     bus.connect()
     try:
@@ -220,10 +237,16 @@ def test_bimanual_names_and_calibration_paths_are_lerobots(calib_dir):
     pytest.importorskip('can')
     from lerobot.robots.bi_openarm_follower import BiOpenArmFollower, BiOpenArmFollowerConfig
     from lerobot.robots.openarm_follower import OpenArmFollowerConfigBase
+
     bi = get_robot_spec('bi_openarm_follower')
-    robot = BiOpenArmFollower(BiOpenArmFollowerConfig(
-        id=ROBOT_ID, calibration_dir=None, left_arm_config=OpenArmFollowerConfigBase(port='can0', side='left'),
-        right_arm_config=OpenArmFollowerConfigBase(port='can1', side='right')))
+    robot = BiOpenArmFollower(
+        BiOpenArmFollowerConfig(
+            id=ROBOT_ID,
+            calibration_dir=None,
+            left_arm_config=OpenArmFollowerConfigBase(port='can0', side='left'),
+            right_arm_config=OpenArmFollowerConfigBase(port='can1', side='right'),
+        )
+    )
     assert bi.feature_names == list(robot.action_features) and len(bi.feature_names) == 16
     left_dir = robot.left_arm.calibration_fpath.parent
     assert robot.left_arm.calibration_fpath.name == f'{ROBOT_ID}_left.json'
@@ -242,32 +265,49 @@ def test_bimanual_rollout_commands_are_lerobots_unnormalised_actions(ros, tmp_pa
     channel, one policy over 16 joints; every action reaches the motors as
     the MIT goal LeRobot's OpenArmFollower would send (clipped to its side's
     joint limits, degrees to radians)."""
-    from lerobot.robots.openarm_follower.config_openarm_follower import (LEFT_DEFAULT_JOINTS_LIMITS,
-                                                                         RIGHT_DEFAULT_JOINTS_LIMITS)
+    from helpers import run_logged
+    from lerobot.robots.openarm_follower.config_openarm_follower import (
+        LEFT_DEFAULT_JOINTS_LIMITS,
+        RIGHT_DEFAULT_JOINTS_LIMITS,
+    )
 
     from rollout_ros.cli import CameraConfig, Rollout, RolloutConfig
     from rollout_ros.demo import CAMERA, IMAGE_HW, prepare
     from rollout_ros.policy.tiny_checkpoint import make_tiny_act_checkpoint
-    from helpers import run_logged
+
     bi = get_robot_spec('bi_openarm_follower')
     ckpt = make_tiny_act_checkpoint(tmp_path / 'ckpt', bi.feature_names, {CAMERA: (3, *IMAGE_HW)})
     video = prepare(tmp_path / 'assets')['video']
     start = [math.radians(d) for d in (0.0, -10.0, 0.0, 30.0, 0.0, 0.0, 0.0, -20.0)]
-    with DamiaoBusEmulator(openarm_motors(start)) as left, \
-            DamiaoBusEmulator(openarm_motors([-q if i == 1 else q for i, q in enumerate(start)])) as right:
+    with (
+        DamiaoBusEmulator(openarm_motors(start)) as left,
+        DamiaoBusEmulator(openarm_motors([-q if i == 1 else q for i, q in enumerate(start)])) as right,
+    ):
         cfg = RolloutConfig(
-            policy_path=str(ckpt), robot_type='bi_openarm_follower', robot_id=ROBOT_ID,
-            arm_ports={'left': left.port, 'right': right.port}, can_interface='virtual',
-            calibration_dir=str(calib_dir), cameras=[CameraConfig(CAMERA, str(video), IMAGE_HW[1], IMAGE_HW[0])],
-            duration=1.5, max_relative_target=6.3, action_log_len=10_000, task='test')
+            policy_path=str(ckpt),
+            robot_type='bi_openarm_follower',
+            robot_id=ROBOT_ID,
+            arm_ports={'left': left.port, 'right': right.port},
+            can_interface='virtual',
+            calibration_dir=str(calib_dir),
+            cameras=[CameraConfig(CAMERA, str(video), IMAGE_HW[1], IMAGE_HW[0])],
+            duration=1.5,
+            max_relative_target=6.3,
+            action_log_len=10_000,
+            task='test',
+        )
         summary, actions = run_logged(Rollout(cfg))
         assert summary['ticks'] >= 20 and summary['starved_ticks'] == 0
         assert set(actions[0]) == set(bi.feature_names) and len(actions[0]) == 16
-        for side, emu, limits in (('left', left, LEFT_DEFAULT_JOINTS_LIMITS),
-                                  ('right', right, RIGHT_DEFAULT_JOINTS_LIMITS)):
+        for side, emu, limits in (
+            ('left', left, LEFT_DEFAULT_JOINTS_LIMITS),
+            ('right', right, RIGHT_DEFAULT_JOINTS_LIMITS),
+        ):
             names = list(limits)
-            expected = [tuple(math.radians(min(limits[n][1], max(limits[n][0], a[f'{side}_{n}.pos'])))
-                              for n in names) for a in actions]
+            expected = [
+                tuple(math.radians(min(limits[n][1], max(limits[n][0], a[f'{side}_{n}.pos']))) for n in names)
+                for a in actions
+            ]
             # The motors' goals, one tuple per command to the whole arm (holds sit between).
             received, current = [], {}
             for _, motor_id, goal in emu.mit_commands:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The pacer keeps an absolute schedule: lateness is measured, overruns are
 counted, and a stall does not shift later deadlines."""
 
@@ -81,6 +82,7 @@ def test_bad_rate_rejected():
 
 def test_interpolation_multiplier_commands_between_policy_actions():
     from rollout_ros.core.control_loop import ControlLoop
+
     actions = iter([{'j.pos': 0.0}, {'j.pos': 3.0}, {'j.pos': 6.0}])
     calls, commands, recorded = [], [], []
     obs_ids = iter(range(100))
@@ -88,8 +90,16 @@ def test_interpolation_multiplier_commands_between_policy_actions():
     def policy(obs):
         calls.append(obs)
         return next(actions, None)
-    loop = ControlLoop(50.0, lambda: next(obs_ids), policy, commands.append, action_log_len=10,
-                       interpolation_multiplier=3, record=lambda o, a: recorded.append((o, a['j.pos'])))
+
+    loop = ControlLoop(
+        50.0,
+        lambda: next(obs_ids),
+        policy,
+        commands.append,
+        action_log_len=10,
+        interpolation_multiplier=3,
+        record=lambda o, a: recorded.append((o, a['j.pos'])),
+    )
     assert loop.pacer.rate_hz == 150.0
     for _ in range(7):
         loop._tick()
@@ -99,7 +109,7 @@ def test_interpolation_multiplier_commands_between_policy_actions():
     # One row per policy step, on the tick its own action went out, with the
     # observation it was computed from.
     assert recorded == [(0, 0.0), (1, 3.0), (2, 6.0)]
-    loop._tick()                     # the policy has nothing more: hold and count
+    loop._tick()  # the policy has nothing more: hold and count
     assert commands[-1] == {'j.pos': 6.0} and loop.starved_ticks == 1
 
 
@@ -110,8 +120,8 @@ def test_command_timing_sees_the_gap_the_robot_felt():
 
     period = 1 / 30
     times = [k * period for k in range(30)]
-    times += [times[-1] + 0.2 + k * period for k in range(30)]   # the arm waited 200 ms once
-    times[10] += 0.004                                            # and one command came 4 ms late
+    times += [times[-1] + 0.2 + k * period for k in range(30)]  # the arm waited 200 ms once
+    times[10] += 0.004  # and one command came 4 ms late
     t = command_timing(times, period)
     assert t['commands'] == 60
     assert t['max_gap_ms'] == pytest.approx(200.0, abs=1e-3)

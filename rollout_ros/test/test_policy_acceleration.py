@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """use_amp and use_torch_compile on a real (tiny, random-weight) ACT checkpoint.
 
 Pins: amp on cpu really runs the network in bfloat16 (and stays close to
@@ -69,8 +70,13 @@ def test_amp_refused_where_lerobot_has_none(assets, monkeypatch):
 
 
 def _node(ros, assets, name, **params):
-    base = dict(policy_path=str(assets['checkpoint']), camera_names=[CAMERA], robot_type=ROBOT_TYPE,
-                camera_topic_template='', torch_threads=0)
+    base = dict(
+        policy_path=str(assets['checkpoint']),
+        camera_names=[CAMERA],
+        robot_type=ROBOT_TYPE,
+        camera_topic_template='',
+        torch_threads=0,
+    )
     base.update(params)
     return PolicyNode(name, parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
 
@@ -89,17 +95,19 @@ def test_compiled_policy_is_compiled_and_warm_before_the_first_tick(ros, assets)
         assert hasattr(node.loaded.policy.predict_action_chunk, '_torchdynamo_orig_callable')
         first, *rest = node.warmup_ms
         assert len(rest) >= acceleration.COMPILE_WARMUP_INFERENCES
-        assert first > 3 * max(rest), node.warmup_ms    # the first one compiled
+        assert first > 3 * max(rest), node.warmup_ms  # the first one compiled
         node.trigger_activate()
         compiled_frames = counters['frames']['ok']
         assert compiled_frames >= 1
         state, images = _obs(1)
         chunk = node.loaded.chunk_size
-        for _ in range(chunk + 1):    # two chunk inferences, the way the loop calls
+        for _ in range(chunk + 1):  # two chunk inferences, the way the loop calls
             node.infer(state, images, 'test')
         assert counters['frames']['ok'] == compiled_frames, 'the loop paid for a compilation'
-        print(f'\ncompile warm-up: configure {configure_s:.1f} s, warm-up inferences '
-              f'{[round(t) for t in node.warmup_ms]} ms')
+        print(
+            f'\ncompile warm-up: configure {configure_s:.1f} s, warm-up inferences '
+            f'{[round(t) for t in node.warmup_ms]} ms'
+        )
     finally:
         node.trigger_shutdown()
         node.destroy_node()
@@ -120,7 +128,7 @@ def test_compile_failure_fails_configure_naming_use_torch_compile(ros, assets, m
         assert node.state_label == 'unconfigured'
         assert node.last_error.startswith('use_torch_compile:'), node.last_error
         assert 'InvalidCxxCompiler' in node.last_error or 'C++' in node.last_error
-        assert node.loaded is None    # released by the failed configure
+        assert node.loaded is None  # released by the failed configure
     finally:
         node.trigger_shutdown()
         node.destroy_node()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The policy node in another process: action chunks over topics (rtc) and
 camera frames named by stamp instead of carried (sync service and rtc).
 
@@ -13,20 +14,19 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rollout_ros_interfaces.srv import InferAction
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.demo import CAMERA, IMAGE_HW, ROBOT_TYPE
 from rollout_ros.hardware.robots import get_robot_spec
-from rollout_ros.nodes.chunk_consumer import (ChunkConsumer, RemoteIndex, chunk_message, format_chunk_id,
-                                              parse_chunk_id)
+from rollout_ros.nodes.chunk_consumer import ChunkConsumer, RemoteIndex, chunk_message, format_chunk_id, parse_chunk_id
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.policy_node import PolicyNode, image_ref
-from helpers import spin_in_background, wait_for
+from rollout_ros_interfaces.srv import InferAction
 
 JOINTS = get_robot_spec(ROBOT_TYPE).feature_names
 
@@ -50,17 +50,18 @@ def test_chunk_message_layout():
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5, 7)
     assert msg.joint_names == ['a.pos', 'b.pos', 'c.pos']
     assert [list(p.positions) for p in msg.points] == rows.tolist()
-    assert [p.time_from_start.sec * 1e9 + p.time_from_start.nanosec for p in msg.points] == \
-        pytest.approx([i * 1e9 / 30 for i in range(4)], abs=1)
+    assert [p.time_from_start.sec * 1e9 + p.time_from_start.nanosec for p in msg.points] == pytest.approx(
+        [i * 1e9 / 30 for i in range(4)], abs=1
+    )
 
 
 def test_remote_index_follows_one_session_and_spots_a_new_one():
     remote = RemoteIndex()
     assert remote.local(10**12, 5) == (5, True)
-    assert remote.local(10**12 + 3, 99) == (8, False)     # offset kept, local count ignored
-    assert remote.local(10**12 + 3, 99) == (8, False)     # a dry tick repeats the index
-    assert remote.local(10**12 + 1, 40) == (40, True)     # backwards: the consumer was reset
-    assert remote.local(10**15, 41) == (41, True)         # a far jump: another session's base
+    assert remote.local(10**12 + 3, 99) == (8, False)  # offset kept, local count ignored
+    assert remote.local(10**12 + 3, 99) == (8, False)  # a dry tick repeats the index
+    assert remote.local(10**12 + 1, 40) == (40, True)  # backwards: the consumer was reset
+    assert remote.local(10**15, 41) == (41, True)  # a far jump: another session's base
     remote.forget()
     assert remote.local(10**15 + 1, 50) == (50, True)
 
@@ -71,10 +72,11 @@ def test_remote_index_follows_one_session_and_spots_a_new_one():
 @pytest.fixture
 def consumer(ros):
     import rclpy
+
     node = rclpy.create_node('chunk_consumer_test')
     published = []
     c = ChunkConsumer(node, '/no_policy_here')
-    c._pub.publish = published.append    # observations are inspected, not sent
+    c._pub.publish = published.append  # observations are inspected, not sent
     yield c, published
     c.destroy()
     node.destroy_node()
@@ -108,7 +110,7 @@ def test_consumer_observation_carries_index_state_and_frame_stamps(consumer):
     assert int(published[-1].header.frame_id) == first_index
     _chunk(c, first_index, 100)
     assert c.chunk_ready()
-    assert c.infer(_state(), _frames())[JOINTS[0]] == 100      # cold start: the chunk's first action
+    assert c.infer(_state(), _frames())[JOINTS[0]] == 100  # cold start: the chunk's first action
     assert int(published[-1].header.frame_id) == first_index
     c.infer(_state(), _frames())
     assert int(published[-1].header.frame_id) == first_index + 1
@@ -162,7 +164,7 @@ def test_consumer_reset_through_chunker_like_an_in_process_node(consumer):
     c, published = consumer
     c.submit_observation(_state(), _frames())
     _chunk(c, int(published[-1].header.frame_id), 0)
-    c.chunker.reset()    # what dagger does when autonomy resumes
+    c.chunker.reset()  # what dagger does when autonomy resumes
     assert not c.chunk_ready()
 
 
@@ -179,10 +181,17 @@ def _frame_msg(img: np.ndarray, sec: int) -> Image:
 
 def test_sync_service_takes_frames_named_by_stamp_from_its_camera_topic(ros, assets):
     import rclpy
+
     topic = f'/policy_stamp_test_{os.getpid()}/{{name}}'
-    policy = PolicyNode('policy_stamp_test', parameter_overrides=[
-        Parameter('policy_path', value=str(assets['checkpoint'])), Parameter('camera_names', value=[CAMERA]),
-        Parameter('camera_topic_template', value=topic), Parameter('frame_stamp_tolerance_s', value=0.05)])
+    policy = PolicyNode(
+        'policy_stamp_test',
+        parameter_overrides=[
+            Parameter('policy_path', value=str(assets['checkpoint'])),
+            Parameter('camera_names', value=[CAMERA]),
+            Parameter('camera_topic_template', value=topic),
+            Parameter('frame_stamp_tolerance_s', value=0.05),
+        ],
+    )
     client_node = rclpy.create_node('policy_stamp_client')
     ex = spin_in_background(policy, client_node)
     try:
@@ -198,12 +207,12 @@ def test_sync_service_takes_frames_named_by_stamp_from_its_camera_topic(ros, ass
         state = {n: float(v) for n, v in zip(JOINTS, rng.uniform(-40, 40, len(JOINTS)))}
 
         def ask(image):
-            call_blocking(reset, Trigger.Request(), 10)     # the next call runs the model afresh
+            call_blocking(reset, Trigger.Request(), 10)  # the next call runs the model afresh
             req = InferAction.Request(state_names=list(state), state=list(state.values()), images=[image])
             return call_blocking(infer, req, 10)
 
         def arrived():
-            for msg in frames.values():     # best effort: sent again until the node has them
+            for msg in frames.values():  # best effort: sent again until the node has them
                 pub.publish(msg)
             time.sleep(0.05)
             resp = ask(image_ref(frames[100], CAMERA))
@@ -233,14 +242,22 @@ def test_sync_service_takes_frames_named_by_stamp_from_its_camera_topic(ros, ass
 
 
 def test_stamp_only_request_without_camera_subscription_is_refused(ros, assets):
-    policy = PolicyNode('policy_nosub_test', parameter_overrides=[
-        Parameter('policy_path', value=str(assets['checkpoint'])), Parameter('camera_names', value=[CAMERA]),
-        Parameter('camera_topic_template', value='')])
+    policy = PolicyNode(
+        'policy_nosub_test',
+        parameter_overrides=[
+            Parameter('policy_path', value=str(assets['checkpoint'])),
+            Parameter('camera_names', value=[CAMERA]),
+            Parameter('camera_topic_template', value=''),
+        ],
+    )
     try:
         policy.trigger_configure()
         policy.trigger_activate()
-        req = InferAction.Request(state_names=list(JOINTS), state=[0.0] * len(JOINTS),
-                                  images=[image_ref(_frame_msg(np.zeros((*IMAGE_HW, 3), np.uint8), 1), CAMERA)])
+        req = InferAction.Request(
+            state_names=list(JOINTS),
+            state=[0.0] * len(JOINTS),
+            images=[image_ref(_frame_msg(np.zeros((*IMAGE_HW, 3), np.uint8), 1), CAMERA)],
+        )
         resp = policy._on_infer(req, InferAction.Response())
         assert not resp.success and 'camera_topic_template' in resp.message
     finally:
@@ -255,23 +272,45 @@ def test_rtc_across_processes_never_starves(ros, assets, emulator, rollout_confi
     """Policy node (rtc) in its own process; the strategy queues the chunks it
     publishes: no starved tick once the first chunk is in, and every tick
     commands a fresh policy action that reaches the servos."""
-    from rollout_ros.cli import Rollout
     from test_rollout import assert_servos_got_actions
 
+    from rollout_ros.cli import Rollout
+
     name = f'policy_rtc_xproc_{os.getpid()}'
-    cmd = [sys.executable, '-m', 'rollout_ros.nodes.policy_node', '--ros-args', '-r', f'__node:={name}',
-           '-p', f"policy_path:={assets['checkpoint']}", '-p', f'camera_names:=[{CAMERA}]',
-           '-p', f'robot_type:={ROBOT_TYPE}', '-p', 'inference_type:=rtc', '-p', 'torch_threads:=1']
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        '-m',
+        'rollout_ros.nodes.policy_node',
+        '--ros-args',
+        '-r',
+        f'__node:={name}',
+        '-p',
+        f'policy_path:={assets["checkpoint"]}',
+        '-p',
+        f'camera_names:=[{CAMERA}]',
+        '-p',
+        f'robot_type:={ROBOT_TYPE}',
+        '-p',
+        'inference_type:=rtc',
+        '-p',
+        'torch_threads:=1',
+    ]
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     import rclpy
+
     probe = rclpy.create_node('rtc_xproc_probe')
     try:
         # Up before a same-named node exists in this process: a lifecycle
         # request sent while only that one was visible would be lost.
         assert LifecycleClient(probe, f'/{name}').wait_ready(60), 'policy process did not start'
-        cfg = rollout_config(duration=3.0, max_relative_target=6.3, action_log_len=10_000,
-                             policy_call='topic', inference_type='rtc', policy_node_name=name)
+        cfg = rollout_config(
+            duration=3.0,
+            max_relative_target=6.3,
+            action_log_len=10_000,
+            policy_call='topic',
+            inference_type='rtc',
+            policy_node_name=name,
+        )
         rollout = Rollout(cfg)
         local = rollout.managed[0]
         rollout.executor.remove_node(local)
@@ -294,8 +333,10 @@ def test_rtc_across_processes_never_starves(ros, assets, emulator, rollout_confi
     assert proc.returncode == 0, err[-2000:]
     assert summary['ticks'] >= 60
     # Starvation itself is measured in bench/ (0 on an idle machine); under load a few.
-    assert summary['starved_ticks'] <= summary['ticks'] // 10 and stats['starved'] <= summary['ticks'] // 10, \
-        (summary, stats)
+    assert summary['starved_ticks'] <= summary['ticks'] // 10 and stats['starved'] <= summary['ticks'] // 10, (
+        summary,
+        stats,
+    )
     # The loop starts once the first chunk is queued: every tick has its action.
     assert len(actions) == summary['ticks']
     assert stats['chunks'] >= 4 and stats['dropped_chunks'] == 0
@@ -311,9 +352,18 @@ def test_cli_flags_reach_the_nodes(ros):
     from rollout_ros.cli import build_nodes, build_parser, config_from_args
 
     cam = '--robot.cameras={front: {type: opencv, index_or_path: 0}}'
-    cfg = config_from_args(build_parser().parse_args([
-        '--policy.path=/x', cam, '--policy_call=topic', '--inference.type=rtc', '--use_torch_compile',
-        '--policy.use_amp=true']))
+    cfg = config_from_args(
+        build_parser().parse_args(
+            [
+                '--policy.path=/x',
+                cam,
+                '--policy_call=topic',
+                '--inference.type=rtc',
+                '--use_torch_compile',
+                '--policy.use_amp=true',
+            ]
+        )
+    )
     assert cfg.policy_call == 'topic' and cfg.use_torch_compile and cfg.use_amp
     strategy, managed = build_nodes(cfg)
     try:

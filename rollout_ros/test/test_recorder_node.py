@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Recorder node: RolloutFrames and camera images in, a LeRobot v3 dataset out
 (checked by loading it with LeRobot), through the node's services, a SIGKILL,
 the ring buffer and auto-rotation; image pairing by capture stamp."""
@@ -15,23 +16,23 @@ import numpy as np
 import pytest
 import yaml
 from builtin_interfaces.msg import Time
+from helpers import spin_in_background, wait_for
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from rollout_ros.core.image_sync import ImageSync
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
-from helpers import spin_in_background, wait_for
+from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 
 PKG = Path(__file__).resolve().parents[1]
 H, W = 96, 128
 NAMES = [f'j{i}.pos' for i in range(6)]
 FPS = 30
 PERIOD_NS = 1_000_000_000 // FPS
-VCODEC = 'h264'     # the fastest encoder here; the writer's own tests cover AV1
+VCODEC = 'h264'  # the fastest encoder here; the writer's own tests cover AV1
 
 
 # ImageSync (no ROS) -------------------------------------------------------------
@@ -106,20 +107,23 @@ class Feeder:
 
     def __init__(self, ns: str, cameras=('front', 'wrist'), recorder='recorder'):
         import rclpy
+
         self.ns = ns
         self.cameras = list(cameras)
         self.node = rclpy.create_node(f'feeder_{uuid.uuid4().hex[:8]}', namespace=ns)
-        self.image_pubs = {c: self.node.create_publisher(Image, f'camera_{c}/image_raw', qos_profile_sensor_data)
-                           for c in self.cameras}
+        self.image_pubs = {
+            c: self.node.create_publisher(Image, f'camera_{c}/image_raw', qos_profile_sensor_data) for c in self.cameras
+        }
         self.frame_pub = self.node.create_publisher(RolloutFrame, 'frames', 200)
-        self.clients = {s: self.node.create_client(Trigger, f'{recorder}/{s}')
-                        for s in ('start_episode', 'save_episode', 'discard_episode', 'push')}
-        self.status = RecorderStatus()   # the recorder's latest ~/status (typed)
-        self.node.create_subscription(RecorderStatus, f'{recorder}/status',
-                                      lambda m: setattr(self, 'status', m), 10)
+        self.clients = {
+            s: self.node.create_client(Trigger, f'{recorder}/{s}')
+            for s in ('start_episode', 'save_episode', 'discard_episode', 'push')
+        }
+        self.status = RecorderStatus()  # the recorder's latest ~/status (typed)
+        self.node.create_subscription(RecorderStatus, f'{recorder}/status', lambda m: setattr(self, 'status', m), 10)
         self.lifecycle = LifecycleClient(self.node, f'{ns}/{recorder}')
         self.executor = spin_in_background(self.node)
-        self.stamps: list[int] = []     # tick k's stamp (unix ns)
+        self.stamps: list[int] = []  # tick k's stamp (unix ns)
         self.k = 0
 
     def close(self):
@@ -155,7 +159,7 @@ class Feeder:
         frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(tick_ns, 10**9)
         frame.state_names = NAMES
         frame.state = [float(k + j / 4) for j in range(6)]
-        frame.action_names = list(reversed(NAMES))   # by name, not by position
+        frame.action_names = list(reversed(NAMES))  # by name, not by position
         frame.action = [float(-k - j) for j in range(6)]
         frame.action_sent.sec, frame.action_sent.nanosec = divmod(tick_ns + 5_000_000, 10**9)
         frame.intervention = intervention
@@ -194,16 +198,25 @@ class Feeder:
 
 def expected_row(k: int):
     state = [k + j / 4 for j in range(6)]
-    action = list(reversed([-k - j for j in range(6)]))   # dataset order NAMES
+    action = list(reversed([-k - j for j in range(6)]))  # dataset order NAMES
     return np.array(state, np.float32), np.array(action, np.float32)
 
 
 def recorder_params(root: Path, **extra) -> dict:
-    params = dict(repo_id='tester/rollout_node', root=str(root), stamp_repo_id=False, fps=FPS,
-                  robot_type='test_arm', state_names=NAMES, action_names=NAMES,
-                  camera_names=['front', 'wrist'], camera_shapes=[f'{H}x{W}'] * 2,
-                  camera_topic_template='camera_{name}/image_raw', vcodec=VCODEC,
-                  image_timeout_s=0.3)   # a start/save waits this long when no tick follows
+    params = dict(
+        repo_id='tester/rollout_node',
+        root=str(root),
+        stamp_repo_id=False,
+        fps=FPS,
+        robot_type='test_arm',
+        state_names=NAMES,
+        action_names=NAMES,
+        camera_names=['front', 'wrist'],
+        camera_shapes=[f'{H}x{W}'] * 2,
+        camera_topic_template='camera_{name}/image_raw',
+        vcodec=VCODEC,
+        image_timeout_s=0.3,
+    )  # a start/save waits this long when no tick follows
     params.update(extra)
     return params
 
@@ -212,16 +225,21 @@ def recorder_params(root: Path, **extra) -> dict:
 def recorder(ros):
     """In-process recorder on its own executor; each test in its own namespace."""
     from rollout_ros.nodes.recorder_node import RecorderNode
+
     made = []
 
     def make(root: Path, **extra):
         ns = f'/rec_{uuid.uuid4().hex[:8]}'
-        node = RecorderNode('recorder', namespace=ns, parameter_overrides=[
-            Parameter(k, value=v) for k, v in recorder_params(root, **extra).items()])
+        node = RecorderNode(
+            'recorder',
+            namespace=ns,
+            parameter_overrides=[Parameter(k, value=v) for k, v in recorder_params(root, **extra).items()],
+        )
         ex = spin_in_background(node)
         feeder = Feeder(ns)
         made.append((node, ex, feeder))
         return node, feeder
+
     yield make
     for node, ex, feeder in made:
         feeder.close()
@@ -241,11 +259,13 @@ def bring_up(node, feeder):
 
 def load(root: Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     return LeRobotDataset('tester/rollout_node', root=root)
 
 
 def video_frame_count(path: Path) -> int:
     import av
+
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
 
@@ -259,7 +279,7 @@ def test_round_trip_two_episodes(recorder, tmp_path):
     assert wait_for(lambda: not node.status()['bag']['waiting_for'], 5.0), node.status()
     assert wait_for(lambda: feeder.frame_pub.get_subscription_count() == 2, 5.0)
 
-    feeder.run(3)                           # idle: not recording, no ring
+    feeder.run(3)  # idle: not recording, no ring
     ok, msg = feeder.call('save_episode')
     assert not ok and 'start_episode' in msg
     ok, msg = feeder.call('push')
@@ -268,7 +288,7 @@ def test_round_trip_two_episodes(recorder, tmp_path):
     feeder.ok('start_episode')
     ep0 = feeder.run(20)
     t0 = time.monotonic()
-    saved0 = feeder.ok('save_episode')      # no wait: the save covers every tick sent before it
+    saved0 = feeder.ok('save_episode')  # no wait: the save covers every tick sent before it
     save0_s = time.monotonic() - t0
     assert saved0['episode_index'] == 0 and saved0['frames'] == 20, saved0
 
@@ -278,7 +298,7 @@ def test_round_trip_two_episodes(recorder, tmp_path):
 
     feeder.ok('start_episode')
     ep1 = feeder.run(10)
-    [lost] = feeder.run(1, skip_camera='wrist')   # its wrist image never comes
+    [lost] = feeder.run(1, skip_camera='wrist')  # its wrist image never comes
     ep1 += feeder.run(14)
     saved1 = feeder.ok('save_episode')
     assert saved1['frames'] == 24 and saved1['missing_image_frames'] == 1, saved1
@@ -294,6 +314,7 @@ def test_round_trip_two_episodes(recorder, tmp_path):
 
     # Every tick is in the bag, written ones or not.
     from rosbags.rosbag2 import Reader
+
     [bag] = (tmp_path / 'bags').iterdir()
     with Reader(bag) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
@@ -315,7 +336,7 @@ def test_round_trip_two_episodes(recorder, tmp_path):
         assert rows['stamp.observation'][i] == pytest.approx(feeder.stamps[k] * 1e-9, abs=1e-6)
         assert rows['stamp.camera.front'][i] == pytest.approx((feeder.stamps[k] - 10**7) * 1e-9, abs=1e-6)
     assert list(rows['episode_index']) == [0] * 20 + [1] * 24
-    assert set(ds.meta.tasks.index) == {'pick', 'rollout'}    # '' became default_task
+    assert set(ds.meta.tasks.index) == {'pick', 'rollout'}  # '' became default_task
 
     # Every row has its video frame, and it is the image the tick named (not the decoy).
     for cam in ('front', 'wrist'):
@@ -331,16 +352,22 @@ def test_round_trip_two_episodes(recorder, tmp_path):
 
 def test_ring_buffer_pre_press_frames_and_memory_cap(recorder, tmp_path):
     root = tmp_path / 'ds'
-    node, feeder = recorder(root, ring_buffer_seconds=2.0, ring_buffer_max_memory_mb=1.0,
-                            camera_shapes=['480x640', f'{H}x{W}'], camera_names=['big', 'wrist'])
+    node, feeder = recorder(
+        root,
+        ring_buffer_seconds=2.0,
+        ring_buffer_max_memory_mb=1.0,
+        camera_shapes=['480x640', f'{H}x{W}'],
+        camera_names=['big', 'wrist'],
+    )
     node2_shape = (480, 640)
     # The big camera gets noise images: JPEG cannot shrink them, so 1 MB holds
     # a few frames, not the 60 the window asks for.
     noise = np.random.default_rng(0).integers(0, 256, (*node2_shape, 3), np.uint8)
     feeder.cameras = ['big', 'wrist']
-    feeder.image_pubs = {'big': feeder.node.create_publisher(Image, 'camera_big/image_raw',
-                                                             qos_profile_sensor_data),
-                         'wrist': feeder.image_pubs['wrist']}
+    feeder.image_pubs = {
+        'big': feeder.node.create_publisher(Image, 'camera_big/image_raw', qos_profile_sensor_data),
+        'wrist': feeder.image_pubs['wrist'],
+    }
     plain = feeder.image
 
     def image(k, cam, stamp_ns, decoy=False):
@@ -349,6 +376,7 @@ def test_ring_buffer_pre_press_frames_and_memory_cap(recorder, tmp_path):
             msg.height, msg.width, msg.step = 480, 640, 640 * 3
             msg.data = noise.tobytes()
         return msg
+
     feeder.image = image
     bring_up(node, feeder)
 
@@ -382,9 +410,9 @@ def test_auto_rotate_loses_no_rows(recorder, tmp_path):
     bring_up(node, feeder)
     feeder.ok('start_episode')
     sent = feeder.run(45)
-    sent += feeder.run(15, intervention=True)     # no rotation inside a correction
+    sent += feeder.run(15, intervention=True)  # no rotation inside a correction
     status = node.status()
-    node.trigger_shutdown()                      # from active: saves the open tail (save_partial_on_stop)
+    node.trigger_shutdown()  # from active: saves the open tail (save_partial_on_stop)
     assert node.state_label == 'finalized', node.last_error
 
     ds = load(root)
@@ -398,14 +426,17 @@ def test_auto_rotate_loses_no_rows(recorder, tmp_path):
     assert len(set(episode[-15:])) == 1
 
 
-@pytest.mark.parametrize('extra, param', [
-    (dict(repo_id=''), 'repo_id'),
-    (dict(repo_id='tester/no_prefix'), 'repo_id'),
-    (dict(camera_shapes=['96by128', '96x128']), 'camera_shapes'),
-    (dict(camera_shapes=['96x128']), 'camera_shapes'),
-    (dict(camera_topic_template='/camera/image_raw'), 'camera_topic_template'),
-    (dict(resume=True), 'root'),
-])
+@pytest.mark.parametrize(
+    'extra, param',
+    [
+        (dict(repo_id=''), 'repo_id'),
+        (dict(repo_id='tester/no_prefix'), 'repo_id'),
+        (dict(camera_shapes=['96by128', '96x128']), 'camera_shapes'),
+        (dict(camera_shapes=['96x128']), 'camera_shapes'),
+        (dict(camera_topic_template='/camera/image_raw'), 'camera_topic_template'),
+        (dict(resume=True), 'root'),
+    ],
+)
 def test_configure_error_names_the_parameter(recorder, tmp_path, extra, param):
     node, _ = recorder(tmp_path / 'ds', **extra)
     node.trigger_configure()
@@ -420,18 +451,22 @@ def test_sigkill_keeps_saved_episodes(recorder, tmp_path):
     args = []
     for k, v in recorder_params(root).items():
         # Parameter values on the command line are YAML: quote strings ({name}).
-        value = (json.dumps(v) if isinstance(v, (list, str)) else str(v).lower() if isinstance(v, bool)
-                 else str(v))
+        value = json.dumps(v) if isinstance(v, (list, str)) else str(v).lower() if isinstance(v, bool) else str(v)
         args += ['-p', f'{k}:={value}']
-    proc = subprocess.Popen([sys.executable, '-m', 'rollout_ros.nodes.recorder_node', '--ros-args',
-                             '-r', f'__ns:={ns}', *args], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rollout_ros.nodes.recorder_node', '--ros-args', '-r', f'__ns:={ns}', *args],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     feeder = Feeder(ns)
 
     def stderr():
         if proc.poll() is None:
             proc.kill()
         return proc.communicate(timeout=10)[1][-3000:]
+
     try:
         assert feeder.lifecycle.wait_ready(60.0), 'recorder process offers no lifecycle services'
         assert feeder.lifecycle.change('configure', 60.0), stderr()
@@ -455,8 +490,11 @@ def test_sigkill_keeps_saved_episodes(recorder, tmp_path):
     assert len(ds) == 27
 
     # A resume that does not match the dataset is refused before anything is written.
-    for extra, param in ((dict(fps=15), 'fps'), (dict(robot_type='other_arm'), 'robot_type'),
-                         (dict(camera_shapes=['48x64', f'{H}x{W}']), 'features.observation.images.front')):
+    for extra, param in (
+        (dict(fps=15), 'fps'),
+        (dict(robot_type='other_arm'), 'robot_type'),
+        (dict(camera_shapes=['48x64', f'{H}x{W}']), 'features.observation.images.front'),
+    ):
         node, _ = recorder(root, resume=True, **extra)
         node.trigger_configure()
         assert node.state_label == 'unconfigured' and node.last_error.startswith(f'{param}:'), node.last_error
@@ -474,15 +512,23 @@ def test_sigkill_keeps_saved_episodes(recorder, tmp_path):
 
 def test_recorder_yaml_matches_declared_parameters(ros):
     from rollout_ros.nodes.recorder_node import RecorderNode
-    types = {ParameterType.PARAMETER_BOOL: bool, ParameterType.PARAMETER_INTEGER: int,
-             ParameterType.PARAMETER_DOUBLE: float, ParameterType.PARAMETER_STRING: str,
-             ParameterType.PARAMETER_STRING_ARRAY: list}
+
+    types = {
+        ParameterType.PARAMETER_BOOL: bool,
+        ParameterType.PARAMETER_INTEGER: int,
+        ParameterType.PARAMETER_DOUBLE: float,
+        ParameterType.PARAMETER_STRING: str,
+        ParameterType.PARAMETER_STRING_ARRAY: list,
+    }
     raw = yaml.safe_load((PKG / 'config' / 'recorder.yaml').read_text())
     values = raw['/**/recorder']['ros__parameters']
     node = RecorderNode()
     try:
-        declared = {n: node.describe_parameter(n) for n in node._parameters
-                    if n not in ('use_sim_time', 'start_type_description_service')}
+        declared = {
+            n: node.describe_parameter(n)
+            for n in node._parameters
+            if n not in ('use_sim_time', 'start_type_description_service')
+        }
         assert set(values) == set(declared), set(values) ^ set(declared)
         for name, value in values.items():
             assert declared[name].description, name
@@ -491,13 +537,15 @@ def test_recorder_yaml_matches_declared_parameters(ros):
         node.destroy_node()
 
 
-@pytest.mark.parametrize('frame_id, width, encoding, pad', [('front', 4, 'rgb8', 0), ('', 5, 'bgr8', 3),
-                                                             ('a_longer_name', 3, 'rgb8', 6)])
+@pytest.mark.parametrize(
+    'frame_id, width, encoding, pad', [('front', 4, 'rgb8', 0), ('', 5, 'bgr8', 3), ('a_longer_name', 3, 'rgb8', 6)]
+)
 def test_image_from_cdr_bytes_matches_rclpy(frame_id, width, encoding, pad):
     from rclpy.serialization import serialize_message
 
-    from rollout_ros.nodes.policy_node import image_from_msg
     from rollout_ros.core.cdr_image import parse_image
+    from rollout_ros.nodes.policy_node import image_from_msg
+
     msg = Image(height=3, width=width, encoding=encoding, step=width * 3 + pad)
     msg.header.frame_id = frame_id
     msg.header.stamp = Time(sec=1_700_000_123, nanosec=456_789)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End to end with the upstream `ros2` command-line tools, as a ROS user runs
 rollout_ros: `ros2 launch` of the strategy launch files against an emulated
 Koch arm, a tiny checkpoint and a video camera, driven from outside with
@@ -6,9 +7,9 @@ Koch arm, a tiny checkpoint and a video camera, driven from outside with
 The tools come from ../shared/ros2 (make setup installs them with the package
 in the venv's ament index); without them these tests skip, saying so."""
 
+import contextlib
 import json
 import os
-import contextlib
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def _installed() -> str:
     if not (PREFIX / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'rollout_ros').exists():
         return 'rollout_ros is not in the ament index of the venv (run make setup)'
     import importlib.util
+
     if importlib.util.find_spec('launch_ros') is None or importlib.util.find_spec('composition_interfaces') is None:
         return 'launch_ros or composition_interfaces missing (make setup installs them from ../shared/ros2)'
     return ''
@@ -71,9 +73,13 @@ class Launch:
 
     def __init__(self, env, tmp_path: Path, launch_file: str, *args: str):
         self.log_path = tmp_path / f'{launch_file}.log'
-        self.proc = subprocess.Popen([str(ROS2), 'launch', 'rollout_ros', launch_file, *args], env=env,
-                                     stdout=open(self.log_path, 'w'), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(ROS2), 'launch', 'rollout_ros', launch_file, *args],
+            env=env,
+            stdout=open(self.log_path, 'w'),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.nodes: list = []
 
     @property
@@ -83,12 +89,15 @@ class Launch:
     def wait_for_log(self, text: str, timeout: float = UP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log:
-            assert self.proc.poll() is None, f'launch ended ({self.proc.returncode}) before {text!r}:\n{self.log[-4000:]}'
+            assert self.proc.poll() is None, (
+                f'launch ended ({self.proc.returncode}) before {text!r}:\n{self.log[-4000:]}'
+            )
             assert time.monotonic() < deadline, f'no {text!r} within {timeout} s:\n{self.log[-4000:]}'
             time.sleep(0.5)
 
     def remember_nodes(self) -> None:
         import psutil
+
         self.nodes = psutil.Process(self.proc.pid).children(recursive=True)
         assert self.nodes
 
@@ -127,15 +136,21 @@ def params_file(tmp_path: Path, strategy: str, assets, port: str, **strategy_par
 
     def section(node):
         return raw.setdefault(f'/**/{node}', {'ros__parameters': {}})['ros__parameters']
+
     robot = dict(robot_id=ROBOT_ID, calibration_dir=str(assets['calibration_dir']))
     section('robot_driver').update(robot_port=port, **robot)
     section(f'camera_{CAMERA}').update(index_or_path=str(assets['video']), width=IMAGE_HW[1], height=IMAGE_HW[0])
     section('policy').update(policy_path=str(assets['checkpoint']))
     section(f'{strategy}_strategy').update(task='test', status_log_period_s=1.0, **robot, **strategy_params)
     if strategy != 'base':
-        section('recorder').update(repo_id='test/rollout_launch', root=str(tmp_path / 'dataset'), stamp_repo_id=False,
-                                   push_to_hub=False, camera_shapes=[f'{IMAGE_HW[0]}x{IMAGE_HW[1]}'],
-                                   vcodec='h264')
+        section('recorder').update(
+            repo_id='test/rollout_launch',
+            root=str(tmp_path / 'dataset'),
+            stamp_repo_id=False,
+            push_to_hub=False,
+            camera_shapes=[f'{IMAGE_HW[0]}x{IMAGE_HW[1]}'],
+            vcodec='h264',
+        )
     if strategy == 'dagger':
         # emulated_leader(tmp_path) calibrates the leader there.
         section('teleop').update(teleop_id=LEADER_ID, teleop_calibration_dir=str(tmp_path / 'calibration'), **robot)
@@ -149,7 +164,8 @@ def assert_clean(log: str, stop: str = '') -> None:
     no error line at all in `stop` (the output from the stop on)."""
     for bad in ('SIGTERM', 'Traceback', 'process has died', 'exit code'):
         assert bad not in log, f'{bad!r} in the launch output:\n' + '\n'.join(
-            line for line in log.splitlines() if bad in line)
+            line for line in log.splitlines() if bad in line
+        )
     assert '[ERROR]' not in stop, f'an error line while stopping:\n{stop}'
 
 
@@ -157,22 +173,41 @@ def test_ros2_finds_the_installed_package(env, tmp_path):
     out = ros2(env, 'pkg', 'prefix', 'rollout_ros')
     assert out.returncode == 0 and Path(out.stdout.strip()).resolve() == PREFIX.resolve(), out
     executables = ros2(env, 'pkg', 'executables', 'rollout_ros').stdout.split()
-    assert {'teleop', 'robot_driver', 'camera', 'policy', 'recorder', 'base_strategy', 'sentry_strategy',
-            'highlight_strategy', 'dagger_strategy'} <= set(executables)
+    assert {
+        'teleop',
+        'robot_driver',
+        'camera',
+        'policy',
+        'recorder',
+        'base_strategy',
+        'sentry_strategy',
+        'highlight_strategy',
+        'dagger_strategy',
+    } <= set(executables)
     shown = ros2(env, 'launch', 'rollout_ros', 'base.launch.py', '--show-args')
     assert shown.returncode == 0, shown.stderr
     for name in ('autostart', 'log_level', 'use_respawn', 'params_file', 'namespace'):
         assert f"'{name}':" in shown.stdout, shown.stdout
     # `source .venv/bin/activate` alone gives the tools their AMENT_PREFIX_PATH.
     bare = {k: v for k, v in env.items() if k != 'AMENT_PREFIX_PATH'}
-    activated = subprocess.run(['bash', '-c', f'source {PREFIX}/bin/activate && ros2 pkg prefix rollout_ros'],
-                               env=bare, capture_output=True, text=True, timeout=60)
+    activated = subprocess.run(
+        ['bash', '-c', f'source {PREFIX}/bin/activate && ros2 pkg prefix rollout_ros'],
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert activated.returncode == 0 and Path(activated.stdout.strip()).resolve() == PREFIX.resolve(), activated
     # ros2 run: the node comes up unconfigured and leaves on Ctrl-C with exit 0.
     name = f'teleop_{os.getpid()}'
-    proc = subprocess.Popen([str(ROS2), 'run', 'rollout_ros', 'teleop', '--ros-args', '-r', f'__node:={name}'],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(ROS2), 'run', 'rollout_ros', 'teleop', '--ros-args', '-r', f'__node:={name}'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while ros2(env, 'lifecycle', 'get', f'/{name}', '--no-daemon').stdout.split()[:1] != ['unconfigured']:
@@ -186,7 +221,8 @@ def test_ros2_finds_the_installed_package(env, tmp_path):
 
 
 def test_sentry_launch_from_a_params_file_driven_by_ros2_tools_and_stopped_with_ctrl_c(
-        env, assets, emulator, tmp_path, launches):
+    env, assets, emulator, tmp_path, launches
+):
     """The params file alone sets the run (repo_id included); ros2 topic,
     lifecycle and param reach the live nodes; Ctrl-C saves the open episode
     once, turns the torque off and ends every process inside launch's SIGINT
@@ -194,19 +230,18 @@ def test_sentry_launch_from_a_params_file_driven_by_ros2_tools_and_stopped_with_
     path = params_file(tmp_path, 'sentry', assets, emulator.port)
     launch = Launch(env, tmp_path, 'sentry.launch.py', f'params_file:={path}')
     launches.append(launch)
-    launch.wait_for_log('ticks ')          # the status line, logged under launch too
+    launch.wait_for_log('ticks ')  # the status line, logged under launch too
     launch.remember_nodes()
 
     status = ros2(env, 'topic', 'echo', '--once', '--no-daemon', '/sentry_strategy/status', timeout=90)
-    assert status.returncode == 0 and 'strategy: sentry' in status.stdout and 'recording: true' in status.stdout, \
-        status
+    assert status.returncode == 0 and 'strategy: sentry' in status.stdout and 'recording: true' in status.stdout, status
     assert state_of(env, '/robot_driver') == 'active'
     live = ros2(env, 'param', 'set', '--no-daemon', '/sentry_strategy', 'task', 'wipe the table')
     assert 'Set parameter successful' in live.stdout, live
     structural = ros2(env, 'param', 'set', '--no-daemon', '/robot_driver', 'robot_port', '/dev/null')
     refusal = structural.stdout + structural.stderr
     assert 'Setting parameter failed' in refusal and 'robot_port' in refusal, structural
-    assert state_of(env, '/robot_driver') == 'active'   # still running
+    assert state_of(env, '/robot_driver') == 'active'  # still running
 
     before = len(launch.log)
     took = launch.ctrl_c()
@@ -226,8 +261,16 @@ def test_autostart_false_waits_for_ros2_lifecycle_set(env, assets, emulator, tmp
     the run up through the strategy, which configures and activates the
     others in order; the run then ends by itself at its duration."""
     path = params_file(tmp_path, 'base', assets, emulator.port)
-    launch = Launch(env, tmp_path, 'base.launch.py', f'params_file:={path}', 'autostart:=false', 'duration:=4.0',
-                    'log_level:=info', 'use_respawn:=true')
+    launch = Launch(
+        env,
+        tmp_path,
+        'base.launch.py',
+        f'params_file:={path}',
+        'autostart:=false',
+        'duration:=4.0',
+        'log_level:=info',
+        'use_respawn:=true',
+    )
     launches.append(launch)
     launch.wait_for_log('waiting unconfigured for a lifecycle manager')
     launch.remember_nodes()
@@ -281,4 +324,3 @@ def test_failed_configure_ends_the_launch_with_no_process_left(env, assets, tmp_
     assert 'robot_driver' in launch.log and 'configure failed' in launch.log, launch.log[-4000:]
     assert not launch.left_behind(), [p.cmdline() for p in launch.left_behind()]
     assert 'SIGTERM' not in launch.log, launch.log[-4000:]
-

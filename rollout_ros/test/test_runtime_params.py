@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`ros2 param set` on our nodes: live parameters apply at once, structural
 ones only while unconfigured, and a refusal says why."""
 
@@ -42,9 +43,9 @@ def test_an_empty_list_override_keeps_the_list_type(ros):
     # rclpy alone declares [] as a byte array and refuses it for a string list.
     class _Lists(ManagedNode):
         def __init__(self):
-            super().__init__('list_probe', parameter_overrides=[
-                Parameter('cameras', Parameter.Type.STRING_ARRAY, [])])
+            super().__init__('list_probe', parameter_overrides=[Parameter('cameras', Parameter.Type.STRING_ARRAY, [])])
             self.declare('cameras', ['front'], 'Structural list.')
+
     node = _Lists()
     try:
         assert list(node.param('cameras')) == []

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Leader arms and the teleop node against the emulated buses: the leader's
 pose comes out in follower radians exactly as lerobot's teleop would command
 it, an emulated human's motion shows up, an actuated leader moves to a pose
@@ -7,6 +8,7 @@ import math
 import time
 
 import pytest
+from helpers import spin_in_background, wait_for
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
@@ -16,13 +18,16 @@ from rollout_ros.core.joint_units import NormMode
 from rollout_ros.hardware.emulator.feetech_emulator import FeetechBusEmulator
 from rollout_ros.hardware.emulator.human import EmulatedHuman, sinusoid, waypoints
 from rollout_ros.hardware.emulator.servo_bus_emulator import ServoBusEmulator
-from rollout_ros.hardware.leaders import (LeaderFollowerMap, get_leader_spec, leader_calibration_paths,
-                                          load_leader_calibration)
+from rollout_ros.hardware.leaders import (
+    LeaderFollowerMap,
+    get_leader_spec,
+    leader_calibration_paths,
+    load_leader_calibration,
+)
 from rollout_ros.hardware.motion import MoveOutcome, linear_move
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.teleop_node import TeleopNode
 from rollout_ros_interfaces.srv import MoveToPose
-from helpers import spin_in_background, wait_for
 
 IDS = [1, 2, 3, 4, 5, 6]
 PREFIX = 'left_'
@@ -31,29 +36,53 @@ TICK_RAD = 2 * math.pi / 4095
 # Leader and follower calibrations differ, so the map does more than copy ticks.
 SETUPS = {
     'koch_leader': dict(
-        follower='koch_follower', model='xl330-m077', emulator=ServoBusEmulator,
+        follower='koch_follower',
+        model='xl330-m077',
+        emulator=ServoBusEmulator,
         # lerobot's Koch leader calibration inverts the elbow in the servo.
-        leader={'shoulder_pan': (0, -1024, 0, 4095), 'shoulder_lift': (0, 312, 900, 3000),
-                'elbow_flex': (1, -77, 1100, 3050), 'wrist_flex': (0, 0, 800, 3300),
-                'wrist_roll': (0, 5, 0, 4095), 'gripper': (0, -1500, 1900, 2900)},
-        follower_cal={'shoulder_pan': (0, 0, 0, 4095), 'shoulder_lift': (0, 0, 1024, 3072),
-                      'elbow_flex': (0, 0, 1024, 3072), 'wrist_flex': (0, 0, 1024, 3072),
-                      'wrist_roll': (0, 0, 0, 4095), 'gripper': (0, 0, 2048, 3072)}),
+        leader={
+            'shoulder_pan': (0, -1024, 0, 4095),
+            'shoulder_lift': (0, 312, 900, 3000),
+            'elbow_flex': (1, -77, 1100, 3050),
+            'wrist_flex': (0, 0, 800, 3300),
+            'wrist_roll': (0, 5, 0, 4095),
+            'gripper': (0, -1500, 1900, 2900),
+        },
+        follower_cal={
+            'shoulder_pan': (0, 0, 0, 4095),
+            'shoulder_lift': (0, 0, 1024, 3072),
+            'elbow_flex': (0, 0, 1024, 3072),
+            'wrist_flex': (0, 0, 1024, 3072),
+            'wrist_roll': (0, 0, 0, 4095),
+            'gripper': (0, 0, 2048, 3072),
+        },
+    ),
     'so101_leader': dict(
-        follower='so101_follower', model='sts3215', emulator=FeetechBusEmulator,
-        leader={'shoulder_pan': (0, -300, 700, 3400), 'shoulder_lift': (0, 312, 830, 3100),
-                'elbow_flex': (1, -77, 1100, 3050), 'wrist_flex': (0, 0, 900, 3300),
-                'wrist_roll': (0, 5, 0, 4095), 'gripper': (1, 40, 2000, 3400)},
-        follower_cal={'shoulder_pan': (0, 100, 600, 3500), 'shoulder_lift': (1, 0, 1000, 3000),
-                      'elbow_flex': (0, 0, 900, 3200), 'wrist_flex': (0, 20, 1000, 3100),
-                      'wrist_roll': (0, 0, 0, 4095), 'gripper': (0, 0, 2100, 3300)}),
+        follower='so101_follower',
+        model='sts3215',
+        emulator=FeetechBusEmulator,
+        leader={
+            'shoulder_pan': (0, -300, 700, 3400),
+            'shoulder_lift': (0, 312, 830, 3100),
+            'elbow_flex': (1, -77, 1100, 3050),
+            'wrist_flex': (0, 0, 900, 3300),
+            'wrist_roll': (0, 5, 0, 4095),
+            'gripper': (1, 40, 2000, 3400),
+        },
+        follower_cal={
+            'shoulder_pan': (0, 100, 600, 3500),
+            'shoulder_lift': (1, 0, 1000, 3000),
+            'elbow_flex': (0, 0, 900, 3200),
+            'wrist_flex': (0, 20, 1000, 3100),
+            'wrist_roll': (0, 0, 0, 4095),
+            'gripper': (0, 0, 2100, 3300),
+        },
+    ),
 }
 
 
 def calib(table):
     return {name: MotorCalibration(i, *table[name]) for i, name in zip(IDS, table)}
-
-
 
 
 def write_calibrations(root, teleop_type, teleop_id='leader1', robot_id='follower1'):
@@ -124,12 +153,22 @@ def teleop(ros, tmp_path, teleop_type, leader_emulator):
     running = []
 
     def start(**overrides):
-        params = dict(teleop_type=teleop_type, teleop_port=leader_emulator.port, teleop_id='leader1',
-                      robot_type=SETUPS[teleop_type]['follower'], robot_id='follower1',
-                      calibration_dir=str(tmp_path), teleop_calibration_dir=str(tmp_path), joint_prefix=PREFIX, rate_hz=50.0, move_speed=1.0)
+        params = dict(
+            teleop_type=teleop_type,
+            teleop_port=leader_emulator.port,
+            teleop_id='leader1',
+            robot_type=SETUPS[teleop_type]['follower'],
+            robot_id='follower1',
+            calibration_dir=str(tmp_path),
+            teleop_calibration_dir=str(tmp_path),
+            joint_prefix=PREFIX,
+            rate_hz=50.0,
+            move_speed=1.0,
+        )
         params.update(overrides)
         running.append(Running(**params))
         return running[-1]
+
     yield start
     for r in running:
         r.close()
@@ -137,11 +176,13 @@ def teleop(ros, tmp_path, teleop_type, leader_emulator):
 
 # -- lerobot's own normalisation, for reference ------------------------------------------
 
+
 def lerobot_leader_bus(teleop_type, calibration_dir, monkeypatch):
     """lerobot's teleoperator class, built without a port, with the
     calibration lerobot itself loads from the file our node reads."""
     if teleop_type == 'koch_leader':
         from lerobot.teleoperators.koch_leader import KochLeader, KochLeaderConfig
+
         config = KochLeaderConfig(port='/dev/null', id='leader1', calibration_dir=calibration_dir)
         return KochLeader(config).bus
     from lerobot.motors.feetech import FeetechMotorsBus
@@ -155,9 +196,9 @@ def lerobot_leader_bus(teleop_type, calibration_dir, monkeypatch):
         bus = object.__new__(FeetechMotorsBus)
         SerialMotorsBus.__init__(bus, port, motors, calibration)
         return bus
+
     monkeypatch.setattr(so_leader, 'FeetechMotorsBus', portless_bus)
-    config = SOLeaderTeleopConfig(port='/dev/null', id='leader1', calibration_dir=calibration_dir,
-                                  use_degrees=False)
+    config = SOLeaderTeleopConfig(port='/dev/null', id='leader1', calibration_dir=calibration_dir, use_degrees=False)
     return so_leader.SOLeader(config).bus
 
 
@@ -167,8 +208,9 @@ def test_leader_specs_match_lerobot_classes(tmp_path, teleop_type, monkeypatch):
     directory = leader_calibration_paths(tmp_path, spec, 'leader1')[0].parent
     bus = lerobot_leader_bus(teleop_type, directory, monkeypatch)
     assert bus.calibration, 'lerobot did not find the calibration where we wrote it'
-    assert {n: (m.id, m.model, m.norm_mode.value) for n, m in bus.motors.items()} == \
-        {m.name: (m.id, m.model, m.norm_mode.value) for m in spec.motors}
+    assert {n: (m.id, m.model, m.norm_mode.value) for n, m in bus.motors.items()} == {
+        m.name: (m.id, m.model, m.norm_mode.value) for m in spec.motors
+    }
     assert spec.apply_drive_mode == bus.apply_drive_mode
     # lerobot: the SO leaders are driven back (feedback), the Koch leader is not.
     assert spec.actuated == (teleop_type != 'koch_leader')
@@ -177,6 +219,7 @@ def test_leader_specs_match_lerobot_classes(tmp_path, teleop_type, monkeypatch):
 def test_calibration_path_follows_lerobot(tmp_path, monkeypatch):
     from lerobot.teleoperators.koch_leader import KochLeader
     from lerobot.teleoperators.so_leader import SOLeader
+
     # LeRobot's --teleop.calibration_dir is the folder that holds <id>.json ...
     for teleop_type in ('koch_leader', 'so100_leader', 'so101_leader'):
         assert leader_calibration_paths(tmp_path, get_leader_spec(teleop_type), 'x') == [tmp_path / 'x.json']
@@ -195,6 +238,7 @@ def test_calibration_path_follows_lerobot(tmp_path, monkeypatch):
 
 def test_unknown_leader_and_koch_in_degrees_are_config_errors():
     from rollout_ros.core.errors import ConfigError
+
     with pytest.raises(ConfigError, match='teleop_type'):
         get_leader_spec('koch_leeder')
     with pytest.raises(ConfigError, match='use_degrees'):
@@ -202,12 +246,12 @@ def test_unknown_leader_and_koch_in_degrees_are_config_errors():
     assert get_leader_spec('so101_leader', use_degrees=True).motors[0].norm_mode is NormMode.DEGREES
 
 
-def test_publishes_leader_pose_in_follower_radians_as_lerobot(teleop, teleop_type, leader_emulator, tmp_path,
-                                                                monkeypatch):
+def test_publishes_leader_pose_in_follower_radians_as_lerobot(
+    teleop, teleop_type, leader_emulator, tmp_path, monkeypatch
+):
     setup = SETUPS[teleop_type]
     spec = get_leader_spec(teleop_type)
-    bus = lerobot_leader_bus(teleop_type, leader_calibration_paths(tmp_path, spec, 'leader1')[0].parent,
-                             monkeypatch)
+    bus = lerobot_leader_bus(teleop_type, leader_calibration_paths(tmp_path, spec, 'leader1')[0].parent, monkeypatch)
     follower_maps = get_robot_spec(setup['follower']).joint_maps(calib(setup['follower_cal']))
     node = teleop()
     node.node.trigger_configure()
@@ -254,8 +298,9 @@ def test_emulated_human_motion_shows_up(teleop, teleop_type, leader_emulator):
     with EmulatedHuman(leader_emulator, sinusoid(IDS, amplitude=200, period_s=0.8)) as human:
         time.sleep(1.2)
         seen = node.states[-40:]
-    spread = {n: max(m.position[k] for m in seen) - min(m.position[k] for m in seen)
-              for k, n in enumerate(seen[-1].name)}
+    spread = {
+        n: max(m.position[k] for m in seen) - min(m.position[k] for m in seen) for k, n in enumerate(seen[-1].name)
+    }
     assert all(spread[PREFIX + j] > 0.1 for j in ('shoulder_pan', 'elbow_flex', 'wrist_roll')), spread
     if teleop_type == 'koch_leader':
         # The torqued gripper spring is the driver's: the human leaves it alone.
@@ -268,7 +313,7 @@ def test_emulated_human_motion_shows_up(teleop, teleop_type, leader_emulator):
 def test_human_waypoints_and_torqued_servos_are_left_alone():
     servos = {1: 'sts3215', 2: 'sts3215'}
     with FeetechBusEmulator(servos, tau=0.0, initial_positions={1: 1000, 2: 1000}) as emu:
-        emu.servo(2).write(40, b'\x01')   # torque on: a driver holds servo 2
+        emu.servo(2).write(40, b'\x01')  # torque on: a driver holds servo 2
         path = waypoints([(0.0, {1: 0, 2: 0}), (0.2, {1: 300, 2: 300})])
         with EmulatedHuman(emu, path, rate_hz=100):
             assert wait_for(lambda: emu.register(1, 'Present_Position') == 1300, timeout=2.0)
@@ -323,8 +368,11 @@ def test_move_to_is_speed_capped_and_release_goes_limp(teleop, teleop_type, lead
     def at(target):
         # Within a few leader ticks, seen in follower radians.
         msg = node.states[-1]
-        return all(abs(p - target[n[len(PREFIX):]]) < 6 * TICK_RAD
-                   for n, p in zip(msg.name, msg.position) if n[len(PREFIX):] in target)
+        return all(
+            abs(p - target[n[len(PREFIX) :]]) < 6 * TICK_RAD
+            for n, p in zip(msg.name, msg.position)
+            if n[len(PREFIX) :] in target
+        )
 
     # An emulated human is on the arm: it lets go of the torqued servos.
     with EmulatedHuman(leader_emulator, sinusoid(IDS, amplitude=30, period_s=1.0)):
@@ -339,8 +387,10 @@ def test_move_to_is_speed_capped_and_release_goes_limp(teleop, teleop_type, lead
     present = {PREFIX + m: p for m, p in zip(spec.motor_names, node.fresh_state().position)}
     far_target, far, far_writes = run_move({'shoulder_pan': -0.7, 'wrist_flex': 0.3})
     assert far.duration_s > near.duration_s * 1.5 and far_writes > near_writes, (near, far)
-    leader_way = abs(bridge.to_leader(far_target)['shoulder_pan'] -
-                     bridge.to_leader({'shoulder_pan': present[PREFIX + 'shoulder_pan']})['shoulder_pan'])
+    leader_way = abs(
+        bridge.to_leader(far_target)['shoulder_pan']
+        - bridge.to_leader({'shoulder_pan': present[PREFIX + 'shoulder_pan']})['shoulder_pan']
+    )
     assert far.duration_s == pytest.approx(leader_way / speed, abs=0.02)
     assert wait_for(lambda: at(far_target))
 
@@ -386,8 +436,17 @@ def test_linear_move_steps_never_exceed_the_cap():
 
     def sleep(s):
         now[0] += s
-    outcome = linear_move({'a': 0.0, 'b': 0.0}, {'a': 1.0, 'b': -0.3}, max_speed=0.7, rate_hz=30,
-                          send=sent.append, timeout_s=10.0, sleep=sleep, clock=lambda: now[0])
+
+    outcome = linear_move(
+        {'a': 0.0, 'b': 0.0},
+        {'a': 1.0, 'b': -0.3},
+        max_speed=0.7,
+        rate_hz=30,
+        send=sent.append,
+        timeout_s=10.0,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
     assert outcome is MoveOutcome.ARRIVED
     a = [0.0] + [g['a'] for g in sent]
     assert max(y - x for x, y in zip(a, a[1:])) <= 0.7 / 30 + 1e-12

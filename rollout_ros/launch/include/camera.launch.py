@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Camera(s): one lifecycle node per camera (`camera_<name>`), publishing
 `camera_<name>/image_raw` (sensor_msgs/Image) in the namespace.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Robot driver(s): one lifecycle node per servo bus (`robot_driver`, or
 `robot_driver_left`/`robot_driver_right` for bi_* robots), publishing
 `joint_states` and executing `joint_commands` in the namespace.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Operator input: a keyboard or a foot pedal node publishing
 `<input_device>/events` (rollout_ros_interfaces/InputEvent) in the namespace.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Policy: one lifecycle node (`policy`) that loads a LeRobot checkpoint and
 serves `policy/infer` (rollout_ros_interfaces/srv/InferAction) in the
 namespace; it also reads the camera topics, so requests can name frames by

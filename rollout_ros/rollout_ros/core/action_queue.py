@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Actions waiting to be executed, refilled by chunks from background inference.
 
 Time is counted in executed actions: ``consumed`` only moves when the loop
@@ -115,7 +116,7 @@ class ActionQueue:
         that is the instant the new chunk's first action belongs to.
         """
         with self._lock:
-            pending = self._rows[self._head:]
+            pending = self._rows[self._head :]
             back = 0 if obs_index is None else self._consumed - obs_index
             if 0 < back <= len(self._history):
                 executed = np.stack(list(self._history)[-back:])
@@ -138,7 +139,7 @@ class ActionQueue:
         if chunk.ndim != 2:
             raise ValueError(f'chunk must be (steps, action_dim), got shape {chunk.shape}')
         with self._lock:
-            pending = self._rows[self._head:]
+            pending = self._rows[self._head :]
             if len(pending) and pending.shape[1] != chunk.shape[1]:
                 raise ValueError(f'chunk action_dim {chunk.shape[1]} != queued {pending.shape[1]}')
             delay = max(0, self._consumed - int(obs_index))
@@ -164,7 +165,7 @@ class ActionQueue:
         if n == 0:
             return ahead
         if len(pending):
-            offset = pending[:n] - ahead[:len(pending[:n])]
+            offset = pending[:n] - ahead[: len(pending[:n])]
         elif self._last is not None:
             offset = (self._last - ahead[0])[None]
         else:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """LeRobot calibration files: `<calibration_dir>/<id>.json` when a directory is
 given (LeRobot's --robot.calibration_dir), else LeRobot's default location
 `$HF_LEROBOT_CALIBRATION/robots/<robot class>/<id>.json`.
@@ -43,36 +44,49 @@ def calibration_path(calibration_dir: str | Path | None, robot_type: str, robot_
     return default_calibration_dir() / 'robots' / robot_type / f'{robot_id}.json'
 
 
-def load_calibration(path: Path, motor_names: list[str], robot_type: str = '',
-                     port: str = '<port>') -> dict[str, MotorCalibration]:
+def load_calibration(
+    path: Path, motor_names: list[str], robot_type: str = '', port: str = '<port>'
+) -> dict[str, MotorCalibration]:
     if not path.is_file():
         raise ConfigError(
             'robot_id',
             f'no calibration file at {path}.',
             f'calibrate the arm once with lerobot: lerobot-calibrate --robot.type={robot_type} '
             f'--robot.port={port} --robot.id={path.stem} (or set calibration_dir to where '
-            'the file is).')
+            'the file is).',
+        )
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ConfigError('robot_id', f'calibration file {path} is not valid JSON ({e}).',
-                          'recalibrate the arm with lerobot-calibrate.') from e
+        raise ConfigError(
+            'robot_id',
+            f'calibration file {path} is not valid JSON ({e}).',
+            'recalibrate the arm with lerobot-calibrate.',
+        ) from e
     missing = [m for m in motor_names if m not in raw]
     if missing:
-        raise ConfigError('robot_id', f'calibration file {path} lacks motors {missing}.',
-                          f'is it the calibration of a {robot_type}? Recalibrate with '
-                          'lerobot-calibrate.')
+        raise ConfigError(
+            'robot_id',
+            f'calibration file {path} lacks motors {missing}.',
+            f'is it the calibration of a {robot_type}? Recalibrate with lerobot-calibrate.',
+        )
     calib = {}
     for name in motor_names:
         entry = raw[name]
         absent = [f for f in CALIBRATION_FIELDS if f not in entry]
         if absent:
-            raise ConfigError('robot_id', f'calibration of motor {name!r} in {path} lacks {absent}.',
-                              'recalibrate the arm with lerobot-calibrate.')
+            raise ConfigError(
+                'robot_id',
+                f'calibration of motor {name!r} in {path} lacks {absent}.',
+                'recalibrate the arm with lerobot-calibrate.',
+            )
         c = MotorCalibration(**{f: int(entry[f]) for f in CALIBRATION_FIELDS})
         if c.range_max <= c.range_min:
-            raise ConfigError('robot_id', f'motor {name!r} in {path} has range_min >= range_max.',
-                              'recalibrate the arm with lerobot-calibrate.')
+            raise ConfigError(
+                'robot_id',
+                f'motor {name!r} in {path} has range_min >= range_max.',
+                'recalibrate the arm with lerobot-calibrate.',
+            )
         calib[name] = c
     return calib
 

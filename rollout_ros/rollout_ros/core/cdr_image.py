@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """sensor_msgs/Image read straight from its CDR bytes, pixels not copied.
 
 rclpy's deserialization copies a 640x480 frame into an array.array, about
@@ -32,7 +33,6 @@ class CdrImage:
 
 
 class _Reader:
-
     def __init__(self, buf: bytes):
         if len(buf) < 4 or int.from_bytes(buf[:2], 'big') not in _ENCAPSULATIONS:
             raise ValueError(f'not CDR: encapsulation {bytes(buf[:2]).hex()}')
@@ -41,14 +41,14 @@ class _Reader:
         self.off = 4
 
     def u32(self, signed: bool = False) -> int:
-        self.off += -(self.off - 4) % 4     # alignment counts from after the encapsulation
+        self.off += -(self.off - 4) % 4  # alignment counts from after the encapsulation
         value = struct.unpack_from(self.end + ('i' if signed else 'I'), self.buf, self.off)[0]
         self.off += 4
         return value
 
     def string(self) -> str:
-        n = self.u32()                      # includes the terminating NUL
-        text = bytes(self.buf[self.off:self.off + max(n - 1, 0)]).decode()
+        n = self.u32()  # includes the terminating NUL
+        text = bytes(self.buf[self.off : self.off + max(n - 1, 0)]).decode()
         self.off += n
         return text
 
@@ -59,10 +59,17 @@ def parse_image(buf: bytes) -> CdrImage:
     frame_id = r.string()
     height, width = r.u32(), r.u32()
     encoding = r.string()
-    r.off += 1                              # is_bigendian: 8-bit encodings only
+    r.off += 1  # is_bigendian: 8-bit encodings only
     step = r.u32()
     n = r.u32()
     if r.off + n > len(buf):
         raise ValueError(f'image data of {n} bytes overruns the {len(buf)}-byte message')
-    return CdrImage(sec * 1_000_000_000 + nanosec, Header(frame_id), height, width, encoding, step,
-                    memoryview(buf)[r.off:r.off + n])
+    return CdrImage(
+        sec * 1_000_000_000 + nanosec,
+        Header(frame_id),
+        height,
+        width,
+        encoding,
+        step,
+        memoryview(buf)[r.off : r.off + n],
+    )

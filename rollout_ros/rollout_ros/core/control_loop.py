@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The rollout control loop, free of ROS: observe -> policy -> command, paced
 on absolute deadlines, with every late, overrunning or starved tick counted.
 
@@ -33,19 +34,27 @@ Action = dict[str, float]
 
 
 class ControlLoop:
-
-    def __init__(self, fps: float, observe: Callable[[], Observation | None],
-                 policy: Callable[[Observation], Action | None], command: Callable[[Action], None],
-                 duration_s: float = 0.0, action_log_len: int = 0, interpolation_multiplier: int = 1,
-                 record: Callable[[Observation, Action], None] | None = None, max_starved_ticks: int = 0,
-                 max_starved_s: float = 0.0, realtime_priority: int = 0):
+    def __init__(
+        self,
+        fps: float,
+        observe: Callable[[], Observation | None],
+        policy: Callable[[Observation], Action | None],
+        command: Callable[[Action], None],
+        duration_s: float = 0.0,
+        action_log_len: int = 0,
+        interpolation_multiplier: int = 1,
+        record: Callable[[Observation, Action], None] | None = None,
+        max_starved_ticks: int = 0,
+        max_starved_s: float = 0.0,
+        realtime_priority: int = 0,
+    ):
         self.interpolator = ActionInterpolator(interpolation_multiplier)
         self.pacer = Pacer(fps * self.interpolator.multiplier)
         self.observe = observe
         self.policy = policy
         self.command = command
         self.record = record
-        self.last_obs: Observation | None = None   # what the latest policy action was computed from
+        self.last_obs: Observation | None = None  # what the latest policy action was computed from
         self.duration_s = duration_s
         self.stop_event = threading.Event()
         self.infer_ms = SampleWindow()
@@ -56,14 +65,14 @@ class ControlLoop:
         self._starved_since: float | None = None
         self._tick_start = 0.0
         self.starved_out = False
-        self.last_action: Action | None = None      # the policy's latest action
-        self.last_command: Action | None = None     # what went to the robot last
+        self.last_action: Action | None = None  # the policy's latest action
+        self.last_command: Action | None = None  # what went to the robot last
         # Actions in the order they were commanded; tests compare them with
         # what the servos received.
         self.action_log = deque(maxlen=action_log_len or None) if action_log_len else None
         self.error: BaseException | None = None
         self.realtime_priority = realtime_priority
-        self.realtime: bool | None = None   # whether run() got SCHED_FIFO (None: not asked)
+        self.realtime: bool | None = None  # whether run() got SCHED_FIFO (None: not asked)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -93,8 +102,9 @@ class ControlLoop:
         self.consecutive_starved += 1
         if self.max_starved_ticks and self.consecutive_starved >= self.max_starved_ticks:
             return True
-        return bool(self.max_starved_s and self.last_action is not None
-                    and now - self._starved_since >= self.max_starved_s)
+        return bool(
+            self.max_starved_s and self.last_action is not None and now - self._starved_since >= self.max_starved_s
+        )
 
     def _tick(self) -> None:
         interpolator = self.interpolator

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """DAgger's operator state machine, free of ROS.
 
 AUTONOMOUS -pause_resume-> PAUSED -pause_resume-> AUTONOMOUS
@@ -23,7 +24,6 @@ TRANSITIONS = {
 
 
 class DaggerPhases:
-
     def __init__(self):
         self.phase = AUTONOMOUS
         self._queued: list[str] = []

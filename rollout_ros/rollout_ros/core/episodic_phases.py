@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The episodic strategy's phases, free of ROS (lerobot-rollout --strategy.type=episodic).
 
 RECORDING -end-> RESETTING -end-> RECORDING ... -> DONE
@@ -31,12 +32,13 @@ from typing import NamedTuple
 
 RECORDING, RESETTING, DONE = 'recording', 'resetting', 'done'
 NEXT, REDO, STOP = 'next', 'redo', 'stop'
-TIME, FRAMES = 'time', 'frames'        # causes that are not keys
+TIME, FRAMES = 'time', 'frames'  # causes that are not keys
 SAVE, DISCARD = 'save', 'discard'
 
 
 class Step(NamedTuple):
     """One change: `close` is what becomes of the open episode (save, discard or None)."""
+
     old: str
     new: str
     cause: str
@@ -46,13 +48,12 @@ class Step(NamedTuple):
 @dataclass(frozen=True)
 class _State:
     phase: str = RECORDING
-    started: bool = False          # recording: the recorder opened the episode, the clock runs
-    pending: str | None = None     # resetting: SAVE or DISCARD for the episode just recorded
+    started: bool = False  # recording: the recorder opened the episode, the clock runs
+    pending: str | None = None  # resetting: SAVE or DISCARD for the episode just recorded
     saved: int = 0
 
 
 class EpisodicPhases:
-
     def __init__(self, num_episodes: int, episode_time_s: float, reset_time_s: float, fps: float):
         if num_episodes < 1:
             raise ValueError('num_episodes must be at least 1')
@@ -70,9 +71,9 @@ class EpisodicPhases:
             self._state = _State()
             self._queued: list[str] = []
         self.phase_started: float | None = None
-        self.frames = 0                 # rows recorded in this episode
-        self.last_episode_frames = 0    # rows of the episode recorded last
-        self.kept_frames: list[int] = []   # rows of each episode saved, in order
+        self.frames = 0  # rows recorded in this episode
+        self.last_episode_frames = 0  # rows of the episode recorded last
+        self.kept_frames: list[int] = []  # rows of each episode saved, in order
         self.discarded = 0
         self.steps: list[Step] = []
 
@@ -101,14 +102,15 @@ class EpisodicPhases:
             return 0.0
         limit = self.episode_time_s if s.phase == RECORDING else self.reset_time_s
         if self.phase_started is None:
-            return limit               # the clock has not started yet
+            return limit  # the clock has not started yet
         return max(0.0, limit - (now - self.phase_started))
 
     # Transitions --------------------------------------------------------------
     def _end_recording(self, s: _State, cause: str) -> tuple[_State, Step]:
         if cause == REDO:
-            return replace(s, phase=RESETTING, started=False, pending=DISCARD), Step(RECORDING, RESETTING, cause,
-                                                                                     DISCARD)
+            return replace(s, phase=RESETTING, started=False, pending=DISCARD), Step(
+                RECORDING, RESETTING, cause, DISCARD
+            )
         if cause == STOP or s.saved + 1 >= self.num_episodes:
             return replace(s, phase=DONE, started=False, saved=s.saved + 1), Step(RECORDING, DONE, cause, SAVE)
         # Kept, but saved only at the end of the reset: a REDO there can still drop it.

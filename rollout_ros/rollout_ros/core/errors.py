@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Configuration errors that name the offending parameter and the fix."""
 
 

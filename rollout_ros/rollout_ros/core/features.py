@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Mapping between ROS joint positions (radians, by joint name) and LeRobot
 feature dicts (`<joint>.pos` in lerobot's units). Everything goes by name;
 a missing joint is an error, never a silently shifted vector."""
@@ -8,7 +9,6 @@ POS_SUFFIX = '.pos'
 
 
 class FeatureMapper:
-
     def __init__(self, joint_maps: dict[str, JointMap], joint_prefix: str = ''):
         self.joint_maps = joint_maps
         self.joint_prefix = joint_prefix

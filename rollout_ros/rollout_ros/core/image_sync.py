@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pairing recorded ticks with the camera frames their observation used.
 
 A strategy tick names, per camera, the capture stamp of the frame it fed to
@@ -19,17 +20,17 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SyncedTick:
-    payload: object                      # what the caller passed to add_tick
-    images: dict = field(default_factory=dict)    # cam -> (stamp_ns, image)
-    missing: list = field(default_factory=list)   # cams with no usable frame (then images is partial)
+    payload: object  # what the caller passed to add_tick
+    images: dict = field(default_factory=dict)  # cam -> (stamp_ns, image)
+    missing: list = field(default_factory=list)  # cams with no usable frame (then images is partial)
 
 
 @dataclass
 class _Pending:
     payload: object
-    wanted: dict          # cam -> stamp_ns; None = the latest frame at or before tick_ns
+    wanted: dict  # cam -> stamp_ns; None = the latest frame at or before tick_ns
     tick_ns: int
-    deadline: float       # monotonic seconds
+    deadline: float  # monotonic seconds
     images: dict = field(default_factory=dict)
     marker: bool = False  # a request (start/save): tick_ns is when it was made
 
@@ -44,7 +45,7 @@ class _History:
     def add(self, stamp_ns: int, image) -> None:
         i = bisect.bisect_left(self.stamps, stamp_ns)
         if i < len(self.stamps) and self.stamps[i] == stamp_ns:
-            self.images[i] = image      # a re-sent frame: same capture, keep one
+            self.images[i] = image  # a re-sent frame: same capture, keep one
             return
         self.stamps.insert(i, stamp_ns)
         self.images.insert(i, image)
@@ -81,7 +82,6 @@ class _History:
 
 
 class ImageSync:
-
     def __init__(self, cameras, tolerance_ns: int, timeout_s: float, history_ns: int):
         """tolerance_ns: how far the nearest frame may be from the wanted stamp
         (half a period); timeout_s: how long a tick waits for a frame that is
@@ -94,8 +94,8 @@ class ImageSync:
         self._hist = {cam: _History() for cam in self.cameras}
         self._pending: deque[_Pending] = deque()
         self._newest_tick_ns = -1
-        self.nearest_matches = 0      # resolved to a neighbour, not the exact frame
-        self.unstamped = 0            # ticks that named no stamp for some camera
+        self.nearest_matches = 0  # resolved to a neighbour, not the exact frame
+        self.unstamped = 0  # ticks that named no stamp for some camera
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -115,8 +115,7 @@ class ImageSync:
         if any(v is None for v in wanted.values()):
             self.unstamped += 1
         # Before the first waiting request made after this tick was stamped.
-        index = next((i for i, p in enumerate(self._pending) if p.marker and p.tick_ns >= tick_ns),
-                     len(self._pending))
+        index = next((i for i, p in enumerate(self._pending) if p.marker and p.tick_ns >= tick_ns), len(self._pending))
         self._pending.insert(index, _Pending(payload, wanted, tick_ns, now + self.timeout_s))
         self._newest_tick_ns = max(self._newest_tick_ns, tick_ns)
         return self.poll(now)
@@ -142,7 +141,7 @@ class ImageSync:
                 if cam not in p.images:
                     found = self._resolve(cam, stamp, p.tick_ns, expired)
                     if found is not None:
-                        p.images[cam] = found      # False: decided, none
+                        p.images[cam] = found  # False: decided, none
             if len(p.images) < len(p.wanted) and not expired:
                 break
             self._pending.popleft()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Linear upsampling of policy actions to a faster command rate.
 
 With multiplier N the servos get N commands per policy action (fps * N),
@@ -15,7 +16,6 @@ import numpy as np
 
 
 class ActionInterpolator:
-
     def __init__(self, multiplier: int = 1):
         if int(multiplier) != multiplier or multiplier < 1:
             raise ValueError(f'multiplier must be an integer >= 1, got {multiplier}')

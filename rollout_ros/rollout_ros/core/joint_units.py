@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit maps between servo ticks, ROS radians and LeRobot feature values.
 
 ROS side: joint positions in radians, zero at the middle of the calibrated
@@ -63,8 +64,7 @@ class JointMap:
 
     @property
     def limits_rad(self) -> tuple[float, float]:
-        return (self.ticks_to_rad(self.calibration.range_min),
-                self.ticks_to_rad(self.calibration.range_max))
+        return (self.ticks_to_rad(self.calibration.range_min), self.ticks_to_rad(self.calibration.range_max))
 
     # radians <-> LeRobot feature value (the loop's conversion)
     def rad_to_feature(self, rad: float) -> float:

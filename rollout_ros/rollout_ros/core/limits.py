@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Allowed ranges of the numeric settings a user types, in one place.
 
 The nodes declare their parameters with these ranges (rclpy then refuses an
@@ -29,8 +30,13 @@ class Range:
         if not math.isfinite(value):
             return f'{value} is not a finite number.'
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            allowed = (f'{self.low:g} or more' if self.high is None else f'{self.high:g} or less'
-                       if self.low is None else f'{self.low:g} to {self.high:g}')
+            allowed = (
+                f'{self.low:g} or more'
+                if self.high is None
+                else f'{self.high:g} or less'
+                if self.low is None
+                else f'{self.low:g} to {self.high:g}'
+            )
             return f'{value:g} is out of range: allowed {allowed}{self.unit}.'
         return ''
 

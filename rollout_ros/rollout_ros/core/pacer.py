@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Control-loop pacing on absolute deadlines.
 
 Tick k is due at t0 + k * period on the monotonic clock. Unlike a relative
@@ -28,7 +29,6 @@ class PacerReport:
 
 
 class Pacer:
-
     def __init__(self, rate_hz: float, clock=time.monotonic, sleep=time.sleep):
         if rate_hz <= 0:
             raise ValueError(f'rate_hz must be > 0, got {rate_hz}')

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A ROS 2 domain of its own for a test session or a demo on this host.
 
 DDS discovery is per ROS_DOMAIN_ID: two programs on one domain see each
@@ -17,7 +18,7 @@ import tempfile
 # Domains whose DDS ports stay clear of the usual ones (0 is where robots
 # live); the range the test suite always used.
 FIRST, LAST = 100, 200
-_claims: list[int] = []   # open lock files: the claim lasts as long as the process
+_claims: list[int] = []  # open lock files: the claim lasts as long as the process
 
 
 def claim_private_domain(first: int = FIRST, last: int = LAST) -> int:
@@ -27,7 +28,7 @@ def claim_private_domain(first: int = FIRST, last: int = LAST) -> int:
         try:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         except OSError:
-            continue   # another user's lock file we cannot open: theirs
+            continue  # another user's lock file we cannot open: theirs
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -35,8 +36,7 @@ def claim_private_domain(first: int = FIRST, last: int = LAST) -> int:
             continue
         _claims.append(fd)
         return domain
-    raise RuntimeError(f'every ROS domain id in {first}..{last} is in use on this host; '
-                       'set ROS_DOMAIN_ID yourself')
+    raise RuntimeError(f'every ROS domain id in {first}..{last} is in use on this host; set ROS_DOMAIN_ID yourself')
 
 
 def isolate(env=None, keep_domain: bool = False) -> int:

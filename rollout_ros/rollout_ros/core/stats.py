@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bounded sample windows for latency and jitter figures."""
 
 import threading
@@ -51,8 +52,15 @@ def command_timing(times_s, period_s: float | None = None) -> dict:
     """
     times = np.asarray(times_s, dtype=float)
     if times.size < 2:
-        return {'commands': int(times.size), 'rate_hz': 0.0, 'period_err_p50_ms': 0.0, 'period_err_p99_ms': 0.0,
-                'period_err_max_ms': 0.0, 'max_gap_ms': 0.0, 'gaps': 0}
+        return {
+            'commands': int(times.size),
+            'rate_hz': 0.0,
+            'period_err_p50_ms': 0.0,
+            'period_err_p99_ms': 0.0,
+            'period_err_max_ms': 0.0,
+            'max_gap_ms': 0.0,
+            'gaps': 0,
+        }
     intervals = np.diff(np.sort(times))
     period = float(np.median(intervals)) if period_s is None else float(period_s)
     err_ms = np.abs(intervals - period) * 1e3

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """rosbag2 directories written with the pure-Python `rosbags` library.
 
 rosbag2_py is not on PyPI, and a recorder that records what the robot saw
@@ -15,8 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                QosTime)
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -25,15 +25,23 @@ from rosbags.typesys.base import Nodetype
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # zstd in every mode: 'storage' is MCAP chunk compression (what ros2 bag's
 # zstd_fast/zstd_small presets give), 'message' and 'file' are rosbag2's own.
-COMPRESSIONS = {'storage': CompressionMode.STORAGE, 'message': CompressionMode.MESSAGE,
-                'file': CompressionMode.FILE}
+COMPRESSIONS = {'storage': CompressionMode.STORAGE, 'message': CompressionMode.MESSAGE, 'file': CompressionMode.FILE}
 
-_DEFAULT_TIME = QosTime(0, 0)   # rmw's "unspecified": no deadline, infinite lifespan
+_DEFAULT_TIME = QosTime(0, 0)  # rmw's "unspecified": no deadline, infinite lifespan
 
 
 def _qos(reliability: QosReliability, durability: QosDurability, depth: int) -> Qos:
-    return Qos(QosHistory.KEEP_LAST, depth, reliability, durability, _DEFAULT_TIME, _DEFAULT_TIME,
-               QosLiveliness.AUTOMATIC, _DEFAULT_TIME, False)
+    return Qos(
+        QosHistory.KEEP_LAST,
+        depth,
+        reliability,
+        durability,
+        _DEFAULT_TIME,
+        _DEFAULT_TIME,
+        QosLiveliness.AUTOMATIC,
+        _DEFAULT_TIME,
+        False,
+    )
 
 
 # The offered QoS that `ros2 bag play` republishes with; the depths are
@@ -60,6 +68,7 @@ def package_share_dir(package: str) -> Path:
     sourced ROS environment, where the wheels put share/ under the prefix)."""
     try:
         from ament_index_python.packages import get_package_share_directory
+
         return Path(get_package_share_directory(package))
     except (ImportError, LookupError, OSError, ValueError):
         return Path(sys.prefix) / 'share' / package
@@ -71,8 +80,10 @@ def read_msgdef(msgtype: str) -> str:
     package, name = _split_msgtype(msgtype)
     path = package_share_dir(package) / 'msg' / f'{name}.msg'
     if not path.is_file():
-        raise FileNotFoundError(f'no definition of {msgtype} at {path}: is {package} built and installed '
-                                'in this environment (or its setup file sourced)?')
+        raise FileNotFoundError(
+            f'no definition of {msgtype} at {path}: is {package} built and installed '
+            'in this environment (or its setup file sourced)?'
+        )
     return path.read_text()
 
 
@@ -88,8 +99,7 @@ def _referenced_types(desc) -> list[str]:
 class BagWriter:
     """One bag directory; usable from several subscriber threads at once."""
 
-    def __init__(self, path, storage: str = 'mcap', compression: str | None = None,
-                 distro: Stores = Stores.ROS2_JAZZY):
+    def __init__(self, path, storage: str = 'mcap', compression: str | None = None, distro: Stores = Stores.ROS2_JAZZY):
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
         if compression is not None and compression not in COMPRESSIONS:
@@ -133,7 +143,8 @@ class BagWriter:
                 raise ValueError(f'topic {name} was already added')
             self._ensure_type(msgtype, msgdef)
             self._connections[name] = self._writer.add_connection(
-                name, msgtype, typestore=self.typestore, offered_qos_profiles=profiles)
+                name, msgtype, typestore=self.typestore, offered_qos_profiles=profiles
+            )
 
     def write(self, topic: str, timestamp_ns: int, cdr_bytes: bytes) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
+# SPDX-License-Identifier: Apache-2.0
 """rollout_dataset: inspect and repair LeRobot v3 datasets on disk.
 
-  rollout_dataset info <root> [--json]   summary of a dataset
-  rollout_dataset repair <root>          fix what a crash left (ours or LeRobot's)
-  rollout_dataset push <root> [--repo_id <id>]   upload what a failed push of a run left local
+rollout_dataset info <root> [--json]   summary of a dataset
+rollout_dataset repair <root>          fix what a crash left (ours or LeRobot's)
+rollout_dataset push <root> [--repo_id <id>]   upload what a failed push of a run left local
 """
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ def summary(root: Path) -> dict:
 
     info = load_info(root)
     out = {
-        'root': str(root), 'codebase_version': info.codebase_version, 'robot_type': info.robot_type,
-        'fps': info.fps, 'episodes': info.total_episodes, 'frames': info.total_frames, 'tasks': info.total_tasks,
+        'root': str(root),
+        'codebase_version': info.codebase_version,
+        'robot_type': info.robot_type,
+        'fps': info.fps,
+        'episodes': info.total_episodes,
+        'frames': info.total_frames,
+        'tasks': info.total_tasks,
         'seconds': round(info.total_frames / info.fps, 2),
         'features': {k: {'dtype': ft['dtype'], 'shape': list(ft['shape'])} for k, ft in info.features.items()},
-        'cameras': {k: (ft.get('info') or {}).get('video.codec') for k, ft in info.features.items()
-                    if ft['dtype'] == 'video'},
-        'bytes': sum(p.stat().st_size for p in root.rglob('*')
-                     if p.is_file() and not p.relative_to(root).as_posix().startswith(PRIVATE_DIR + '/')),
+        'cameras': {
+            k: (ft.get('info') or {}).get('video.codec') for k, ft in info.features.items() if ft['dtype'] == 'video'
+        },
+        'bytes': sum(
+            p.stat().st_size
+            for p in root.rglob('*')
+            if p.is_file() and not p.relative_to(root).as_posix().startswith(PRIVATE_DIR + '/')
+        ),
         'needs_repair': [],
     }
     lengths = []
@@ -57,16 +67,18 @@ def summary(root: Path) -> dict:
 
 
 def _print_summary(s: dict) -> None:
-    print(f"{s['root']}: LeRobot {s['codebase_version']}, robot {s['robot_type']}, {s['fps']} fps")
-    print(f"  {s['episodes']} episodes, {s['frames']} frames ({s['seconds']} s), {s['tasks']} tasks, "
-          f"{s['bytes'] / 1e6:.1f} MB")
+    print(f'{s["root"]}: LeRobot {s["codebase_version"]}, robot {s["robot_type"]}, {s["fps"]} fps')
+    print(
+        f'  {s["episodes"]} episodes, {s["frames"]} frames ({s["seconds"]} s), {s["tasks"]} tasks, '
+        f'{s["bytes"] / 1e6:.1f} MB'
+    )
     if 'episode_seconds' in s:
-        print(f"  episode length {s['episode_seconds']['min']:.1f}..{s['episode_seconds']['max']:.1f} s")
+        print(f'  episode length {s["episode_seconds"]["min"]:.1f}..{s["episode_seconds"]["max"]:.1f} s')
     for key, codec in s['cameras'].items():
         shape = s['features'][key]['shape']
         print(f'  camera {key}: {shape[1]}x{shape[0]} {codec or "(no episode yet)"}')
     others = [k for k, ft in s['features'].items() if ft['dtype'] != 'video']
-    print(f"  columns: {', '.join(others)}")
+    print(f'  columns: {", ".join(others)}')
     for line in s['needs_repair']:
         print(f'  NEEDS REPAIR: {line}')
 
@@ -74,6 +86,7 @@ def _print_summary(s: dict) -> None:
 def push(root: Path, repo_id: str, private: bool, timeout_s: float) -> int:
     """One push with the recorder's uploader (its retries, its ignore rules); 0 once it is on the Hub."""
     from .hub import HubUploader
+
     uploader = HubUploader(root, repo_id, private=private)
     uploader.request_push('rollout_dataset push')
     finished = uploader.close(final_push=False, timeout_s=timeout_s)
@@ -87,16 +100,20 @@ def push(root: Path, repo_id: str, private: bool, timeout_s: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='rollout_dataset', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='rollout_dataset', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest='command', required=True)
     p_info = sub.add_parser('info', help='summary of a dataset')
     p_info.add_argument('root', type=Path)
     p_info.add_argument('--json', action='store_true', help='print the summary as one JSON object')
     p_repair = sub.add_parser('repair', help='fix what a crash left; never deletes a finished episode')
     p_repair.add_argument('root', type=Path)
-    p_push = sub.add_parser('push', help='upload a dataset to the Hub (what a failed or cut-short push of a '
-                            'run left behind); the local copy is never changed')
+    p_push = sub.add_parser(
+        'push',
+        help='upload a dataset to the Hub (what a failed or cut-short push of a '
+        'run left behind); the local copy is never changed',
+    )
     p_push.add_argument('root', type=Path)
     p_push.add_argument('--repo_id', default='', help="Hub id; '' = <parent folder>/<folder> of root")
     p_push.add_argument('--private', action='store_true')
@@ -117,9 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(s)
         return 0
     if args.command == 'push':
-        return push(args.root, args.repo_id or f'{args.root.resolve().parent.name}/{args.root.resolve().name}',
-                    args.private, args.timeout_s)
+        return push(
+            args.root,
+            args.repo_id or f'{args.root.resolve().parent.name}/{args.root.resolve().name}',
+            args.private,
+            args.timeout_s,
+        )
     from .repair import repair
+
     try:
         report = repair(args.root)
     except DatasetBusyError as exc:

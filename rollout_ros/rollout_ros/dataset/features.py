@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The feature dict of a rollout dataset, and the checks made on it and on frames."""
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ def _scalar(dtype: str) -> dict:
     return {'dtype': dtype, 'shape': _SCALAR, 'names': None}
 
 
-def make_features(state_names: list[str], action_names: list[str], cameras: dict[str, tuple[int, int]],
-                  intervention: bool = False, timing: bool = True) -> dict:
+def make_features(
+    state_names: list[str],
+    action_names: list[str],
+    cameras: dict[str, tuple[int, int]],
+    intervention: bool = False,
+    timing: bool = True,
+) -> dict:
     """LeRobot feature dict for a rollout; `cameras` maps name -> (height, width).
     Stamps are unix seconds (float64)."""
     for what, names in (('state_names', state_names), ('action_names', action_names)):
@@ -42,15 +48,22 @@ def make_features(state_names: list[str], action_names: list[str], cameras: dict
         if timing and 'image' in cam:
             # lerobot's aggregate_stats takes any feature whose name contains
             # "image" for a camera and rejects the stats of stamp.camera.<cam>.
-            raise ConfigError('cameras', f'camera name {cam!r} contains "image", which breaks lerobot\'s stats '
-                              f'for its stamp feature stamp.camera.{cam}.', 'rename the camera (e.g. "top").')
+            raise ConfigError(
+                'cameras',
+                f'camera name {cam!r} contains "image", which breaks lerobot\'s stats '
+                f'for its stamp feature stamp.camera.{cam}.',
+                'rename the camera (e.g. "top").',
+            )
     features = {
         'observation.state': _vector(state_names),
         'action': _vector(action_names),
     }
     for cam, (h, w) in cameras.items():
-        features[IMAGE_PREFIX + cam] = {'dtype': 'video', 'shape': (int(h), int(w), 3),
-                                        'names': ['height', 'width', 'channels']}
+        features[IMAGE_PREFIX + cam] = {
+            'dtype': 'video',
+            'shape': (int(h), int(w), 3),
+            'names': ['height', 'width', 'channels'],
+        }
     if intervention:
         features[INTERVENTION] = _scalar('bool')
     if timing:
@@ -87,21 +100,31 @@ def check_same_features(existing: dict, wanted: dict) -> None:
             problem += f' only in the dataset {missing};'
         if extra:
             problem += f' only in this recording {extra};'
-        raise ConfigError('features', problem.rstrip(';') + '.',
-                          'record into a new dataset, or configure the same cameras, joints and extras '
-                          '(intervention, timing) as the dataset.')
+        raise ConfigError(
+            'features',
+            problem.rstrip(';') + '.',
+            'record into a new dataset, or configure the same cameras, joints and extras '
+            '(intervention, timing) as the dataset.',
+        )
     for key in existing:
         (d0, s0, n0), (d1, s1, n1) = _signature(existing[key]), _signature(wanted[key])
         if d0 != d1:
-            raise ConfigError(f'features.{key}', f'dtype is {d1} here but {d0} in the dataset.',
-                              'record into a new dataset.')
+            raise ConfigError(
+                f'features.{key}', f'dtype is {d1} here but {d0} in the dataset.', 'record into a new dataset.'
+            )
         if s0 != s1:
             what = 'camera size (height, width, channels)' if d0 == 'video' else 'shape'
-            raise ConfigError(f'features.{key}', f'{what} is {s1} here but {s0} in the dataset.',
-                              'use the same camera resolution / joint set as the dataset, or a new dataset.')
+            raise ConfigError(
+                f'features.{key}',
+                f'{what} is {s1} here but {s0} in the dataset.',
+                'use the same camera resolution / joint set as the dataset, or a new dataset.',
+            )
         if n0 != n1:
-            raise ConfigError(f'features.{key}', f'names are {list(n1 or [])} here but {list(n0 or [])} in the '
-                              'dataset (order matters).', 'use the same joints in the same order.')
+            raise ConfigError(
+                f'features.{key}',
+                f'names are {list(n1 or [])} here but {list(n0 or [])} in the dataset (order matters).',
+                'use the same joints in the same order.',
+            )
 
 
 def coerce_value(key: str, ft: dict, value) -> np.ndarray:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Background pushes of a recording dataset to the Hugging Face Hub.
 
 LeRobot's rollout pushes under the lock that save_episode takes, so a save
@@ -49,21 +50,36 @@ def check_repo_id(repo_id: str) -> str:
     namespace, _, name = repo_id.rpartition('/')
     if not name.startswith(REPO_PREFIX):
         fix_name = f'{namespace}/{REPO_PREFIX}{name}' if namespace else f'<user>/{REPO_PREFIX}{name}'
-        raise ConfigError('dataset.repo_id', f'{repo_id!r}: rollout dataset names must start with '
-                          f'{REPO_PREFIX!r}.', f'use {fix_name!r}.')
+        raise ConfigError(
+            'dataset.repo_id',
+            f'{repo_id!r}: rollout dataset names must start with {REPO_PREFIX!r}.',
+            f'use {fix_name!r}.',
+        )
     try:
         validate_repo_id(stamp_repo_id(repo_id))
     except HFValidationError as e:
-        raise ConfigError('dataset.repo_id', f'{repo_id!r} (with its date stamp) is not a valid Hub repo id: '
-                          f'{e}', 'use <user>/rollout_<name> with letters, digits, -, _ and .') from None
+        raise ConfigError(
+            'dataset.repo_id',
+            f'{repo_id!r} (with its date stamp) is not a valid Hub repo id: {e}',
+            'use <user>/rollout_<name> with letters, digits, -, _ and .',
+        ) from None
     return repo_id
 
 
 class HubUploader:
-
-    def __init__(self, root, repo_id: str, *, private: bool | None = False, token: str | None = None,
-                 tags=None, endpoint: str | None = None, max_retries: int = 5, retry_backoff_s: float = 2.0,
-                 license: str = 'apache-2.0'):
+    def __init__(
+        self,
+        root,
+        repo_id: str,
+        *,
+        private: bool | None = False,
+        token: str | None = None,
+        tags=None,
+        endpoint: str | None = None,
+        max_retries: int = 5,
+        retry_backoff_s: float = 2.0,
+        license: str = 'apache-2.0',
+    ):
         self.root = Path(root)
         self.repo_id = repo_id
         self.private = private
@@ -109,10 +125,16 @@ class HubUploader:
         successful push took, last_push_at: when it ended (epoch s); pending:
         a follow-up push is queued."""
         with self._cond:
-            return {'repo_id': self.repo_id, 'state': self._state, 'pushes_done': self._pushes_done,
-                    'failures': self._failures, 'last_error': self._last_error,
-                    'last_push_s': self._last_push_s, 'last_push_at': self._last_push_at,
-                    'pending': self._pending}
+            return {
+                'repo_id': self.repo_id,
+                'state': self._state,
+                'pushes_done': self._pushes_done,
+                'failures': self._failures,
+                'last_error': self._last_error,
+                'last_push_s': self._last_push_s,
+                'last_push_at': self._last_push_at,
+                'pending': self._pending,
+            }
 
     def close(self, final_push: bool = True, timeout_s: float = 60.0) -> bool:
         """Waits for the worker, after one last push if asked. False when it
@@ -166,16 +188,27 @@ class HubUploader:
                     return
                 delay = min(self.retry_backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
                 self._set(state='retrying')
-                logger.warning('hub: push of %s failed (attempt %d/%d), retrying in %.1f s: %s',
-                               self.repo_id, attempt, attempts, delay, error)
+                logger.warning(
+                    'hub: push of %s failed (attempt %d/%d), retrying in %.1f s: %s',
+                    self.repo_id,
+                    attempt,
+                    attempts,
+                    delay,
+                    error,
+                )
                 if self._abort.wait(delay):
                     self._set(state='failed', failures=self._failures + 1)
                     return
                 continue
             elapsed = time.monotonic() - t0
             if pushed:
-                self._set(state='idle', last_error=None, pushes_done=self._pushes_done + 1,
-                          last_push_s=round(elapsed, 3), last_push_at=time.time())
+                self._set(
+                    state='idle',
+                    last_error=None,
+                    pushes_done=self._pushes_done + 1,
+                    last_push_s=round(elapsed, 3),
+                    last_push_at=time.time(),
+                )
                 logger.info('hub: pushed %s in %.1f s (%s)', self.repo_id, elapsed, reason)
             else:
                 self._set(state='idle')
@@ -191,10 +224,20 @@ class HubUploader:
         info = json.loads(info_file.read_text())
         api, repo = self._api, self.repo_id
         api.create_repo(repo, repo_type='dataset', private=self.private, exist_ok=True)
-        api.upload_folder(repo_id=repo, folder_path=self.root, repo_type='dataset',
-                          ignore_patterns=IGNORE_PATTERNS, commit_message=f'rollout_ros push ({reason})')
-        api.upload_file(path_or_fileobj=self._card(info).encode(), path_in_repo='README.md', repo_id=repo,
-                        repo_type='dataset', commit_message='Dataset card')
+        api.upload_folder(
+            repo_id=repo,
+            folder_path=self.root,
+            repo_type='dataset',
+            ignore_patterns=IGNORE_PATTERNS,
+            commit_message=f'rollout_ros push ({reason})',
+        )
+        api.upload_file(
+            path_or_fileobj=self._card(info).encode(),
+            path_in_repo='README.md',
+            repo_id=repo,
+            repo_type='dataset',
+            commit_message='Dataset card',
+        )
         # The tag names the format the data is in, which is what info.json says.
         tag = info.get('codebase_version') or DEFAULT_CODEBASE_VERSION
         with suppress(RevisionNotFoundError):
@@ -205,11 +248,15 @@ class HubUploader:
     def _card(self, info: dict) -> str:
         try:
             from lerobot.datasets.utils import DatasetInfo, create_lerobot_dataset_card
-            card = create_lerobot_dataset_card(tags=self.tags, dataset_info=DatasetInfo.from_dict(info),
-                                               license=self.license, repo_id=self.repo_id)
+
+            card = create_lerobot_dataset_card(
+                tags=self.tags, dataset_info=DatasetInfo.from_dict(info), license=self.license, repo_id=self.repo_id
+            )
         except Exception as e:  # lerobot missing, or an info.json it does not take: a card must not stop a push
             logger.warning('hub: LeRobot dataset card unavailable (%s); pushing a minimal card', e)
             data = DatasetCardData(license=self.license, tags=['LeRobot', *self.tags], task_categories=['robotics'])
-            card = DatasetCard(f'---\n{data.to_yaml()}\n---\n\nRecorded with rollout_ros for '
-                               f'[LeRobot](https://github.com/huggingface/lerobot).\n')
+            card = DatasetCard(
+                f'---\n{data.to_yaml()}\n---\n\nRecorded with rollout_ros for '
+                f'[LeRobot](https://github.com/huggingface/lerobot).\n'
+            )
         return str(card)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where things live in a LeRobot v3 dataset, and how we put them there durably.
 
 Every file a reader may see is written under a temporary name in the staging
@@ -37,10 +38,28 @@ ORPHANS_DIR = f'{PRIVATE_DIR}/orphans'
 LOCK_FILE = f'{PRIVATE_DIR}/lock'
 
 __all__ = [
-    'DEFAULT_EPISODES_PATH', 'DEFAULT_TASKS_PATH', 'EPISODES_DIR', 'INFO_PATH', 'STATS_PATH',
-    'PRIVATE_TOP', 'PRIVATE_DIR', 'STAGING_DIR', 'ORPHANS_DIR', 'LOCK_FILE',
-    'DatasetLock', 'DatasetBusyError', 'fsync_dir', 'fsync_file', 'make_dirs', 'publish', 'write_atomic',
-    'write_json_atomic', 'write_info', 'next_slot', 'slot_of', 'is_disk_full',
+    'DEFAULT_EPISODES_PATH',
+    'DEFAULT_TASKS_PATH',
+    'EPISODES_DIR',
+    'INFO_PATH',
+    'STATS_PATH',
+    'PRIVATE_TOP',
+    'PRIVATE_DIR',
+    'STAGING_DIR',
+    'ORPHANS_DIR',
+    'LOCK_FILE',
+    'DatasetLock',
+    'DatasetBusyError',
+    'fsync_dir',
+    'fsync_file',
+    'make_dirs',
+    'publish',
+    'write_atomic',
+    'write_json_atomic',
+    'write_info',
+    'next_slot',
+    'slot_of',
+    'is_disk_full',
 ]
 
 
@@ -65,7 +84,8 @@ class DatasetLock:
             os.close(fd)
             raise DatasetBusyError(
                 f'{self.path.parent.parent} is open for writing by another process '
-                '(a recorder still running?); stop it first') from None
+                '(a recorder still running?); stop it first'
+            ) from None
         self._fd = fd
         return self
 
@@ -138,6 +158,7 @@ def write_json_atomic(root: Path, rel: str, data) -> Path:
     def write(tmp: Path) -> None:
         with open(tmp, 'w', encoding='utf-8') as f:
             json.dump(data, f, indent=4, ensure_ascii=False)
+
     return write_atomic(root, rel, write)
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Recover the complete row groups of a parquet file whose footer was never written.
 
 LeRobot keeps its data parquet open (no footer) for a whole session, so a
@@ -76,13 +77,13 @@ class _Reader:
             if self.pos + 8 > len(self.buf):
                 raise _ThriftError('truncated')
             self.pos += 8
-            return self.buf[self.pos - 8:self.pos]
+            return self.buf[self.pos - 8 : self.pos]
         if ttype == _BINARY:
             n = self.varint()
             if self.pos + n > len(self.buf):
                 raise _ThriftError('truncated')
             self.pos += n
-            return bytes(self.buf[self.pos - n:self.pos])
+            return bytes(self.buf[self.pos - n : self.pos])
         if ttype in (_LIST, _SET):
             head = self.byte()
             size, etype = head >> 4, head & 0x0F
@@ -288,7 +289,7 @@ def _template_footer(schema: pa.Schema, compression: str) -> list:
     pq.write_table(table, sink, compression=compression, use_dictionary=True)
     raw = sink.getvalue()
     (length,) = struct.unpack('<I', raw[-8:-4])
-    return _Reader(raw[-8 - length:-8]).struct()
+    return _Reader(raw[-8 - length : -8]).struct()
 
 
 def _values_per_row(schema: pa.Schema) -> list[int] | None:
@@ -325,8 +326,16 @@ def _footer(template: list, groups: list[tuple[int, list]]) -> bytes:
             columns.append([[2, _I64, pages[0].offset], [3, _STRUCT, meta]])
             total_uncomp += uncomp
             total_comp += comp
-        row_groups.append([[1, _LIST, [_STRUCT, columns]], [2, _I64, total_uncomp], [3, _I64, rows],
-                           [5, _I64, chunks[0][0].offset], [6, _I64, total_comp], [7, _I16, ordinal]])
+        row_groups.append(
+            [
+                [1, _LIST, [_STRUCT, columns]],
+                [2, _I64, total_uncomp],
+                [3, _I64, rows],
+                [5, _I64, chunks[0][0].offset],
+                [6, _I64, total_comp],
+                [7, _I16, ordinal],
+            ]
+        )
         total_rows += rows
     meta = _drop(template, 3, 4)
     meta += [[3, _I64, total_rows], [4, _LIST, [_STRUCT, row_groups]]]

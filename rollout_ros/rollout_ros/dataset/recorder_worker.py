@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The recorder's writer thread: turns synced ticks into dataset rows and
 runs every episode command, in the order they were received.
 
@@ -20,8 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rollout_ros.core.image_sync import SyncedTick
-from rollout_ros.dataset.features import (EXECUTED_ACTION, IMAGE_PREFIX, INTERVENTION, STAMP_ACTION_SENT,
-                                          STAMP_CAMERA_PREFIX, STAMP_OBSERVATION)
+from rollout_ros.dataset.features import (
+    EXECUTED_ACTION,
+    IMAGE_PREFIX,
+    INTERVENTION,
+    STAMP_ACTION_SENT,
+    STAMP_CAMERA_PREFIX,
+    STAMP_OBSERVATION,
+)
 
 logger = logging.getLogger(__name__)
 PROBLEM_LOG_PERIOD_S = 5.0
@@ -33,7 +40,7 @@ class RecorderError(RuntimeError):
 
 @dataclass
 class Command:
-    name: str                        # start | save | discard | push | close
+    name: str  # start | save | discard | push | close
     args: dict = field(default_factory=dict)
     future: Future = field(default_factory=Future)
 
@@ -52,9 +59,9 @@ class RowBuilder:
         self.features = features
         self.state_names = list(features['observation.state']['names'])
         self.action_names = list(features['action']['names'])
-        self.cameras = [k[len(IMAGE_PREFIX):] for k in features if k.startswith(IMAGE_PREFIX)]
-        self.decode = image_decoder          # ROS Image -> HxWx3 uint8 RGB
-        self.executed_unknown = 0            # frames whose executed action the strategy could not give
+        self.cameras = [k[len(IMAGE_PREFIX) :] for k in features if k.startswith(IMAGE_PREFIX)]
+        self.decode = image_decoder  # ROS Image -> HxWx3 uint8 RGB
+        self.executed_unknown = 0  # frames whose executed action the strategy could not give
 
     @staticmethod
     def _by_name(what, names, values, wanted):
@@ -75,8 +82,9 @@ class RowBuilder:
         }
         if EXECUTED_ACTION in self.features:
             if len(msg.action_executed):
-                row[EXECUTED_ACTION] = self._by_name('executed action', msg.action_names,
-                                                     msg.action_executed, self.action_names)
+                row[EXECUTED_ACTION] = self._by_name(
+                    'executed action', msg.action_names, msg.action_executed, self.action_names
+                )
             else:
                 # Without limits in the way the command is the action; stats
                 # and the Hub viewer would choke on NaN.
@@ -92,8 +100,10 @@ class RowBuilder:
             pixels = self.decode(image)
             want = tuple(self.features[IMAGE_PREFIX + cam]['shape'])
             if pixels.shape != want:
-                raise ValueError(f'camera {cam!r} sends {pixels.shape[0]}x{pixels.shape[1]} images, the dataset '
-                                 f'has {want[0]}x{want[1]} (camera_shapes)')
+                raise ValueError(
+                    f'camera {cam!r} sends {pixels.shape[0]}x{pixels.shape[1]} images, the dataset '
+                    f'has {want[0]}x{want[1]} (camera_shapes)'
+                )
             row[IMAGE_PREFIX + cam] = np.ascontiguousarray(pixels)
             if STAMP_CAMERA_PREFIX + cam in self.features:
                 row[STAMP_CAMERA_PREFIX + cam] = stamp_ns * 1e-9
@@ -101,10 +111,21 @@ class RowBuilder:
 
 
 class RecorderWorker:
-
-    def __init__(self, writer, builder: RowBuilder, fps: float, *, default_task: str = 'rollout', ring=None,
-                 rotation=None, hub=None, upload_every: int = 5, max_backlog: int = 300, log=logger,
-                 on_failure=None):
+    def __init__(
+        self,
+        writer,
+        builder: RowBuilder,
+        fps: float,
+        *,
+        default_task: str = 'rollout',
+        ring=None,
+        rotation=None,
+        hub=None,
+        upload_every: int = 5,
+        max_backlog: int = 300,
+        log=logger,
+        on_failure=None,
+    ):
         self.writer = writer
         self.builder = builder
         self.fps = float(fps)
@@ -127,13 +148,13 @@ class RecorderWorker:
         self.episode_frames = 0
         self.episode_missing = 0
         self.total_episodes = writer.num_episodes
-        self.total_frames = writer.num_frames      # saved; the open episode's are episode_frames
-        self.session_episodes = 0    # saved by this run (a resumed dataset holds more)
+        self.total_frames = writer.num_frames  # saved; the open episode's are episode_frames
+        self.session_episodes = 0  # saved by this run (a resumed dataset holds more)
         self.session_frames = 0
-        self.missing_images = 0      # ticks not written: an image never came
-        self.bad_frames = 0          # ticks not written: names/shapes do not fit the dataset
-        self.idle_frames = 0         # ticks while not recording and no ring buffer
-        self.dropped_backlog = 0     # ticks not written: the worker was too far behind
+        self.missing_images = 0  # ticks not written: an image never came
+        self.bad_frames = 0  # ticks not written: names/shapes do not fit the dataset
+        self.idle_frames = 0  # ticks while not recording and no ring buffer
+        self.dropped_backlog = 0  # ticks not written: the worker was too far behind
         self.write_errors = 0
         self.ring_frames_dropped = 0  # left in the ring when the recorder stopped
         self.add_frame_max_s = 0.0
@@ -149,8 +170,10 @@ class RecorderWorker:
     def put_tick(self, tick: SyncedTick) -> None:
         if self._queue.qsize() >= self.max_backlog:
             self.dropped_backlog += 1
-            self._problem(f'{self.dropped_backlog} tick(s) dropped: the writer is {self.max_backlog} '
-                          'ticks behind (disk or encoder too slow)')
+            self._problem(
+                f'{self.dropped_backlog} tick(s) dropped: the writer is {self.max_backlog} '
+                'ticks behind (disk or encoder too slow)'
+            )
             return
         self._queue.put(tick)
 
@@ -203,7 +226,7 @@ class RecorderWorker:
         closed = ''
         if self.recording and self.episode_frames:
             try:
-                closed = f"; the open episode was saved ({self._save('writer failure')['frames']} frames)"
+                closed = f'; the open episode was saved ({self._save("writer failure")["frames"]} frames)'
             except Exception as e:  # noqa: BLE001 - the disk is what failed; drop the episode instead
                 try:
                     self.writer.discard_episode()
@@ -212,8 +235,10 @@ class RecorderWorker:
                     closed = f'; the open episode could not be saved nor dropped ({type(e2).__name__})'
         self.recording = False
         self.episode_frames = self.episode_missing = 0
-        self.failed = (f'{text}{closed}; {self.total_episodes} earlier episode(s) are intact at '
-                       f'{getattr(self.writer, "root", "the dataset root")}')
+        self.failed = (
+            f'{text}{closed}; {self.total_episodes} earlier episode(s) are intact at '
+            f'{getattr(self.writer, "root", "the dataset root")}'
+        )
         self.log.error(f'recording stopped: {self.failed}')
         if self.on_failure is not None:
             self.on_failure(self.failed)
@@ -234,8 +259,10 @@ class RecorderWorker:
         if tick.missing:
             self.missing_images += 1
             self.episode_missing += self.recording
-            self._problem(f'{self.missing_images} tick(s) not recorded: no image from {tick.missing} '
-                          'with the stamp the observation used')
+            self._problem(
+                f'{self.missing_images} tick(s) not recorded: no image from {tick.missing} '
+                'with the stamp the observation used'
+            )
             return
         try:
             row = self.builder.build(tick.payload, tick.images)
@@ -253,9 +280,11 @@ class RecorderWorker:
                 self.log.warning(warning)
             return
         self._add(row, task)
-        if (self.rotation is not None and not tick.payload.intervention
-                and self.rotation.should_rotate(self.episode_frames / self.fps,
-                                                self.writer.open_episode_video_bytes())):
+        if (
+            self.rotation is not None
+            and not tick.payload.intervention
+            and self.rotation.should_rotate(self.episode_frames / self.fps, self.writer.open_episode_video_bytes())
+        ):
             # A correction in progress stays in one episode; the save waits for its end.
             self.rotations += 1
             self._save('rotation')
@@ -273,11 +302,16 @@ class RecorderWorker:
 
     def _save(self, reason: str) -> dict:
         info = self.writer.save_episode()
-        result = {'episode_index': info['episode_index'], 'frames': info['length'],
-                  'missing_image_frames': self.episode_missing, 'reason': reason,
-                  'seconds': round(info['seconds'], 3), 'save_ms': round(info['save_ms'], 1),
-                  'video_bytes': info['video_bytes'],
-                  'encoder_backpressure_s': round(info['backpressure_s'], 3)}
+        result = {
+            'episode_index': info['episode_index'],
+            'frames': info['length'],
+            'missing_image_frames': self.episode_missing,
+            'reason': reason,
+            'seconds': round(info['seconds'], 3),
+            'save_ms': round(info['save_ms'], 1),
+            'video_bytes': info['video_bytes'],
+            'encoder_backpressure_s': round(info['backpressure_s'], 3),
+        }
         self.last_save = result
         self.log.info('saved episode ' + json.dumps(result))
         self.recording = False
@@ -297,8 +331,10 @@ class RecorderWorker:
     # Commands (worker thread) ----------------------------------------------------
     def _cmd_start(self) -> dict:
         if self.recording:
-            raise RecorderError(f'episode {self.episode_index} is already recording '
-                                f'({self.episode_frames} frames); save or discard it first')
+            raise RecorderError(
+                f'episode {self.episode_index} is already recording '
+                f'({self.episode_frames} frames); save or discard it first'
+            )
         self._open()
         from_ring = 0
         if self.ring is not None:
@@ -312,8 +348,10 @@ class RecorderWorker:
         if not self.recording:
             raise RecorderError('no episode is recording; call start_episode first')
         if self.episode_frames == 0:
-            raise RecorderError(f'episode {self.episode_index} has no frames yet (missing images: '
-                                f'{self.episode_missing}); nothing to save')
+            raise RecorderError(
+                f'episode {self.episode_index} has no frames yet (missing images: '
+                f'{self.episode_missing}); nothing to save'
+            )
         return self._save('requested')
 
     def _cmd_discard(self) -> dict:
@@ -362,44 +400,69 @@ class RecorderWorker:
         finished = self.hub.close(final_push=self._saved_since_push > 0, timeout_s=timeout_s)
         status = self.hub.status()
         pushed = finished and status['state'] == 'idle'
-        result = {'pushed': pushed, 'state': status['state'] if finished else 'timed_out',
-                  'pushes_done': status['pushes_done'], 'failures': status['failures'],
-                  'last_error': status['last_error']}
+        result = {
+            'pushed': pushed,
+            'state': status['state'] if finished else 'timed_out',
+            'pushes_done': status['pushes_done'],
+            'failures': status['failures'],
+            'last_error': status['last_error'],
+        }
         if not pushed:
-            why = (f'not finished within push_timeout_s ({timeout_s:g} s)' if not finished
-                   else f"failed after {status['failures']} attempt series: {status['last_error']}")
-            result['error'] = (f'upload of {self.hub.repo_id} to the Hub {why}; the dataset is complete at '
-                               f'{self.hub.root}: push it with `rollout_dataset push {self.hub.root} '
-                               f'--repo_id {self.hub.repo_id}`')
+            why = (
+                f'not finished within push_timeout_s ({timeout_s:g} s)'
+                if not finished
+                else f'failed after {status["failures"]} attempt series: {status["last_error"]}'
+            )
+            result['error'] = (
+                f'upload of {self.hub.repo_id} to the Hub {why}; the dataset is complete at '
+                f'{self.hub.root}: push it with `rollout_dataset push {self.hub.root} '
+                f'--repo_id {self.hub.repo_id}`'
+            )
             self.log.error(result['error'])
         return result
 
     # Status (any thread) -------------------------------------------------------
     def status(self) -> dict:
         s = {
-            'recording': self.recording, 'failed': self.failed, 'episode_index': self.episode_index,
-            'episode_frames': self.episode_frames, 'episode_missing_image_frames': self.episode_missing,
-            'total_episodes': self.total_episodes, 'total_frames': self.total_frames,
-            'session_episodes': self.session_episodes, 'session_frames': self.session_frames,
+            'recording': self.recording,
+            'failed': self.failed,
+            'episode_index': self.episode_index,
+            'episode_frames': self.episode_frames,
+            'episode_missing_image_frames': self.episode_missing,
+            'total_episodes': self.total_episodes,
+            'total_frames': self.total_frames,
+            'session_episodes': self.session_episodes,
+            'session_frames': self.session_frames,
             'missing_image_frames': self.missing_images,
-            'bad_frames': self.bad_frames, 'idle_frames': self.idle_frames,
-            'dropped_backlog': self.dropped_backlog, 'write_errors': self.write_errors,
+            'bad_frames': self.bad_frames,
+            'idle_frames': self.idle_frames,
+            'dropped_backlog': self.dropped_backlog,
+            'write_errors': self.write_errors,
             'ring_frames_not_saved': self.ring_frames_dropped,
             'executed_action_unknown': self.builder.executed_unknown,
-            'backlog': self.backlog, 'add_frame_max_ms': round(self.add_frame_max_s * 1e3, 1),
-            'encoder_backpressure': {'waits': self.writer.backpressure_waits,
-                                     's': round(self.writer.backpressure_seconds, 3)},
+            'backlog': self.backlog,
+            'add_frame_max_ms': round(self.add_frame_max_s * 1e3, 1),
+            'encoder_backpressure': {
+                'waits': self.writer.backpressure_waits,
+                's': round(self.writer.backpressure_seconds, 3),
+            },
             'rotations': self.rotations,
-            'last_save': self.last_save, 'last_problem': self.last_problem,
+            'last_save': self.last_save,
+            'last_problem': self.last_problem,
         }
         if self.ring is not None:
-            s['ring'] = {'frames': len(self.ring), 'seconds': round(self.ring.window_seconds, 2),
-                         'max_seconds': self.ring.seconds, 'mb': round(self.ring.memory_bytes / 2**20, 1),
-                         'capped': self.ring.capped}
+            s['ring'] = {
+                'frames': len(self.ring),
+                'seconds': round(self.ring.window_seconds, 2),
+                'max_seconds': self.ring.seconds,
+                'mb': round(self.ring.memory_bytes / 2**20, 1),
+                'capped': self.ring.capped,
+            }
         if self.rotation is not None:
-            s['rotation'] = {'target_mb': self.rotation.target_mb,
-                             'expected_episode_s': round(self.rotation.expected_episode_s, 1)}
+            s['rotation'] = {
+                'target_mb': self.rotation.target_mb,
+                'expected_episode_s': round(self.rotation.expected_episode_s, 1),
+            }
         if self.hub is not None:
             s['upload'] = self.hub.status()
         return s
-

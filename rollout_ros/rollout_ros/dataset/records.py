@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The parquet tables of a LeRobot v3 dataset: data rows, episode-metadata rows, tasks."""
 
 from __future__ import annotations
@@ -31,9 +32,17 @@ def data_table(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def episode_row(*, episode_index: int, tasks: list[str], length: int, data_slot: tuple[int, int],
-                from_index: int, videos: dict[str, tuple[tuple[int, int], float, float]],
-                stats: dict, meta_slot: tuple[int, int]) -> dict:
+def episode_row(
+    *,
+    episode_index: int,
+    tasks: list[str],
+    length: int,
+    data_slot: tuple[int, int],
+    from_index: int,
+    videos: dict[str, tuple[tuple[int, int], float, float]],
+    stats: dict,
+    meta_slot: tuple[int, int],
+) -> dict:
     """One row of meta/episodes, columns in LeRobot's order.
     `videos` maps video key -> ((chunk, file), from_timestamp, to_timestamp)."""
     row = {
@@ -65,8 +74,7 @@ def rows_table(rows: list[dict]) -> pa.Table:
 def tasks_frame(tasks: dict[str, int]) -> pd.DataFrame:
     """meta/tasks.parquet content: task_index indexed by the task text."""
     ordered = sorted(tasks.items(), key=lambda kv: kv[1])
-    return pd.DataFrame({'task_index': [i for _, i in ordered]},
-                        index=pd.Index([t for t, _ in ordered], name='task'))
+    return pd.DataFrame({'task_index': [i for _, i in ordered]}, index=pd.Index([t for t, _ in ordered], name='task'))
 
 
 def episode_files(root: Path) -> list[Path]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bring a crashed LeRobot v3 dataset back to a state LeRobotDataset loads.
 
 Handles what our writer leaves after a crash (staging files, an episode whose
@@ -66,6 +67,7 @@ __all__ = ['DatasetState', 'RepairReport', 'read_state', 'repair']
 @dataclass
 class DatasetState:
     """What a writer needs to append to a consistent dataset."""
+
     num_episodes: int = 0
     num_frames: int = 0
     tasks: dict[str, int] = field(default_factory=dict)
@@ -117,19 +119,24 @@ def read_state(root: Path, info: DatasetInfo) -> DatasetState:
     """The state of a consistent (repaired) dataset."""
     root = Path(root)
     keys = video_keys(info.features)
-    state = DatasetState(num_episodes=info.total_episodes, num_frames=info.total_frames,
-                         tasks=_task_map(root), stats=load_stats(root))
+    state = DatasetState(
+        num_episodes=info.total_episodes, num_frames=info.total_frames, tasks=_task_map(root), stats=load_stats(root)
+    )
     columns = ['data/chunk_index', 'data/file_index'] + [
-        f'videos/{k}/{x}' for k in keys for x in ('chunk_index', 'file_index')]
+        f'videos/{k}/{x}' for k in keys for x in ('chunk_index', 'file_index')
+    ]
     rows = [r for p in episode_files(root) for r in pq.read_table(p, columns=columns).to_pylist()]
     # Files on disk count too, so a slot is never reused even if a row was lost.
-    state.last_slots['data'] = _max_slot(*(slot_of(p) for p in _files(root, 'data/*/*.parquet')),
-                                         *((r['data/chunk_index'], r['data/file_index']) for r in rows))
+    state.last_slots['data'] = _max_slot(
+        *(slot_of(p) for p in _files(root, 'data/*/*.parquet')),
+        *((r['data/chunk_index'], r['data/file_index']) for r in rows),
+    )
     state.last_slots['meta'] = _max_slot(*(slot_of(p) for p in episode_files(root)))
     for k in keys:
-        state.last_slots[k] = _max_slot(*(slot_of(p) for p in _files(root, f'videos/{k}/*/*.mp4')),
-                                        *((r[f'videos/{k}/chunk_index'], r[f'videos/{k}/file_index'])
-                                          for r in rows))
+        state.last_slots[k] = _max_slot(
+            *(slot_of(p) for p in _files(root, f'videos/{k}/*/*.mp4')),
+            *((r[f'videos/{k}/chunk_index'], r[f'videos/{k}/file_index']) for r in rows),
+        )
     state.last_slots = {k: v for k, v in state.last_slots.items() if v is not None}
     return state
 
@@ -182,8 +189,9 @@ class _Repair:
         shutil.copyfile(path, dest)
         fsync_file(dest)
         fsync_dir(dest.parent)
-        write_atomic(self.root, path.relative_to(self.root),
-                     lambda tmp: write_table_one_row_group_per_episode(table, tmp))
+        write_atomic(
+            self.root, path.relative_to(self.root), lambda tmp: write_table_one_row_group_per_episode(table, tmp)
+        )
         self.fixed(f'rewrote {path.relative_to(self.root)} ({why}); the original is in {dest.relative_to(self.root)}')
 
     # ------------------------------------------------------------------ steps
@@ -229,8 +237,11 @@ class _Repair:
             try:
                 table = pq.read_table(path)
             except (OSError, pa.ArrowException) as exc:
-                self.quarantine(path, f'unreadable episode metadata ({exc.__class__.__name__}: {exc}); '
-                                'its episodes are rebuilt from data and videos')
+                self.quarantine(
+                    path,
+                    f'unreadable episode metadata ({exc.__class__.__name__}: {exc}); '
+                    'its episodes are rebuilt from data and videos',
+                )
                 continue
             files.append(path)
             for row in table.to_pylist():
@@ -253,8 +264,12 @@ class _Repair:
             if table is None or table.num_rows == 0:
                 self.quarantine(path, f'unreadable data file ({error}) with nothing to salvage')
                 continue
-            self.replace_data_file(path, table, f'no footer, the writer was killed before closing it; '
-                                   f'{table.num_rows} rows in complete row groups salvaged')
+            self.replace_data_file(
+                path,
+                table,
+                f'no footer, the writer was killed before closing it; '
+                f'{table.num_rows} rows in complete row groups salvaged',
+            )
             tables[path] = table.select(_KEY_COLUMNS)
         return tables
 
@@ -288,8 +303,10 @@ class _Repair:
             else:
                 break
             for k in self.keys:
-                cursor[k] = ((row[f'videos/{k}/chunk_index'], row[f'videos/{k}/file_index']),
-                             row[f'videos/{k}/to_timestamp'])
+                cursor[k] = (
+                    (row[f'videos/{k}/chunk_index'], row[f'videos/{k}/file_index']),
+                    row[f'videos/{k}/to_timestamp'],
+                )
             end_index = row['dataset_to_index']
             rows.append(row)
             e += 1
@@ -356,11 +373,19 @@ class _Repair:
         table = pq.read_table(path).filter(pc.equal(pc.field('episode_index'), e))
         columns = {name: _column_array(table, name) for name in table.column_names}
         stats = columns_stats(columns, self.features)
-        for k, (slot, t0, t1) in videos.items():
+        for k, (slot, t0, _t1) in videos.items():
             stats[k] = self._video_stats(self._video_path(k, slot), t0, n)
         ep_tasks = list(dict.fromkeys(self._task_text(i) for i in columns['task_index']))
-        row = episode_row(episode_index=e, tasks=ep_tasks, length=n, data_slot=slot_of(path), from_index=end_index,
-                          videos=videos, stats=stats, meta_slot=(0, 0))
+        row = episode_row(
+            episode_index=e,
+            tasks=ep_tasks,
+            length=n,
+            data_slot=slot_of(path),
+            from_index=end_index,
+            videos=videos,
+            stats=stats,
+            meta_slot=(0, 0),
+        )
         row['_rebuilt'] = True
         self.fixed(f'rebuilt the lost metadata of episode {e} ({n} frames) from its data and videos')
         return row
@@ -404,7 +429,7 @@ class _Repair:
             elif eps.max() >= kept:
                 keep = table.filter(pc.less(table.column('episode_index'), kept))
                 rel = path.relative_to(self.root)
-                write_atomic(self.root, rel, lambda tmp: pq.write_table(keep, tmp))
+                write_atomic(self.root, rel, lambda tmp, keep=keep: pq.write_table(keep, tmp))
                 self.fixed(f'dropped metadata of incomplete episodes from {rel}')
         rebuilt = [r for r in rows if r.get('_rebuilt')]
         if rebuilt:
@@ -432,8 +457,10 @@ class _Repair:
         info.splits = {'train': f'0:{len(rows)}'}
         changed = before != (info.total_episodes, info.total_frames, info.total_tasks, info.splits)
         if changed:
-            self.fixed(f'{INFO_PATH}: {before[0]} -> {info.total_episodes} episodes, '
-                       f'{before[1]} -> {info.total_frames} frames, {before[2]} -> {info.total_tasks} tasks')
+            self.fixed(
+                f'{INFO_PATH}: {before[0]} -> {info.total_episodes} episodes, '
+                f'{before[1]} -> {info.total_frames} frames, {before[2]} -> {info.total_tasks} tasks'
+            )
         if rows:
             for k in self.keys:
                 if not (info.features[k].get('info') or {}).get('video.codec'):

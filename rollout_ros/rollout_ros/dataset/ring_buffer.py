@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The last N seconds of dataset frames, kept in memory with compressed images.
 
 LeRobot's highlight ring (spec §2.3, §8.19) stores raw HxWx3 arrays, so its
@@ -33,8 +34,13 @@ class _EncodedImage:
 
 
 def _is_rgb_image(key: str, value) -> bool:
-    return (key.startswith(IMAGE_PREFIX) and isinstance(value, np.ndarray)
-            and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3)
+    return (
+        key.startswith(IMAGE_PREFIX)
+        and isinstance(value, np.ndarray)
+        and value.dtype == np.uint8
+        and value.ndim == 3
+        and value.shape[2] == 3
+    )
 
 
 def _value_bytes(value) -> int:
@@ -66,8 +72,9 @@ class FrameRingBuffer:
     subscriber for longer than a deque swap.
     """
 
-    def __init__(self, seconds: float, fps: float, max_memory_mb: float,
-                 image_codec: str = 'jpeg', jpeg_quality: int = 95):
+    def __init__(
+        self, seconds: float, fps: float, max_memory_mb: float, image_codec: str = 'jpeg', jpeg_quality: int = 95
+    ):
         if seconds <= 0 or fps <= 0 or max_memory_mb <= 0:
             raise ValueError(f'seconds, fps and max_memory_mb must be > 0, got {seconds}, {fps}, {max_memory_mb}')
         if image_codec not in IMAGE_CODECS:
@@ -163,6 +170,8 @@ class FrameRingBuffer:
             held, used = len(self._frames), self._bytes
         # 10 % headroom: encoded sizes vary with what the cameras see.
         needed_mb = math.ceil(used / held * self.max_frames * 1.1 / MIB)
-        return (f'ring buffer: ring_buffer_max_memory_mb={self.max_memory_mb:g} shortens the window to '
-                f'{held / self.fps:.1f} s of the {self.seconds:g} s asked for; '
-                f'ring_buffer_max_memory_mb={needed_mb} would hold the full window.')
+        return (
+            f'ring buffer: ring_buffer_max_memory_mb={self.max_memory_mb:g} shortens the window to '
+            f'{held / self.fps:.1f} s of the {self.seconds:g} s asked for; '
+            f'ring_buffer_max_memory_mb={needed_mb} would hold the full window.'
+        )

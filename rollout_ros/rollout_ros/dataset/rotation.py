@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """When a long-running (sentry) recording starts its next episode.
 
 LeRobot rotates on wall-clock time alone, from a deliberately low bitrate
@@ -9,14 +10,15 @@ when the largest camera's file reaches the target, so no video file grows
 much past target_video_file_size_mb whatever the scene.
 """
 
-DEFAULT_TARGET_MB = 200          # LeRobot's DEFAULT_VIDEO_FILE_SIZE_IN_MB
+DEFAULT_TARGET_MB = 200  # LeRobot's DEFAULT_VIDEO_FILE_SIZE_IN_MB
 CONSERVATIVE_BPP = 0.1
 NO_VIDEO_EPISODE_S = 300.0
 MIB = 1024 * 1024
 
 
-def estimate_max_episode_seconds(camera_shapes: dict[str, tuple[int, int]], fps: float,
-                                 target_video_file_size_mb: float = DEFAULT_TARGET_MB) -> float:
+def estimate_max_episode_seconds(
+    camera_shapes: dict[str, tuple[int, int]], fps: float, target_video_file_size_mb: float = DEFAULT_TARGET_MB
+) -> float:
     """LeRobot's estimate: seconds until the slowest-filling (smallest)
     camera's file reaches the target at 0.1 bpp. Shapes are (H, W) or
     (H, W, C); channels do not count, bpp is per spatial pixel."""
@@ -30,9 +32,7 @@ def estimate_max_episode_seconds(camera_shapes: dict[str, tuple[int, int]], fps:
 
 
 class EpisodeRotation:
-
-    def __init__(self, target_video_file_size_mb: float | None, fps: float,
-                 camera_shapes: dict[str, tuple[int, int]]):
+    def __init__(self, target_video_file_size_mb: float | None, fps: float, camera_shapes: dict[str, tuple[int, int]]):
         self.target_mb = float(target_video_file_size_mb or DEFAULT_TARGET_MB)
         self.target_bytes = self.target_mb * MIB
         self.estimate_s = estimate_max_episode_seconds(camera_shapes, fps, self.target_mb)

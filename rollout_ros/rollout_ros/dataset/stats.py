@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Episode statistics in LeRobot's format, computed with LeRobot's own functions."""
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from lerobot.datasets.compute_stats import (
 )
 from lerobot.utils.utils import flatten_dict, unflatten_dict
 
-__all__ = ['ImageStats', 'aggregate_stats', 'columns_stats', 'image_stats', 'flat_episode_stats',
-           'stats_from_flat']
+__all__ = ['ImageStats', 'aggregate_stats', 'columns_stats', 'image_stats', 'flat_episode_stats', 'stats_from_flat']
 
 
 class ImageStats:

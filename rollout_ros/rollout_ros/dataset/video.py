@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One encoder thread per camera, fed through a bounded queue that blocks when full.
 
 LeRobot's streaming encoder drops a frame when its queue is full while the
@@ -31,7 +32,7 @@ os.environ.setdefault('SVT_LOG', '1')
 
 FALLBACK_CODEC = 'h264'  # libx264 through PyAV
 _ALIASES = {'libx264': 'h264'}
-FFMPEG_ONE_LOG_LEVEL = 8   # FFmpeg's levels: error 16, warning 24, info 32, verbose 40
+FFMPEG_ONE_LOG_LEVEL = 8  # FFmpeg's levels: error 16, warning 24, info 32, verbose 40
 
 
 def resolve_encoder(vcodec: str = 'libsvtav1', preset=None) -> RGBEncoderConfig:
@@ -75,8 +76,15 @@ _ABORT = object()
 class CameraEncoder(threading.Thread):
     """Encodes one camera's frames of one episode into `path`."""
 
-    def __init__(self, path: Path, fps: int, config: RGBEncoderConfig, queue_size: int,
-                 encoder_threads: int | None = None, name: str = ''):
+    def __init__(
+        self,
+        path: Path,
+        fps: int,
+        config: RGBEncoderConfig,
+        queue_size: int,
+        encoder_threads: int | None = None,
+        name: str = '',
+    ):
         super().__init__(daemon=True, name=f'encoder-{name}')
         self.path = Path(path)
         self.fps = fps

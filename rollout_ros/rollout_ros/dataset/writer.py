@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Crash-safe writer of LeRobot v3.0 datasets.
 
 Each episode gets its own data file, its own video file per camera and its own
@@ -100,8 +101,19 @@ class DatasetWriter:
     loads unchanged. `features` (attribute) are the per-frame features the caller
     supplies; LeRobot's default columns are added here."""
 
-    def __init__(self, root: Path, repo_id: str, info: DatasetInfo, state: DatasetState, lock: DatasetLock, *,
-                 vcodec: str, encoder_queue_size: int, encoder_threads: int | None, preset=None):
+    def __init__(
+        self,
+        root: Path,
+        repo_id: str,
+        info: DatasetInfo,
+        state: DatasetState,
+        lock: DatasetLock,
+        *,
+        vcodec: str,
+        encoder_queue_size: int,
+        encoder_threads: int | None,
+        preset=None,
+    ):
         self.root = Path(root)
         self.repo_id = repo_id
         self._info = info
@@ -131,14 +143,29 @@ class DatasetWriter:
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def create(cls, root, repo_id: str, fps: int, robot_type: str, features: dict, *,
-               vcodec: str = 'libsvtav1', data_files_size_in_mb: int = 100, video_files_size_in_mb: int = 200,
-               encoder_queue_size: int = 60, encoder_threads: int | None = None, preset=None) -> DatasetWriter:
+    def create(
+        cls,
+        root,
+        repo_id: str,
+        fps: int,
+        robot_type: str,
+        features: dict,
+        *,
+        vcodec: str = 'libsvtav1',
+        data_files_size_in_mb: int = 100,
+        video_files_size_in_mb: int = 200,
+        encoder_queue_size: int = 60,
+        encoder_threads: int | None = None,
+        preset=None,
+    ) -> DatasetWriter:
         """Start a new dataset in `root` (which must not hold one already)."""
         root = Path(root)
         if (root / INFO_PATH).exists():
-            raise ConfigError('root', f'{root} already holds a dataset.',
-                              'use DatasetWriter.resume() to add episodes, or pick a new root.')
+            raise ConfigError(
+                'root',
+                f'{root} already holds a dataset.',
+                'use DatasetWriter.resume() to add episodes, or pick a new root.',
+            )
         if root.exists() and any(p.name != PRIVATE_TOP for p in root.iterdir()):
             raise ConfigError('root', f'{root} exists and is not empty.', 'pick a new or empty folder.')
         if int(fps) != fps or fps <= 0:
@@ -148,40 +175,82 @@ class DatasetWriter:
         make_dirs(root)
         lock = DatasetLock(root).acquire()
         try:
-            info = create_empty_dataset_info(CODEBASE_VERSION, int(fps), all_features, True, robot_type,
-                                             DEFAULT_CHUNK_SIZE, data_files_size_in_mb, video_files_size_in_mb)
+            info = create_empty_dataset_info(
+                CODEBASE_VERSION,
+                int(fps),
+                all_features,
+                True,
+                robot_type,
+                DEFAULT_CHUNK_SIZE,
+                data_files_size_in_mb,
+                video_files_size_in_mb,
+            )
             write_info(root, info)
-            return cls(root, repo_id, info, DatasetState.empty(), lock, vcodec=vcodec,
-                       encoder_queue_size=encoder_queue_size, encoder_threads=encoder_threads, preset=preset)
+            return cls(
+                root,
+                repo_id,
+                info,
+                DatasetState.empty(),
+                lock,
+                vcodec=vcodec,
+                encoder_queue_size=encoder_queue_size,
+                encoder_threads=encoder_threads,
+                preset=preset,
+            )
         except BaseException:
             lock.release()
             raise
 
     @classmethod
-    def resume(cls, root, *, fps: int, robot_type: str, features: dict, repo_id: str | None = None,
-               vcodec: str | None = None, data_files_size_in_mb: int | None = None,
-               video_files_size_in_mb: int | None = None, encoder_queue_size: int = 60,
-               encoder_threads: int | None = None, preset=None) -> DatasetWriter:
+    def resume(
+        cls,
+        root,
+        *,
+        fps: int,
+        robot_type: str,
+        features: dict,
+        repo_id: str | None = None,
+        vcodec: str | None = None,
+        data_files_size_in_mb: int | None = None,
+        video_files_size_in_mb: int | None = None,
+        encoder_queue_size: int = 60,
+        encoder_threads: int | None = None,
+        preset=None,
+    ) -> DatasetWriter:
         """Append to the dataset in `root` after checking it matches this recording and
         repairing what a crash left. File-size caps stay those of the dataset;
         `vcodec` defaults to the dataset's codec."""
         root = Path(root)
         if not (root / INFO_PATH).exists():
-            raise ConfigError('root', f'{root} holds no LeRobot dataset (no {INFO_PATH}).',
-                              'use DatasetWriter.create() for a new dataset.')
+            raise ConfigError(
+                'root',
+                f'{root} holds no LeRobot dataset (no {INFO_PATH}).',
+                'use DatasetWriter.create() for a new dataset.',
+            )
         info = load_info(root)
         if info.codebase_version != CODEBASE_VERSION:
-            raise ConfigError('root', f'dataset is {info.codebase_version}, this writer appends to '
-                              f'{CODEBASE_VERSION} only.', "convert it with lerobot's converter first.")
+            raise ConfigError(
+                'root',
+                f'dataset is {info.codebase_version}, this writer appends to {CODEBASE_VERSION} only.',
+                "convert it with lerobot's converter first.",
+            )
         if info.robot_type != robot_type:
-            raise ConfigError('robot_type', f'is {robot_type!r} here but the dataset was recorded with '
-                              f'{info.robot_type!r}.', 'record into a new dataset, or use the same robot type.')
+            raise ConfigError(
+                'robot_type',
+                f'is {robot_type!r} here but the dataset was recorded with {info.robot_type!r}.',
+                'record into a new dataset, or use the same robot type.',
+            )
         if int(info.fps) != fps:
-            raise ConfigError('fps', f'is {fps} here but the dataset was recorded at {info.fps}.',
-                              f'set fps to {info.fps}, or record into a new dataset.')
+            raise ConfigError(
+                'fps',
+                f'is {fps} here but the dataset was recorded at {info.fps}.',
+                f'set fps to {info.fps}, or record into a new dataset.',
+            )
         check_same_features(info.features, features)
-        for name, value, have in (('data_files_size_in_mb', data_files_size_in_mb, info.data_files_size_in_mb),
-                                  ('video_files_size_in_mb', video_files_size_in_mb, info.video_files_size_in_mb)):
+        for name, value, have in (
+            ('data_files_size_in_mb', data_files_size_in_mb, info.data_files_size_in_mb),
+            ('video_files_size_in_mb', video_files_size_in_mb, info.video_files_size_in_mb),
+        ):
             if value is not None and value != have:
                 log.warning('%s=%s ignored: the dataset uses %s', name, value, have)
         lock = DatasetLock(root).acquire()
@@ -195,11 +264,24 @@ class DatasetWriter:
             if vcodec is None:
                 vcodec = recorded or 'libsvtav1'
             elif recorded and resolve_encoder(vcodec).vcodec != recorded:
-                log.warning('new episodes are encoded with %s but info.json records %s (from the first episode); '
-                            'LeRobot decodes each file on its own, so both load', vcodec, recorded)
+                log.warning(
+                    'new episodes are encoded with %s but info.json records %s (from the first episode); '
+                    'LeRobot decodes each file on its own, so both load',
+                    vcodec,
+                    recorded,
+                )
             repo_id = repo_id or f'{root.parent.name}/{root.name}'
-            return cls(root, repo_id, info, state, lock, vcodec=vcodec, encoder_queue_size=encoder_queue_size,
-                       encoder_threads=encoder_threads, preset=preset)
+            return cls(
+                root,
+                repo_id,
+                info,
+                state,
+                lock,
+                vcodec=vcodec,
+                encoder_queue_size=encoder_queue_size,
+                encoder_threads=encoder_threads,
+                preset=preset,
+            )
         except BaseException:
             lock.release()
             raise
@@ -233,10 +315,14 @@ class DatasetWriter:
         self._check_open()
         ep = self._episode
         if ep is not None and (ep.broken is not None or ep.closing):
-            raise RuntimeError(f'episode {ep.index} cannot take frames: '
-                               + (f'its encoder failed ({ep.broken}); call discard_episode()'
-                                  if ep.broken is not None else
-                                  'its save failed; call save_episode() again or discard_episode()'))
+            raise RuntimeError(
+                f'episode {ep.index} cannot take frames: '
+                + (
+                    f'its encoder failed ({ep.broken}); call discard_episode()'
+                    if ep.broken is not None
+                    else 'its save failed; call save_episode() again or discard_episode()'
+                )
+            )
         if not isinstance(task, str) or not task:
             raise ValueError('task must be a non-empty string')
         check_frame_keys(frame, self.features)
@@ -253,8 +339,10 @@ class DatasetWriter:
         except EncoderError as exc:
             ep.broken = exc
             if is_disk_full(exc):
-                raise DiskFullError(errno.ENOSPC, f'disk full while encoding episode {ep.index}; '
-                                    'discard_episode(), free space, record again.') from exc
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f'disk full while encoding episode {ep.index}; discard_episode(), free space, record again.',
+                ) from exc
             raise
         for key, value in values.items():
             if key not in ep.encoders:
@@ -272,8 +360,14 @@ class DatasetWriter:
         index = self._num_episodes
         encoders = {}
         for key in self._video_keys:
-            enc = CameraEncoder(staging / f'{key}.episode-{index:06d}.mp4', self.fps, self._encoder,
-                                self._queue_size, self._encoder_threads, name=_cam(key))
+            enc = CameraEncoder(
+                staging / f'{key}.episode-{index:06d}.mp4',
+                self.fps,
+                self._encoder,
+                self._queue_size,
+                self._encoder_threads,
+                name=_cam(key),
+            )
             enc.start()
             encoders[key] = enc
         return _Episode(index, encoders)
@@ -296,15 +390,21 @@ class DatasetWriter:
         except EncoderError as exc:
             ep.broken = exc
             if is_disk_full(exc):
-                raise DiskFullError(errno.ENOSPC, f'disk full while encoding episode {ep.index}: its video is '
-                                    f'incomplete, discard_episode(); the {self._num_episodes} earlier episodes '
-                                    'are intact.') from exc
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f'disk full while encoding episode {ep.index}: its video is '
+                    f'incomplete, discard_episode(); the {self._num_episodes} earlier episodes '
+                    'are intact.',
+                ) from exc
             raise
         except OSError as exc:
             if is_disk_full(exc):
-                raise DiskFullError(exc.errno, f'disk full while saving episode {ep.index} under {self.root}: the '
-                                    f'episode is not saved, the {self._num_episodes} earlier episodes are intact. '
-                                    'Free space and call save_episode() again, or discard_episode().') from exc
+                raise DiskFullError(
+                    exc.errno,
+                    f'disk full while saving episode {ep.index} under {self.root}: the '
+                    f'episode is not saved, the {self._num_episodes} earlier episodes are intact. '
+                    'Free space and call save_episode() again, or discard_episode().',
+                ) from exc
             raise
         prepared = ep.prepared
         self._episode = None
@@ -313,9 +413,12 @@ class DatasetWriter:
         except OSError as exc:
             self._totals_stale = True
             cls = DiskFullError if is_disk_full(exc) else OSError
-            raise cls(exc.errno, f'episode {ep.index} is saved, but {STATS_PATH}/{INFO_PATH} could not be '
-                      f'updated ({exc.strerror}); they are rewritten at the next save or finalize, or by '
-                      '`rollout_dataset repair`.') from exc
+            raise cls(
+                exc.errno,
+                f'episode {ep.index} is saved, but {STATS_PATH}/{INFO_PATH} could not be '
+                f'updated ({exc.strerror}); they are rewritten at the next save or finalize, or by '
+                '`rollout_dataset repair`.',
+            ) from exc
         return {
             'episode_index': ep.index,
             'length': ep.length,
@@ -337,15 +440,16 @@ class DatasetWriter:
         for t in ep.tasks:
             tasks.setdefault(t, len(tasks))
         columns = {k: np.stack(v) for k, v in ep.columns.items()}
-        columns.update({
-            'timestamp': (np.arange(n) / self.fps).astype(np.float32),
-            'frame_index': np.arange(n, dtype=np.int64),
-            'episode_index': np.full(n, ep.index, dtype=np.int64),
-            'index': np.arange(self._num_frames, self._num_frames + n, dtype=np.int64),
-            'task_index': np.array([tasks[t] for t in ep.tasks], dtype=np.int64),
-        })
-        columns = {k: v.reshape(n) if tuple(self._all_features[k]['shape']) == (1,) else v
-                   for k, v in columns.items()}
+        columns.update(
+            {
+                'timestamp': (np.arange(n) / self.fps).astype(np.float32),
+                'frame_index': np.arange(n, dtype=np.int64),
+                'episode_index': np.full(n, ep.index, dtype=np.int64),
+                'index': np.arange(self._num_frames, self._num_frames + n, dtype=np.int64),
+                'task_index': np.array([tasks[t] for t in ep.tasks], dtype=np.int64),
+            }
+        )
+        columns = {k: v.reshape(n) if tuple(self._all_features[k]['shape']) == (1,) else v for k, v in columns.items()}
         stats = columns_stats(columns, self._all_features)
         table = data_table(columns, self._schema)
         for key, enc in ep.encoders.items():
@@ -357,10 +461,18 @@ class DatasetWriter:
         ep_tasks = list(dict.fromkeys(ep.tasks))
         data_slot = next_slot(self._slots.get('data'), self._info.chunks_size)
         video_slots = {k: next_slot(self._slots.get(k), self._info.chunks_size) for k in self._video_keys}
-        return {'tasks': tasks, 'new_tasks': len(tasks) > len(self._tasks), 'episode_tasks': ep_tasks,
-                'stats': stats, 'table': table, 'data_slot': data_slot, 'video_slots': video_slots,
-                'meta_slot': next_slot(self._slots.get('meta'), self._info.chunks_size),
-                'video_paths': {}, 'done': set()}
+        return {
+            'tasks': tasks,
+            'new_tasks': len(tasks) > len(self._tasks),
+            'episode_tasks': ep_tasks,
+            'stats': stats,
+            'table': table,
+            'data_slot': data_slot,
+            'video_slots': video_slots,
+            'meta_slot': next_slot(self._slots.get('meta'), self._info.chunks_size),
+            'video_paths': {},
+            'done': set(),
+        }
 
     def _commit(self, ep: _Episode, p: dict) -> None:
         """Publish the episode's files in an order that leaves a loadable dataset
@@ -384,12 +496,22 @@ class DatasetWriter:
                 done.add(key)
             p['video_paths'][key] = final
             videos[key] = ((c, f), 0.0, get_video_duration_in_s(final))
-        row = episode_row(episode_index=ep.index, tasks=p['episode_tasks'], length=ep.length,
-                          data_slot=p['data_slot'], from_index=self._num_frames, videos=videos,
-                          stats=p['stats'], meta_slot=p['meta_slot'])
+        row = episode_row(
+            episode_index=ep.index,
+            tasks=p['episode_tasks'],
+            length=ep.length,
+            data_slot=p['data_slot'],
+            from_index=self._num_frames,
+            videos=videos,
+            stats=p['stats'],
+            meta_slot=p['meta_slot'],
+        )
         c, f = p['meta_slot']
-        write_atomic(self.root, DEFAULT_EPISODES_PATH.format(chunk_index=c, file_index=f),
-                     lambda tmp: pq.write_table(rows_table([row]), tmp))
+        write_atomic(
+            self.root,
+            DEFAULT_EPISODES_PATH.format(chunk_index=c, file_index=f),
+            lambda tmp: pq.write_table(rows_table([row]), tmp),
+        )
         # Committed: from here on the episode is part of the dataset.
         self._tasks = p['tasks']
         self._stats = aggregate_stats([self._stats, p['stats']]) if self._stats else p['stats']
@@ -400,8 +522,7 @@ class DatasetWriter:
         self._slots.update(p['video_slots'])
         if ep.index == 0 or any('info' not in self._info.features[k] for k in self._video_keys):
             for key in self._video_keys:
-                self._info.features[key]['info'] = get_video_info(p['video_paths'][key],
-                                                                  video_encoder=self._encoder)
+                self._info.features[key]['info'] = get_video_info(p['video_paths'][key], video_encoder=self._encoder)
 
     def _publish_totals(self) -> None:
         """stats.json, then info.json last. Each is replaced atomically; if this

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Two leader arms on their own buses behind one LeaderArm interface, with
 `left_`/`right_` joint names as lerobot's bi_* teleoperators have them. A
 move drives both arms at once, each with the same speed cap. No rclpy here.
@@ -12,7 +13,6 @@ from rollout_ros.hardware.motion import MoveOutcome
 
 
 class BimanualLeader:
-
     def __init__(self, spec: LeaderSpec, ports: dict[str, str], calibration: dict[str, MotorCalibration]):
         """`ports`: side ('left'/'right') -> port; `calibration` by prefixed joint name."""
         self.spec = spec
@@ -51,11 +51,19 @@ class BimanualLeader:
         return {p: {n.removeprefix(p): v for n, v in target.items() if n.startswith(p)} for p in self.arms}
 
     def move_duration(self, target: dict[str, float], max_speed: float) -> float:
-        return max(arm.move_duration(part, max_speed) for arm, part in
-                   zip(self.arms.values(), self._split(target).values()))
+        return max(
+            arm.move_duration(part, max_speed) for arm, part in zip(self.arms.values(), self._split(target).values())
+        )
 
-    def move_to(self, target: dict[str, float], max_speed: float, rate_hz: float, timeout_s: float = 30.0,
-                cancelled=None, sleep=None) -> MoveOutcome:
+    def move_to(
+        self,
+        target: dict[str, float],
+        max_speed: float,
+        rate_hz: float,
+        timeout_s: float = 30.0,
+        cancelled=None,
+        sleep=None,
+    ) -> MoveOutcome:
         """Both arms at once; the outcome of the one that did worst."""
         if not self.actuated:
             raise NotActuatedError(f'{self.spec.type} is not actuated: a human moves it.')
@@ -64,13 +72,13 @@ class BimanualLeader:
 
         def run(prefix):
             try:
-                outcomes[prefix] = self.arms[prefix].move_to(parts[prefix], max_speed, rate_hz, timeout_s,
-                                                             cancelled=cancelled, sleep=sleep)
+                outcomes[prefix] = self.arms[prefix].move_to(
+                    parts[prefix], max_speed, rate_hz, timeout_s, cancelled=cancelled, sleep=sleep
+                )
             except BaseException as e:  # noqa: BLE001 - handed to the caller below
                 outcomes[prefix] = e
 
-        threads = [threading.Thread(target=run, args=(p,), name=f'leader-move-{p}', daemon=True)
-                   for p in self.arms]
+        threads = [threading.Thread(target=run, args=(p,), name=f'leader-move-{p}', daemon=True) for p in self.arms]
         for t in threads:
             t.start()
         for t in threads:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What every servo bus shares, whatever its protocol: the one exception the
 driver node and FollowerArm handle, the port errors that turn into it, and
 the connect/disconnect lifecycle."""

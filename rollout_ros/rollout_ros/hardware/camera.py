@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenCV camera capture on its own thread.
 
 A device index (or /dev/video path) is read as fast as the device delivers;
@@ -16,17 +17,21 @@ import numpy as np
 
 from rollout_ros.core.errors import ConfigError
 
-
 # Degrees clockwise, as lerobot's camera rotation (-90 = 270).
-ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
-             -90: cv2.ROTATE_90_COUNTERCLOCKWISE, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+ROTATIONS = {
+    0: None,
+    90: cv2.ROTATE_90_CLOCKWISE,
+    180: cv2.ROTATE_180,
+    -90: cv2.ROTATE_90_COUNTERCLOCKWISE,
+    270: cv2.ROTATE_90_COUNTERCLOCKWISE,
+}
 
 
 @dataclass
 class Frame:
-    image: np.ndarray       # HxWx3 uint8, in the configured color order
-    capture_time: float     # time.time() at capture (wall clock, for ROS stamps)
-    capture_mono: float     # time.monotonic() at capture (for ages)
+    image: np.ndarray  # HxWx3 uint8, in the configured color order
+    capture_time: float  # time.time() at capture (wall clock, for ROS stamps)
+    capture_mono: float  # time.monotonic() at capture (for ages)
     seq: int
 
 
@@ -37,16 +42,26 @@ def _parse_source(index_or_path: str):
     path = Path(text).expanduser()
     is_file = path.is_file()
     if not is_file and not text.startswith('/dev/'):
-        raise ConfigError('index_or_path', f'{text!r} is neither a camera index, a /dev path '
-                          'nor an existing video file.',
-                          'give a device index (0), a device path (/dev/video0) or a video file.')
+        raise ConfigError(
+            'index_or_path',
+            f'{text!r} is neither a camera index, a /dev path nor an existing video file.',
+            'give a device index (0), a device path (/dev/video0) or a video file.',
+        )
     return str(path), is_file
 
 
 class OpenCVCamera:
-
-    def __init__(self, index_or_path: str, width: int, height: int, fps: float,
-                 color_mode: str = 'rgb', fourcc: str = '', rotation: int = 0, warmup_s: float = 0.0):
+    def __init__(
+        self,
+        index_or_path: str,
+        width: int,
+        height: int,
+        fps: float,
+        color_mode: str = 'rgb',
+        fourcc: str = '',
+        rotation: int = 0,
+        warmup_s: float = 0.0,
+    ):
         if color_mode not in ('rgb', 'bgr'):
             raise ConfigError('color_mode', f'{color_mode!r} is not supported.', "use 'rgb' or 'bgr'.")
         if rotation not in ROTATIONS:
@@ -55,8 +70,7 @@ class OpenCVCamera:
         self.warmup_s = warmup_s
         self._stall_until = 0.0
         if width <= 0 or height <= 0 or fps <= 0:
-            raise ConfigError('width/height/fps', f'got {width}x{height}@{fps}.',
-                              'all three must be positive.')
+            raise ConfigError('width/height/fps', f'got {width}x{height}@{fps}.', 'all three must be positive.')
         self.source, self.is_file = _parse_source(index_or_path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.color_mode = color_mode
@@ -68,13 +82,16 @@ class OpenCVCamera:
         self._latest: Frame | None = None
         self._new_frame = threading.Condition(self._lock)
         self._seq = 0
-        self.on_frame = None   # optional callback(Frame), called on the capture thread
+        self.on_frame = None  # optional callback(Frame), called on the capture thread
 
     def open(self) -> None:
         cap = cv2.VideoCapture(self.source)
         if not cap.isOpened():
-            raise ConfigError('index_or_path', f'OpenCV could not open {self.source!r}.',
-                              'check the device exists and is not used by another program.')
+            raise ConfigError(
+                'index_or_path',
+                f'OpenCV could not open {self.source!r}.',
+                'check the device exists and is not used by another program.',
+            )
         if not self.is_file:
             if self.fourcc:
                 cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
@@ -89,8 +106,9 @@ class OpenCVCamera:
                 ok, frame = cap.read()
         if not ok:
             cap.release()
-            raise ConfigError('index_or_path', f'{self.source!r} opened but returned no frame.',
-                              'check the camera or video file.')
+            raise ConfigError(
+                'index_or_path', f'{self.source!r} opened but returned no frame.', 'check the camera or video file.'
+            )
         self._cap = cap
         self._store(frame)
 
@@ -119,8 +137,7 @@ class OpenCVCamera:
 
     def wait_frame(self, after_seq: int, timeout: float) -> Frame | None:
         with self._new_frame:
-            self._new_frame.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq,
-                                     timeout)
+            self._new_frame.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq, timeout)
             return self._latest
 
     def stall(self, seconds: float) -> None:

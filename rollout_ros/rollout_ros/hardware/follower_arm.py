@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A follower arm over its servo bus, in ROS units (radians), with the safety
 that must hold whoever sends the commands: joint limits from calibration,
 a per-command cap on the distance from the present position, holding, and
@@ -21,10 +22,15 @@ CALIBRATION_REGISTERS = {
 
 
 class FollowerArm:
-
-    def __init__(self, spec: RobotSpec, port: str, calibration: dict[str, MotorCalibration],
-                 max_relative_target: float | dict[str, float] | None = None, bus=None,
-                 can_options: dict | None = None):
+    def __init__(
+        self,
+        spec: RobotSpec,
+        port: str,
+        calibration: dict[str, MotorCalibration],
+        max_relative_target: float | dict[str, float] | None = None,
+        bus=None,
+        can_options: dict | None = None,
+    ):
         self.spec = spec
         self.port = port
         self.calibration = calibration
@@ -37,7 +43,7 @@ class FollowerArm:
         self.bus = bus or make_bus(spec, port, can_options)
         self._lock = threading.Lock()
         self.present: dict[str, float] = {}
-        self.last_send_s = 0.0   # CLOCK_MONOTONIC when the latest command went to the bus
+        self.last_send_s = 0.0  # CLOCK_MONOTONIC when the latest command went to the bus
         self.torque_enabled = False
 
     @property
@@ -107,8 +113,9 @@ class FollowerArm:
             self.bus.sync_write('Goal_Position', ticks)
         return present
 
-    def move_to(self, target: dict[str, float], max_speed: float, rate_hz: float,
-                timeout_s: float = 30.0, sleep=None) -> bool:
+    def move_to(
+        self, target: dict[str, float], max_speed: float, rate_hz: float, timeout_s: float = 30.0, sleep=None
+    ) -> bool:
         """Go to `target` along a straight line in joint space at no more than
         `max_speed` rad/s on any joint; the duration grows with the distance
         instead of being fixed (a fixed-time ramp is fast over long distances).
@@ -116,12 +123,12 @@ class FollowerArm:
         Returns False if it would take longer than `timeout_s` (nothing is
         sent then) or ran out of time on the way.
         """
+
         def send_and_track(goal):
             self.send(goal)
-            self.read()   # the max_relative_target clip of the next step measures from here
+            self.read()  # the max_relative_target clip of the next step measures from here
 
-        outcome = linear_move(self.read(), target, max_speed, rate_hz, send_and_track,
-                              timeout_s=timeout_s, sleep=sleep)
+        outcome = linear_move(self.read(), target, max_speed, rate_hz, send_and_track, timeout_s=timeout_s, sleep=sleep)
         return outcome is MoveOutcome.ARRIVED
 
     def enable_torque(self) -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A leader arm over its servo bus: limp so a human can move it, read in
 radians with the follower's conventions (core/joint_units). An actuated
 leader can also be driven to a pose and hold it, so that a human taking over
@@ -18,9 +19,7 @@ class NotActuatedError(RuntimeError):
 
 
 class LeaderArm:
-
-    def __init__(self, spec: LeaderSpec, port: str, calibration: dict[str, MotorCalibration],
-                 actuated: bool, bus=None):
+    def __init__(self, spec: LeaderSpec, port: str, calibration: dict[str, MotorCalibration], actuated: bool, bus=None):
         self.spec = spec
         self.port = port
         self.calibration = calibration
@@ -105,8 +104,15 @@ class LeaderArm:
         present = self.read()
         return move_duration(present, self.full_target(target, present), max_speed)
 
-    def move_to(self, target: dict[str, float], max_speed: float, rate_hz: float,
-                timeout_s: float = 30.0, cancelled=None, sleep=None) -> MoveOutcome:
+    def move_to(
+        self,
+        target: dict[str, float],
+        max_speed: float,
+        rate_hz: float,
+        timeout_s: float = 30.0,
+        cancelled=None,
+        sleep=None,
+    ) -> MoveOutcome:
         """Drive to `target` (radians by joint) at no more than `max_speed`
         rad/s on any joint and hold it there with torque on until release().
 
@@ -115,13 +121,15 @@ class LeaderArm:
         unless released).
         """
         if not self.actuated:
-            raise NotActuatedError(f'{self.spec.type} is not actuated: lerobot only reads it, a human '
-                                   'moves it (bring the follower to the leader instead).')
+            raise NotActuatedError(
+                f'{self.spec.type} is not actuated: lerobot only reads it, a human '
+                'moves it (bring the follower to the leader instead).'
+            )
         self._cancel.clear()
         start = self.read()
         goal = self.full_target(target, start)
         if move_duration(start, goal, max_speed) > timeout_s:
-            return MoveOutcome.TOO_FAR   # before torque goes on: a refused move leaves the arm as it was
+            return MoveOutcome.TOO_FAR  # before torque goes on: a refused move leaves the arm as it was
         with self._lock:
             # Goal = present first, or torque-on would jump to a stale goal.
             self.bus.sync_write('Goal_Position', self._to_ticks(start))
@@ -131,8 +139,9 @@ class LeaderArm:
         def stop() -> bool:
             return self._cancel.is_set() or (cancelled is not None and cancelled())
 
-        return linear_move(start, goal, max_speed, rate_hz, self._send, timeout_s=timeout_s,
-                           sleep=sleep, cancelled=stop)
+        return linear_move(
+            start, goal, max_speed, rate_hz, self._send, timeout_s=timeout_s, sleep=sleep, cancelled=stop
+        )
 
     def _to_ticks(self, rad: dict[str, float]) -> dict[str, int]:
         return {m: self.joint_maps[m].rad_to_ticks(r) for m, r in rad.items()}

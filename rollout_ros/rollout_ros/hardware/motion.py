@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Speed-capped straight-line moves in joint space, shared by the follower's
 return to start and an actuated leader's handover moves.
 
@@ -13,8 +14,8 @@ from enum import Enum
 
 class MoveOutcome(str, Enum):
     ARRIVED = 'arrived'
-    TOO_FAR = 'too_far'          # the capped speed could not make it within the timeout; nothing sent
-    TIMED_OUT = 'timed_out'      # a slow bus stretched the move past the timeout; stopped on the way
+    TOO_FAR = 'too_far'  # the capped speed could not make it within the timeout; nothing sent
+    TIMED_OUT = 'timed_out'  # a slow bus stretched the move past the timeout; stopped on the way
     CANCELLED = 'cancelled'
 
 
@@ -32,9 +33,18 @@ def step_count(duration_s: float, rate_hz: float) -> int:
     return max(1, math.ceil(duration_s * rate_hz - 1e-9))
 
 
-def linear_move(start: dict[str, float], target: dict[str, float], max_speed: float, rate_hz: float,
-                send, *, timeout_s: float, sleep=None, clock=time.monotonic,
-                cancelled=None) -> MoveOutcome:
+def linear_move(
+    start: dict[str, float],
+    target: dict[str, float],
+    max_speed: float,
+    rate_hz: float,
+    send,
+    *,
+    timeout_s: float,
+    sleep=None,
+    clock=time.monotonic,
+    cancelled=None,
+) -> MoveOutcome:
     """Send goals along the line from `start` to `target`, one per period.
 
     `send(goal)` writes one intermediate goal (radians by joint). Each goal

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Robot descriptions: motors, models and LeRobot normalisation per joint.
 
 Joint names, ids, models and norm modes follow lerobot's robot classes so a
@@ -17,13 +18,13 @@ class MotorSpec:
     id: int
     model: str
     norm_mode: NormMode
-    recv_id: int = 0     # CAN motors: the id their replies come from (0 = serial servos)
+    recv_id: int = 0  # CAN motors: the id their replies come from (0 = serial servos)
 
 
 @dataclass(frozen=True)
 class RobotSpec:
     type: str
-    bus: str            # 'dynamixel', 'feetech' or 'damiao': which bus class drives it (hardware.buses)
+    bus: str  # 'dynamixel', 'feetech' or 'damiao': which bus class drives it (hardware.buses)
     motors: tuple[MotorSpec, ...]
     resolution: int = 4096
     apply_drive_mode: bool = False
@@ -41,7 +42,7 @@ class RobotSpec:
     joint_limits_deg: tuple[tuple[str, float, float], ...] = ()
     # MIT-mode gains per joint: (joint, kp, kd).
     gains: tuple[tuple[str, float, float], ...] = ()
-    side: str = ''      # lerobot's `side` of a one-arm robot that has per-side defaults
+    side: str = ''  # lerobot's `side` of a one-arm robot that has per-side defaults
 
     @property
     def motor_names(self) -> list[str]:
@@ -64,8 +65,10 @@ class RobotSpec:
     def joint_maps(self, calibration: dict[str, MotorCalibration]) -> dict[str, JointMap]:
         if self.joint_limits_deg:
             return {name: MotorAngleMap(name, (lo, hi)) for name, lo, hi in self.joint_limits_deg}
-        return {m.name: JointMap(m.name, m.norm_mode, calibration[m.name], self.resolution,
-                                 self.apply_drive_mode) for m in self.motors}
+        return {
+            m.name: JointMap(m.name, m.norm_mode, calibration[m.name], self.resolution, self.apply_drive_mode)
+            for m in self.motors
+        }
 
 
 def _koch_follower(use_degrees: bool) -> RobotSpec:
@@ -82,10 +85,12 @@ def _koch_follower(use_degrees: bool) -> RobotSpec:
     # wrap), current-based position for the gripper so it grasps without
     # forcing, stiffer elbow gains: what lerobot's Koch follower sets.
     setup = tuple(('Operating_Mode', m.name, 5 if m.name == 'gripper' else 4) for m in motors)
-    setup += (('Position_P_Gain', 'elbow_flex', 1500), ('Position_I_Gain', 'elbow_flex', 0),
-              ('Position_D_Gain', 'elbow_flex', 600))
-    return RobotSpec('koch_follower', 'dynamixel', motors,
-                     setup_registers=tuple((m, r, v) for r, m, v in setup))
+    setup += (
+        ('Position_P_Gain', 'elbow_flex', 1500),
+        ('Position_I_Gain', 'elbow_flex', 0),
+        ('Position_D_Gain', 'elbow_flex', 600),
+    )
+    return RobotSpec('koch_follower', 'dynamixel', motors, setup_registers=tuple((m, r, v) for r, m, v in setup))
 
 
 def _so_follower(robot_type: str, use_degrees: bool) -> RobotSpec:
@@ -105,14 +110,29 @@ def _so_follower(robot_type: str, use_degrees: bool) -> RobotSpec:
     # (single-turn feedback); a read-modify-write does not fit this table.
     setup = []
     for m in motors:
-        setup += [(m.name, 'Return_Delay_Time', 0), (m.name, 'Maximum_Acceleration', 254),
-                  (m.name, 'Acceleration', 254), (m.name, 'Operating_Mode', 0),
-                  (m.name, 'P_Coefficient', 16), (m.name, 'I_Coefficient', 0), (m.name, 'D_Coefficient', 32)]
-    setup += [('gripper', 'Max_Torque_Limit', 500), ('gripper', 'Protection_Current', 250),
-              ('gripper', 'Overload_Torque', 25)]
+        setup += [
+            (m.name, 'Return_Delay_Time', 0),
+            (m.name, 'Maximum_Acceleration', 254),
+            (m.name, 'Acceleration', 254),
+            (m.name, 'Operating_Mode', 0),
+            (m.name, 'P_Coefficient', 16),
+            (m.name, 'I_Coefficient', 0),
+            (m.name, 'D_Coefficient', 32),
+        ]
+    setup += [
+        ('gripper', 'Max_Torque_Limit', 500),
+        ('gripper', 'Protection_Current', 250),
+        ('gripper', 'Overload_Torque', 25),
+    ]
     # lerobot's Feetech bus applies drive_mode in software when normalising.
-    return RobotSpec(robot_type, 'feetech', motors, apply_drive_mode=True, setup_registers=tuple(setup),
-                     calibration_name='so_follower')
+    return RobotSpec(
+        robot_type,
+        'feetech',
+        motors,
+        apply_drive_mode=True,
+        setup_registers=tuple(setup),
+        calibration_name='so_follower',
+    )
 
 
 def _so100_follower(use_degrees: bool) -> RobotSpec:
@@ -129,45 +149,94 @@ def bimanual(robot_type: str, arm: RobotSpec, right_arm: RobotSpec | None = None
     `right_arm` when the sides differ (OpenArm's per-side joint limits)."""
     arms = (('left_', arm), ('right_', right_arm or arm))
     motors = tuple(replace(m, name=f'{prefix}{m.name}') for prefix, a in arms for m in a.motors)
-    return RobotSpec(robot_type, 'composite', motors, arm.resolution, arm.apply_drive_mode,
-                     calibration_name=arm.calibration_dir_name, arms=arms,
-                     joint_limits_deg=tuple((f'{prefix}{name}', lo, hi) for prefix, a in arms
-                                            for name, lo, hi in a.joint_limits_deg),
-                     gains=tuple((f'{prefix}{name}', kp, kd) for prefix, a in arms for name, kp, kd in a.gains))
+    return RobotSpec(
+        robot_type,
+        'composite',
+        motors,
+        arm.resolution,
+        arm.apply_drive_mode,
+        calibration_name=arm.calibration_dir_name,
+        arms=arms,
+        joint_limits_deg=tuple(
+            (f'{prefix}{name}', lo, hi) for prefix, a in arms for name, lo, hi in a.joint_limits_deg
+        ),
+        gains=tuple((f'{prefix}{name}', kp, kd) for prefix, a in arms for name, kp, kd in a.gains),
+    )
 
 
 # OpenArm (Damiao motors over CAN), as lerobot's openarm_follower configures
 # it: joint_1..joint_7 and the gripper, send ids 1..8 answering on 0x11..0x18.
-_OPENARM_MOTORS = (('joint_1', 'dm8009'), ('joint_2', 'dm8009'), ('joint_3', 'dm4340'), ('joint_4', 'dm4340'),
-                   ('joint_5', 'dm4310'), ('joint_6', 'dm4310'), ('joint_7', 'dm4310'), ('gripper', 'dm4310'))
+_OPENARM_MOTORS = (
+    ('joint_1', 'dm8009'),
+    ('joint_2', 'dm8009'),
+    ('joint_3', 'dm4340'),
+    ('joint_4', 'dm4340'),
+    ('joint_5', 'dm4310'),
+    ('joint_6', 'dm4310'),
+    ('joint_7', 'dm4310'),
+    ('gripper', 'dm4310'),
+)
 _OPENARM_KP = (240.0, 240.0, 240.0, 240.0, 24.0, 31.0, 25.0, 25.0)
 _OPENARM_KD = (5.0, 5.0, 3.0, 5.0, 0.3, 0.3, 0.3, 0.3)
 # Joint limits [deg]: lerobot's per-side defaults, and the narrow ones it uses
 # when no side is given (so an arm of unknown side barely moves).
 _OPENARM_LIMITS = {
-    '': {'joint_1': (-5.0, 5.0), 'joint_2': (-5.0, 5.0), 'joint_3': (-5.0, 5.0), 'joint_4': (0.0, 5.0),
-         'joint_5': (-5.0, 5.0), 'joint_6': (-5.0, 5.0), 'joint_7': (-5.0, 5.0), 'gripper': (-5.0, 0.0)},
-    'left': {'joint_1': (-75.0, 75.0), 'joint_2': (-90.0, 9.0), 'joint_3': (-85.0, 85.0),
-             'joint_4': (0.0, 135.0), 'joint_5': (-85.0, 85.0), 'joint_6': (-40.0, 40.0),
-             'joint_7': (-80.0, 80.0), 'gripper': (-65.0, 0.0)},
-    'right': {'joint_1': (-75.0, 75.0), 'joint_2': (-9.0, 90.0), 'joint_3': (-85.0, 85.0),
-              'joint_4': (0.0, 135.0), 'joint_5': (-85.0, 85.0), 'joint_6': (-40.0, 40.0),
-              'joint_7': (-80.0, 80.0), 'gripper': (-65.0, 0.0)},
+    '': {
+        'joint_1': (-5.0, 5.0),
+        'joint_2': (-5.0, 5.0),
+        'joint_3': (-5.0, 5.0),
+        'joint_4': (0.0, 5.0),
+        'joint_5': (-5.0, 5.0),
+        'joint_6': (-5.0, 5.0),
+        'joint_7': (-5.0, 5.0),
+        'gripper': (-5.0, 0.0),
+    },
+    'left': {
+        'joint_1': (-75.0, 75.0),
+        'joint_2': (-90.0, 9.0),
+        'joint_3': (-85.0, 85.0),
+        'joint_4': (0.0, 135.0),
+        'joint_5': (-85.0, 85.0),
+        'joint_6': (-40.0, 40.0),
+        'joint_7': (-80.0, 80.0),
+        'gripper': (-65.0, 0.0),
+    },
+    'right': {
+        'joint_1': (-75.0, 75.0),
+        'joint_2': (-9.0, 90.0),
+        'joint_3': (-85.0, 85.0),
+        'joint_4': (0.0, 135.0),
+        'joint_5': (-85.0, 85.0),
+        'joint_6': (-40.0, 40.0),
+        'joint_7': (-80.0, 80.0),
+        'gripper': (-65.0, 0.0),
+    },
 }
 
 
 def openarm_follower(side: str = '') -> RobotSpec:
     if side not in _OPENARM_LIMITS:
-        raise ConfigError('robot_side', f'openarm_follower side {side!r} is unknown.',
-                          "use left or right (lerobot's per-side joint limits), or '' for its narrow defaults.")
+        raise ConfigError(
+            'robot_side',
+            f'openarm_follower side {side!r} is unknown.',
+            "use left or right (lerobot's per-side joint limits), or '' for its narrow defaults.",
+        )
     # lerobot reports every Damiao joint in degrees, gripper included.
-    motors = tuple(MotorSpec(name, i, model, NormMode.DEGREES, recv_id=0x10 + i)
-                   for i, (name, model) in enumerate(_OPENARM_MOTORS, start=1))
+    motors = tuple(
+        MotorSpec(name, i, model, NormMode.DEGREES, recv_id=0x10 + i)
+        for i, (name, model) in enumerate(_OPENARM_MOTORS, start=1)
+    )
     limits = _OPENARM_LIMITS[side]
-    return RobotSpec('openarm_follower', 'damiao', motors, resolution=65536, side=side,
-                     calibration_name='openarm_follower',
-                     joint_limits_deg=tuple((m.name, *limits[m.name]) for m in motors),
-                     gains=tuple((m.name, kp, kd) for m, kp, kd in zip(motors, _OPENARM_KP, _OPENARM_KD)))
+    return RobotSpec(
+        'openarm_follower',
+        'damiao',
+        motors,
+        resolution=65536,
+        side=side,
+        calibration_name='openarm_follower',
+        joint_limits_deg=tuple((m.name, *limits[m.name]) for m in motors),
+        gains=tuple((m.name, kp, kd) for m, kp, kd in zip(motors, _OPENARM_KP, _OPENARM_KD)),
+    )
 
 
 ROBOTS = {
@@ -177,15 +246,17 @@ ROBOTS = {
     'bi_so_follower': lambda use_degrees: bimanual('bi_so_follower', _so101_follower(use_degrees)),
     # Damiao joints are always degrees in lerobot: use_degrees does not apply.
     'openarm_follower': lambda use_degrees: openarm_follower(),
-    'bi_openarm_follower': lambda use_degrees: bimanual('bi_openarm_follower', openarm_follower('left'),
-                                                        openarm_follower('right')),
+    'bi_openarm_follower': lambda use_degrees: bimanual(
+        'bi_openarm_follower', openarm_follower('left'), openarm_follower('right')
+    ),
 }
 # Robot types whose arms have per-side defaults (robot_side).
 SIDED = {'openarm_follower': openarm_follower}
 
 
-def load_robot_calibration(spec: RobotSpec, calibration_dir, robot_id: str,
-                           port: str = '<port>') -> dict[str, MotorCalibration]:
+def load_robot_calibration(
+    spec: RobotSpec, calibration_dir, robot_id: str, port: str = '<port>'
+) -> dict[str, MotorCalibration]:
     """The calibration lerobot would use for this robot and id, by joint name."""
     if not spec.arms:
         path = calibration_path(calibration_dir, spec.calibration_dir_name, robot_id)
@@ -205,21 +276,25 @@ def check_calibration_ids(spec: RobotSpec, calibration: dict[str, MotorCalibrati
     one made for another wiring would move the wrong servos' offsets and
     limits onto these (lerobot refuses it as not calibrated)."""
     bus_ids = {m.name: m.id for m in spec.motors}
-    wrong = {name: (c.id, bus_ids[name]) for name, c in calibration.items()
-             if name in bus_ids and c.id != bus_ids[name]}
+    wrong = {
+        name: (c.id, bus_ids[name]) for name, c in calibration.items() if name in bus_ids and c.id != bus_ids[name]
+    }
     if wrong:
         listed = ', '.join(f'{n}: id {have} in the file, {want} on the bus' for n, (have, want) in wrong.items())
-        raise ConfigError('robot_id', f'the calibration {path} was made for other motor ids ({listed}).',
-                          'calibrate this arm (lerobot-calibrate) or give the id of its own calibration.')
+        raise ConfigError(
+            'robot_id',
+            f'the calibration {path} was made for other motor ids ({listed}).',
+            'calibrate this arm (lerobot-calibrate) or give the id of its own calibration.',
+        )
 
 
 def get_robot_spec(robot_type: str, use_degrees: bool = False, side: str = '') -> RobotSpec:
     if robot_type not in ROBOTS:
-        raise ConfigError('robot_type', f'unknown robot type {robot_type!r}.',
-                          f'use one of {sorted(ROBOTS)}.')
+        raise ConfigError('robot_type', f'unknown robot type {robot_type!r}.', f'use one of {sorted(ROBOTS)}.')
     if side:
         if robot_type not in SIDED:
-            raise ConfigError('robot_side', f'{robot_type} has no sides.',
-                              f"leave robot_side empty; sides exist for {sorted(SIDED)}.")
+            raise ConfigError(
+                'robot_side', f'{robot_type} has no sides.', f'leave robot_side empty; sides exist for {sorted(SIDED)}.'
+            )
         return SIDED[robot_type](side)
     return ROBOTS[robot_type](use_degrees)

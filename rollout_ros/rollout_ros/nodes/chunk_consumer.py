@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Action chunks from a policy node in another process, queued on the strategy side.
 
 The topic transport of the rtc backend (strategy ``policy_transport: topic``,
@@ -49,10 +50,10 @@ import threading
 
 import numpy as np
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rollout_ros_interfaces.msg import RolloutFrame
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rollout_ros.core.action_queue import MODES, REPLACE, ActionQueue
+from rollout_ros_interfaces.msg import RolloutFrame
 
 OBSERVATION_TOPIC = 'observation'
 CHUNK_TOPIC = 'action_chunk'
@@ -79,8 +80,9 @@ def parse_chunk_id(text: str) -> tuple[int, str, int]:
     return int(head), mode, int(opts.get('blend_steps', 0))
 
 
-def chunk_message(names, rows: np.ndarray, index: int, stamp, fps: float, mode: str,
-                  blend_steps: int) -> JointTrajectory:
+def chunk_message(
+    names, rows: np.ndarray, index: int, stamp, fps: float, mode: str, blend_steps: int
+) -> JointTrajectory:
     msg = JointTrajectory()
     msg.header.stamp = stamp
     msg.header.frame_id = format_chunk_id(index, mode, blend_steps)
@@ -126,8 +128,9 @@ class ChunkConsumer:
     def __init__(self, node, policy_node: str, callback_group=None):
         self._node = node
         self._pub = node.create_publisher(RolloutFrame, f'{policy_node}/{OBSERVATION_TOPIC}', QOS)
-        self._sub = node.create_subscription(JointTrajectory, f'{policy_node}/{CHUNK_TOPIC}',
-                                             self._on_chunk, QOS, callback_group=callback_group)
+        self._sub = node.create_subscription(
+            JointTrajectory, f'{policy_node}/{CHUNK_TOPIC}', self._on_chunk, QOS, callback_group=callback_group
+        )
         self.queue = ActionQueue()
         self._lock = threading.Lock()
         self._names: list[str] | None = None
@@ -186,9 +189,15 @@ class ChunkConsumer:
         return self.queue.size > 0
 
     def stats(self) -> dict:
-        return {'chunks': self.chunks, 'dropped_chunks': self.dropped_chunks, 'starved': self.starved,
-                'waiting_ticks': self.waiting_ticks, 'stale_chunks': self.queue.stale_chunks,
-                'delay_p50': self.delays.percentile(50), 'delay_max': self.delays.max()}
+        return {
+            'chunks': self.chunks,
+            'dropped_chunks': self.dropped_chunks,
+            'starved': self.starved,
+            'waiting_ticks': self.waiting_ticks,
+            'stale_chunks': self.queue.stale_chunks,
+            'delay_p50': self.delays.percentile(50),
+            'delay_max': self.delays.max(),
+        }
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         log = self._node.get_logger()
@@ -196,26 +205,26 @@ class ChunkConsumer:
             index, mode, blend_steps = parse_chunk_id(msg.header.frame_id)
         except ValueError as e:
             self.dropped_chunks += 1
-            log.error(f'action chunk with frame_id {msg.header.frame_id!r} dropped: {e}',
-                      throttle_duration_sec=2.0)
+            log.error(f'action chunk with frame_id {msg.header.frame_id!r} dropped: {e}', throttle_duration_sec=2.0)
             return
         names = list(msg.joint_names)
         rows = np.array([p.positions for p in msg.points], dtype=float)
         if rows.ndim != 2 or not len(rows) or rows.shape[1] != len(names):
             self.dropped_chunks += 1
-            log.error(f'action chunk of shape {rows.shape} for {len(names)} joints dropped',
-                      throttle_duration_sec=2.0)
+            log.error(f'action chunk of shape {rows.shape} for {len(names)} joints dropped', throttle_duration_sec=2.0)
             return
         with self._lock:
             first = index - self._base
             if not self._start <= first <= self.queue.consumed:
-                self.dropped_chunks += 1    # planned in another session (before a reset)
+                self.dropped_chunks += 1  # planned in another session (before a reset)
                 return
             if self._names is not None and names != self._names:
                 if sorted(names) != sorted(self._names):
                     self.dropped_chunks += 1
-                    log.error(f'action chunk names {names} differ from earlier chunks {self._names}',
-                              throttle_duration_sec=2.0)
+                    log.error(
+                        f'action chunk names {names} differ from earlier chunks {self._names}',
+                        throttle_duration_sec=2.0,
+                    )
                     return
                 # Queued rows are positional: keep the first chunk's order.
                 rows = rows[:, [names.index(n) for n in self._names]]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keyboard node: keys typed into a terminal, published on `~/events`
 (rollout_ros_interfaces/InputEvent, value 1: terminals report presses only).
 
@@ -22,14 +23,17 @@ EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class KeyboardNode(ManagedNode):
-
     def __init__(self, node_name: str = 'keyboard', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('tty_path', '',
-                     "Terminal to read keys from; '' = this process's controlling terminal (/dev/tty).")
-        self.declare('esc_timeout_s', 0.05,
-                     'A lone ESC is reported when no escape sequence follows within this time [s]; '
-                     'raise it if arrows arrive as esc over a slow link.', min_value=0.005, max_value=1.0)
+        self.declare('tty_path', '', "Terminal to read keys from; '' = this process's controlling terminal (/dev/tty).")
+        self.declare(
+            'esc_timeout_s',
+            0.05,
+            'A lone ESC is reported when no escape sequence follows within this time [s]; '
+            'raise it if arrows arrive as esc over a slow link.',
+            min_value=0.005,
+            max_value=1.0,
+        )
         self.reader: TerminalKeyReader | None = None
         self._pub = None
         self._active = False
@@ -40,8 +44,9 @@ class KeyboardNode(ManagedNode):
         return self.reader is not None and self.reader.gone.is_set()
 
     def configure(self) -> None:
-        reader = TerminalKeyReader(self.param('tty_path'), on_key=self._publish, on_gone=self._lost,
-                                   esc_timeout_s=self.param('esc_timeout_s'))
+        reader = TerminalKeyReader(
+            self.param('tty_path'), on_key=self._publish, on_gone=self._lost, esc_timeout_s=self.param('esc_timeout_s')
+        )
         reader.open()
         self.reader = reader
         self._pub = self.create_lifecycle_publisher(InputEvent, '~/events', EVENTS_QOS)
@@ -57,12 +62,11 @@ class KeyboardNode(ManagedNode):
     def cleanup(self) -> None:
         self._active = False
         if self.reader is not None:
-            self.reader.close()   # gives the terminal its mode back
+            self.reader.close()  # gives the terminal its mode back
             self.reader = None
         if self._pub is not None:
             self.destroy_lifecycle_publisher(self._pub)
             self._pub = None
-
 
     def _publish(self, key: Key) -> None:
         if not self._active:
@@ -77,8 +81,10 @@ class KeyboardNode(ManagedNode):
         self.published += 1
 
     def _lost(self, reason: str) -> None:
-        self.get_logger().error(f'keyboard gone: {reason}; no more keys will be read. '
-                                'Clean up and configure again once the terminal is back.')
+        self.get_logger().error(
+            f'keyboard gone: {reason}; no more keys will be read. '
+            'Clean up and configure again once the terminal is back.'
+        )
 
 
 def main(args=None):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Driving other nodes through their lifecycle services, from any thread.
 
 The calls block the calling thread on an Event while the executor's other
@@ -32,7 +33,6 @@ def call_blocking(client, request, timeout_s: float):
 
 
 class LifecycleClient:
-
     def __init__(self, node, target: str):
         self.target = target.rstrip('/')
         group = ReentrantCallbackGroup()
@@ -45,8 +45,9 @@ class LifecycleClient:
         self._node.destroy_client(self._get)
 
     def wait_ready(self, timeout_s: float) -> bool:
-        return (self._change.wait_for_service(timeout_sec=timeout_s)
-                and self._get.wait_for_service(timeout_sec=timeout_s))
+        return self._change.wait_for_service(timeout_sec=timeout_s) and self._get.wait_for_service(
+            timeout_sec=timeout_s
+        )
 
     def state(self, timeout_s: float = 5.0) -> str:
         resp = call_blocking(self._get, GetState.Request(), timeout_s)

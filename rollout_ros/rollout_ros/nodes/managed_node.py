@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Lifecycle node base: transition discipline shared by every rollout_ros node.
 
 rclpy lets an exception in a transition callback escape into the service
@@ -26,22 +27,30 @@ FAILURE = TransitionCallbackReturn.FAILURE
 
 
 class ManagedNode(LifecycleNode):
-
     def __init__(self, node_name: str, **kwargs):
         self.last_error: str = ''
         self.structural_params: set[str] = set()
         # What configure/activate set up and no deactivate/cleanup took down yet.
         self._configured = False
         self._activated = False
-        self.finalizing = False    # inside the shutdown transition (strategies finalize their nodes)
+        self.finalizing = False  # inside the shutdown transition (strategies finalize their nodes)
         self._destroyed = False
         self._final_state = ''
         super().__init__(node_name, **kwargs)
         self.add_on_set_parameters_callback(self._refuse_structural_change)
 
     # Parameters -------------------------------------------------------------
-    def declare(self, name: str, default, description: str, *, read_only: bool = True,
-                min_value=None, max_value=None, additional_constraints: str = ''):
+    def declare(
+        self,
+        name: str,
+        default,
+        description: str,
+        *,
+        read_only: bool = True,
+        min_value=None,
+        max_value=None,
+        additional_constraints: str = '',
+    ):
         """Declare a parameter with a descriptor (shown by `ros2 param describe`).
 
         `read_only` marks a structural parameter: it takes effect at configure,
@@ -52,18 +61,28 @@ class ManagedNode(LifecycleNode):
         """
         if read_only:
             self.structural_params.add(name)
-            additional_constraints = ' '.join(filter(None, [
-                additional_constraints, 'Set only while the node is unconfigured (applies at configure).']))
+            additional_constraints = ' '.join(
+                filter(
+                    None, [additional_constraints, 'Set only while the node is unconfigured (applies at configure).']
+                )
+            )
         desc = ParameterDescriptor(description=description, additional_constraints=additional_constraints)
         if min_value is not None or max_value is not None:
             if isinstance(default, float):
-                desc.floating_point_range = [FloatingPointRange(
-                    from_value=float(min_value if min_value is not None else -1e300),
-                    to_value=float(max_value if max_value is not None else 1e300))]
+                desc.floating_point_range = [
+                    FloatingPointRange(
+                        from_value=float(min_value if min_value is not None else -1e300),
+                        to_value=float(max_value if max_value is not None else 1e300),
+                    )
+                ]
             elif isinstance(default, int) and not isinstance(default, bool):
-                desc.integer_range = [IntegerRange(
-                    from_value=int(min_value if min_value is not None else -2**62),
-                    to_value=int(max_value if max_value is not None else 2**62), step=0)]
+                desc.integer_range = [
+                    IntegerRange(
+                        from_value=int(min_value if min_value is not None else -(2**62)),
+                        to_value=int(max_value if max_value is not None else 2**62),
+                        step=0,
+                    )
+                ]
         override = self._parameter_overrides.get(name)
         if isinstance(default, list) and default and override is not None and override.value == []:
             # rclpy re-infers an override's type from its value, and [] reads as a
@@ -84,12 +103,16 @@ class ManagedNode(LifecycleNode):
             # strategy stops when a node it manages leaves active), so the
             # advice is what keeps the robot's run intact: a new run.
             names = ', '.join(locked)
-            return SetParametersResult(successful=False, reason=(
-                f'{names} take{"s" if len(locked) == 1 else ""} effect at configure and '
-                f'{self.get_fully_qualified_name()} is {state}. Stop the run and start it again with the '
-                f'new value: ros2 launch ... {locked[0]}:=<value> (or the key under this node in '
-                'params_file), or the matching rollout flag. Only a node that no strategy manages can '
-                'instead be taken to unconfigured with ros2 lifecycle set, set, and configured again.'))
+            return SetParametersResult(
+                successful=False,
+                reason=(
+                    f'{names} take{"s" if len(locked) == 1 else ""} effect at configure and '
+                    f'{self.get_fully_qualified_name()} is {state}. Stop the run and start it again with the '
+                    f'new value: ros2 launch ... {locked[0]}:=<value> (or the key under this node in '
+                    'params_file), or the matching rollout flag. Only a node that no strategy manages can '
+                    'instead be taken to unconfigured with ros2 lifecycle set, set, and configured again.'
+                ),
+            )
         return SetParametersResult(successful=True)
 
     @property
@@ -155,7 +178,7 @@ class ManagedNode(LifecycleNode):
         return FAILURE
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.last_error = ''   # the latest failure since the last configure
+        self.last_error = ''  # the latest failure since the last configure
         self.finalizing = False
         ret = self._run('configure', self.configure, undo=self.cleanup)
         self._configured = ret == SUCCESS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Foot pedal node: evdev key events on `~/events` (rollout_ros_interfaces/InputEvent,
 stamped with the kernel's event time; value 1 press, 0 release, 2 repeat).
 
@@ -11,8 +12,8 @@ A strategy must tell a dead pedal from an idle one, so besides events:
 A vanished device is not reopened: clean up and configure again.
 """
 
-import sys
 import os
+import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -20,8 +21,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from std_msgs.msg import Header
 
-from rollout_ros.hardware.input.pedal import (DEFAULT_DEVICE_PATH, DEFAULT_KEY_CODES, PedalEvent,
-                                              PedalReader, parse_key_codes)
+from rollout_ros.hardware.input.pedal import (
+    DEFAULT_DEVICE_PATH,
+    DEFAULT_KEY_CODES,
+    PedalEvent,
+    PedalReader,
+    parse_key_codes,
+)
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.spin import run_node
 from rollout_ros_interfaces.msg import InputEvent
@@ -30,24 +36,34 @@ EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class PedalNode(ManagedNode):
-
     def __init__(self, node_name: str = 'pedal', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('device_path', DEFAULT_DEVICE_PATH,
-                     'evdev device of the pedal (a /dev/input/by-id/...-event-kbd entry); a FIFO or '
-                     'file of packed input_event records stands in for one.')
-        self.declare('key_codes', ','.join(DEFAULT_KEY_CODES),
-                     'Keys to publish, by evdev name or number, as KEY_A,KEY_B,46 or a JSON list (each '
-                     'published in InputEvent.key under its evdev name), or a JSON object naming them '
-                     '({"pause": "KEY_A", "push": 46}). Default: lerobot\'s pedal keys (KEY_A/KEY_B/KEY_C).')
-        self.declare('grab', True,
-                     'Take the device exclusively (EVIOCGRAB) so presses do not type into other '
-                     'programs; skipped with a warning where unsupported.')
-        self.declare('heartbeat_hz', 2.0, 'Rate of ~/heartbeat and /diagnostics [Hz].',
-                     min_value=0.1, max_value=100.0)
-        self.declare('report_unmapped', False,
-                     "Publish codes missing from key_codes too, as key 'code_<n>' (to find a pedal's "
-                     'codes); otherwise they are dropped with a warning.')
+        self.declare(
+            'device_path',
+            DEFAULT_DEVICE_PATH,
+            'evdev device of the pedal (a /dev/input/by-id/...-event-kbd entry); a FIFO or '
+            'file of packed input_event records stands in for one.',
+        )
+        self.declare(
+            'key_codes',
+            ','.join(DEFAULT_KEY_CODES),
+            'Keys to publish, by evdev name or number, as KEY_A,KEY_B,46 or a JSON list (each '
+            'published in InputEvent.key under its evdev name), or a JSON object naming them '
+            '({"pause": "KEY_A", "push": 46}). Default: lerobot\'s pedal keys (KEY_A/KEY_B/KEY_C).',
+        )
+        self.declare(
+            'grab',
+            True,
+            'Take the device exclusively (EVIOCGRAB) so presses do not type into other '
+            'programs; skipped with a warning where unsupported.',
+        )
+        self.declare('heartbeat_hz', 2.0, 'Rate of ~/heartbeat and /diagnostics [Hz].', min_value=0.1, max_value=100.0)
+        self.declare(
+            'report_unmapped',
+            False,
+            "Publish codes missing from key_codes too, as key 'code_<n>' (to find a pedal's "
+            'codes); otherwise they are dropped with a warning.',
+        )
         self.reader: PedalReader | None = None
         self._events_pub = None
         self._heartbeat_pub = None
@@ -67,8 +83,9 @@ class PedalNode(ManagedNode):
 
     def configure(self) -> None:
         codes = parse_key_codes(self.param('key_codes'))
-        reader = PedalReader(self.param('device_path'), codes, on_event=self._publish,
-                             on_gone=self._lost, grab=self.param('grab'))
+        reader = PedalReader(
+            self.param('device_path'), codes, on_event=self._publish, on_gone=self._lost, grab=self.param('grab')
+        )
         reader.open()
         self.reader = reader
         self._events_pub = self.create_lifecycle_publisher(InputEvent, '~/events', EVENTS_QOS)
@@ -93,7 +110,7 @@ class PedalNode(ManagedNode):
             self.destroy_timer(self._timer)
             self._timer = None
         if self.reader is not None:
-            self.reader.close()   # joins the thread: nothing publishes after this
+            self.reader.close()  # joins the thread: nothing publishes after this
             self.reader = None
         for pub in (self._events_pub, self._heartbeat_pub):
             if pub is not None:
@@ -101,7 +118,6 @@ class PedalNode(ManagedNode):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
         self._events_pub = self._heartbeat_pub = self._diag_pub = None
-
 
     # Publishing -------------------------------------------------------------
     def _publish(self, event: PedalEvent) -> None:
@@ -112,8 +128,9 @@ class PedalNode(ManagedNode):
             if not self.param('report_unmapped'):
                 if event.code not in self._warned_codes:
                     self._warned_codes.add(event.code)
-                    self.get_logger().warning(f'code {event.code} is not in key_codes: dropped '
-                                              '(add it to key_codes to use it).')
+                    self.get_logger().warning(
+                        f'code {event.code} is not in key_codes: dropped (add it to key_codes to use it).'
+                    )
                 return
             name = f'code_{event.code}'
         msg = InputEvent()
@@ -131,12 +148,13 @@ class PedalNode(ManagedNode):
             return
         self._publish_diagnostics(reader)
         if self._active and not reader.gone.is_set():
-            self._heartbeat_pub.publish(Header(stamp=self.get_clock().now().to_msg(),
-                                               frame_id=self.device))
+            self._heartbeat_pub.publish(Header(stamp=self.get_clock().now().to_msg(), frame_id=self.device))
 
     def _lost(self, reason: str) -> None:
-        self.get_logger().error(f'pedal gone: {reason} ({self.param("device_path")}). No more pedal '
-                                'events; clean up and configure again once it is back.')
+        self.get_logger().error(
+            f'pedal gone: {reason} ({self.param("device_path")}). No more pedal '
+            'events; clean up and configure again once it is back.'
+        )
         if self.reader is not None:
             self._publish_diagnostics(self.reader)
 
@@ -150,14 +168,17 @@ class PedalNode(ManagedNode):
         else:
             status.level = DiagnosticStatus.OK
             status.message = 'reading' if self._active else 'reading (node inactive: events dropped)'
-        age = ('' if reader.last_event_mono is None
-               else f'{time.monotonic() - reader.last_event_mono:.1f}')
-        values = {'kind': reader.kind, 'device_name': reader.device_name, 'grabbed': str(reader.grabbed),
-                  'key_events': str(reader.events), 'last_event_age_s': age,
-                  'kernel_overflows': str(reader.overflows)}
+        age = '' if reader.last_event_mono is None else f'{time.monotonic() - reader.last_event_mono:.1f}'
+        values = {
+            'kind': reader.kind,
+            'device_name': reader.device_name,
+            'grabbed': str(reader.grabbed),
+            'key_events': str(reader.events),
+            'last_event_age_s': age,
+            'kernel_overflows': str(reader.overflows),
+        }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                    status=[status]))
+        pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
 
 def main(args=None):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Recorder node: writes the strategy's recorded ticks (`RolloutFrame`) and
 the camera frames they used into a LeRobot v3 dataset, one row per tick.
 
@@ -28,31 +29,31 @@ from datetime import datetime
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from huggingface_hub import get_token
 from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_token
 from lerobot.utils.constants import HF_LEROBOT_HOME
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future as RosFuture
-from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
+from rollout_ros.core.cdr_image import parse_image
 from rollout_ros.core.errors import ConfigError
-from rollout_ros.core.limits import LIMITS
 from rollout_ros.core.image_sync import ImageSync
+from rollout_ros.core.limits import LIMITS
 from rollout_ros.dataset.bags import BagWriter
 from rollout_ros.dataset.features import make_features
 from rollout_ros.dataset.hub import HubUploader, check_repo_id, stamp_repo_id
+from rollout_ros.dataset.recorder_worker import Command, RecorderError, RecorderWorker, RowBuilder
 from rollout_ros.dataset.ring_buffer import FrameRingBuffer
 from rollout_ros.dataset.rotation import EpisodeRotation
 from rollout_ros.dataset.writer import DatasetWriter
 from rollout_ros.hardware.robots import get_robot_spec
 from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.policy_node import image_from_msg
-from rollout_ros.core.cdr_image import parse_image
-from rollout_ros.dataset.recorder_worker import Command, RecorderError, RecorderWorker, RowBuilder
 from rollout_ros.nodes.spin import LinkNode, run_node
+from rollout_ros_interfaces.msg import RecorderStatus, RolloutFrame
 
 SERVICES = ('start_episode', 'save_episode', 'discard_episode', 'push')
 # How long images are kept, beyond image_timeout_s, for ticks that have not
@@ -67,8 +68,11 @@ def stamp_ns(t) -> int:
 
 def parse_camera_shapes(names: list[str], shapes: list[str]) -> dict[str, tuple[int, int]]:
     if len(shapes) != len(names):
-        raise ConfigError('camera_shapes', f'{len(shapes)} shapes for {len(names)} cameras {names}.',
-                          "give one 'HxW' per camera_names entry, e.g. ['480x640'].")
+        raise ConfigError(
+            'camera_shapes',
+            f'{len(shapes)} shapes for {len(names)} cameras {names}.',
+            "give one 'HxW' per camera_names entry, e.g. ['480x640'].",
+        )
     out = {}
     for name, text in zip(names, shapes):
         try:
@@ -76,8 +80,11 @@ def parse_camera_shapes(names: list[str], shapes: list[str]) -> dict[str, tuple[
         except ValueError:
             h = w = 0
         if h <= 0 or w <= 0:
-            raise ConfigError('camera_shapes', f'{text!r} (camera {name!r}) is not HEIGHTxWIDTH.',
-                              "e.g. '480x640' for a 640x480 image.")
+            raise ConfigError(
+                'camera_shapes',
+                f'{text!r} (camera {name!r}) is not HEIGHTxWIDTH.',
+                "e.g. '480x640' for a 640x480 image.",
+            )
         out[name] = (h, w)
     return out
 
@@ -89,66 +96,126 @@ def message_class(type_name: str):
 
 
 class RecorderNode(ManagedNode):
-
     def __init__(self, node_name: str = 'recorder', **kwargs):
         super().__init__(node_name, **kwargs)
         d = self.declare
-        strings = Parameter.Type.STRING_ARRAY   # list params whose default is empty
+        strings = Parameter.Type.STRING_ARRAY  # list params whose default is empty
         d('repo_id', '', 'Dataset id <user>/rollout_<name> (required; LeRobot wants the rollout_ prefix).')
         d('stamp_repo_id', True, 'Append _YYYYmmdd_HHMMSS to repo_id (LeRobot does); never when resuming.')
         d('root', '', "Dataset folder; '' = $HF_LEROBOT_HOME/<repo_id> (after the stamp).")
         d('resume', False, 'Append to the dataset at root (checked: robot type, fps, features).')
-        d('fps', 30, 'Dataset rate [Hz], an integer as LeRobot stores it: one row per tick, so the '
-          "strategy's fps.", **LIMITS['recorder_fps'].kwargs())
+        d(
+            'fps',
+            30,
+            "Dataset rate [Hz], an integer as LeRobot stores it: one row per tick, so the strategy's fps.",
+            **LIMITS['recorder_fps'].kwargs(),
+        )
         d('robot_type', 'koch_follower', 'Robot type stored in the dataset; gives the default joint names.')
-        d('state_names', strings, "observation.state names in dataset order; empty = the robot's "
-          'joints + .pos (bimanual: left_/right_ prefixes).')
+        d(
+            'state_names',
+            strings,
+            "observation.state names in dataset order; empty = the robot's "
+            'joints + .pos (bimanual: left_/right_ prefixes).',
+        )
         d('action_names', strings, 'action names in dataset order; empty = as state_names.')
         d('camera_names', ['front'], 'Cameras recorded as observation.images.<name>.')
-        d('camera_shapes', ['480x640'], "Image size per camera, 'HEIGHTxWIDTH', in camera_names order "
-          '(the dataset is created before the first frame).')
-        d('camera_topic_template', 'camera_{name}/image_raw',
-          'Image topic per camera; {name} is replaced by the camera name.')
+        d(
+            'camera_shapes',
+            ['480x640'],
+            "Image size per camera, 'HEIGHTxWIDTH', in camera_names order "
+            '(the dataset is created before the first frame).',
+        )
+        d(
+            'camera_topic_template',
+            'camera_{name}/image_raw',
+            'Image topic per camera; {name} is replaced by the camera name.',
+        )
         d('frames_topic', 'frames', "RolloutFrame topic (the strategy's ~/frames).")
         d('intervention', False, 'Add the intervention feature (bool per frame, dagger corrections).')
-        d('record_stamps', True, 'Add executed.action and the unix stamps (observation, action sent, '
-          'each camera capture) as extra features; false = LeRobot features only.')
-        d('default_task', 'rollout', 'Task of ticks that carry none (policies without language input); '
-          'LeRobot needs a non-empty task.')
-        d('image_timeout_s', 1.0, 'How late data may be: a tick waits this long for its camera frames '
-          '(else it is not recorded and is counted as missing), and a start/save request this long '
-          'for ticks stamped before it [s].', min_value=0.01)
+        d(
+            'record_stamps',
+            True,
+            'Add executed.action and the unix stamps (observation, action sent, '
+            'each camera capture) as extra features; false = LeRobot features only.',
+        )
+        d(
+            'default_task',
+            'rollout',
+            'Task of ticks that carry none (policies without language input); LeRobot needs a non-empty task.',
+        )
+        d(
+            'image_timeout_s',
+            1.0,
+            'How late data may be: a tick waits this long for its camera frames '
+            '(else it is not recorded and is counted as missing), and a start/save request this long '
+            'for ticks stamped before it [s].',
+            min_value=0.01,
+        )
         d('vcodec', 'libsvtav1', "Video codec (libsvtav1, h264, hevc, ...; 'auto' probes hardware encoders).")
         d('data_files_size_in_mb', 100, 'Data parquet file size cap [MB].', min_value=1)
         d('video_files_size_in_mb', 200, 'Video file size cap [MB].', min_value=1)
-        d('encoder_queue_size', 60, 'Frames queued per camera encoder before add_frame waits '
-          '(backpressure, never a dropped video frame).', min_value=1)
-        d('max_backlog_s', 10.0, 'Ticks queued for the writer, in seconds of recording; beyond, ticks '
-          'are dropped and counted (the disk or encoder cannot keep up) [s].', min_value=0.1)
-        d('ring_buffer_seconds', 0.0, 'Keep this many seconds before start_episode in memory and put them '
-          'into the episode (highlight); 0 = off [s].', **LIMITS['ring_buffer_seconds'].kwargs())
-        d('ring_buffer_max_memory_mb', 1024.0, 'Memory cap of the ring buffer (JPEG frames) [MB]; a cap '
-          'that shortens the window is reported.', **LIMITS['ring_buffer_max_memory_mb'].kwargs())
-        d('auto_rotate', False, 'Save the open episode and start the next when its video reaches '
-          'target_video_file_size_mb (sentry); deferred during interventions.')
-        d('target_video_file_size_mb', 0.0, 'Rotation target [MB]; 0 = LeRobot default (200).',
-          **LIMITS['target_video_file_size_mb'].kwargs())
+        d(
+            'encoder_queue_size',
+            60,
+            'Frames queued per camera encoder before add_frame waits (backpressure, never a dropped video frame).',
+            min_value=1,
+        )
+        d(
+            'max_backlog_s',
+            10.0,
+            'Ticks queued for the writer, in seconds of recording; beyond, ticks '
+            'are dropped and counted (the disk or encoder cannot keep up) [s].',
+            min_value=0.1,
+        )
+        d(
+            'ring_buffer_seconds',
+            0.0,
+            'Keep this many seconds before start_episode in memory and put them '
+            'into the episode (highlight); 0 = off [s].',
+            **LIMITS['ring_buffer_seconds'].kwargs(),
+        )
+        d(
+            'ring_buffer_max_memory_mb',
+            1024.0,
+            'Memory cap of the ring buffer (JPEG frames) [MB]; a cap that shortens the window is reported.',
+            **LIMITS['ring_buffer_max_memory_mb'].kwargs(),
+        )
+        d(
+            'auto_rotate',
+            False,
+            'Save the open episode and start the next when its video reaches '
+            'target_video_file_size_mb (sentry); deferred during interventions.',
+        )
+        d(
+            'target_video_file_size_mb',
+            0.0,
+            'Rotation target [MB]; 0 = LeRobot default (200).',
+            **LIMITS['target_video_file_size_mb'].kwargs(),
+        )
         d('save_partial_on_stop', True, 'At cleanup/shutdown save the open episode; false = discard it.')
         d('push_to_hub', False, 'Upload to the Hugging Face Hub in the background (needs a login).')
         d('private', False, 'Create the Hub repo private.')
         d('tags', strings, 'Hub dataset tags.')
-        d('upload_every_n_episodes', 5, 'Push after this many saved episodes (push_to_hub).',
-          **LIMITS['upload_every_n_episodes'].kwargs())
-        d('push_timeout_s', 60.0, 'How long cleanup waits for the final push, retries included [s]; the '
-          'data stays local either way, and what was not uploaded is pushed by the next run that resumes the '
-          'dataset, or by `rollout_dataset push <root> --repo_id <id>`. A failed or unfinished push is this '
-          "node's error (exit code, the rollout's summary). Keep it below the strategy's transition_timeout_s.",
-          **LIMITS['push_timeout_s'].kwargs())
+        d(
+            'upload_every_n_episodes',
+            5,
+            'Push after this many saved episodes (push_to_hub).',
+            **LIMITS['upload_every_n_episodes'].kwargs(),
+        )
+        d(
+            'push_timeout_s',
+            60.0,
+            'How long cleanup waits for the final push, retries included [s]; the '
+            'data stays local either way, and what was not uploaded is pushed by the next run that resumes the '
+            'dataset, or by `rollout_dataset push <root> --repo_id <id>`. A failed or unfinished push is this '
+            "node's error (exit code, the rollout's summary). Keep it below the strategy's transition_timeout_s.",
+            **LIMITS['push_timeout_s'].kwargs(),
+        )
         d('bag_path', '', "Also write a rosbag2 (MCAP) of bag_topics under this folder; '' = off.")
         d('bag_topics', strings, 'Topics written to the bag (types found in the graph).')
 
         self.writer = None
-        self.upload_result: dict = {}      # the last close's upload outcome (push_to_hub)
+        self.upload_result: dict = {}  # the last close's upload outcome (push_to_hub)
         self.worker: RecorderWorker | None = None
         self.sync: ImageSync | None = None
         self.bag = None
@@ -183,7 +250,7 @@ class RecorderNode(ManagedNode):
     def _repo_and_root(self) -> tuple[str, Path]:
         repo_id = self.param('repo_id').strip()
         if not repo_id:
-            raise ConfigError('repo_id', 'is required.', "e.g. -p repo_id:=<user>/rollout_<name>.")
+            raise ConfigError('repo_id', 'is required.', 'e.g. -p repo_id:=<user>/rollout_<name>.')
         try:
             check_repo_id(repo_id)
         except ConfigError as e:
@@ -206,8 +273,11 @@ class RecorderNode(ManagedNode):
             raise ConfigError('camera_names', f'{names} has duplicates.', 'name each camera once.')
         template = self.param('camera_topic_template')
         if len(names) > 1 and '{name}' not in template:
-            raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}, so all '
-                              f'{len(names)} cameras would read one topic.', 'e.g. /camera_{name}/image_raw.')
+            raise ConfigError(
+                'camera_topic_template',
+                f'{template!r} lacks {{name}}, so all {len(names)} cameras would read one topic.',
+                'e.g. /camera_{name}/image_raw.',
+            )
         return parse_camera_shapes(names, [s for s in self.param('camera_shapes') if s])
 
     # Transitions --------------------------------------------------------------
@@ -216,11 +286,17 @@ class RecorderNode(ManagedNode):
         repo_id, root = self._repo_and_root()
         state_names, action_names = self._names()
         cameras = self._cameras()
-        features = make_features(state_names, action_names, cameras, intervention=self.param('intervention'),
-                                 timing=self.param('record_stamps'))
+        features = make_features(
+            state_names,
+            action_names,
+            cameras,
+            intervention=self.param('intervention'),
+            timing=self.param('record_stamps'),
+        )
         if not self.param('default_task').strip():
-            raise ConfigError('default_task', 'is empty; LeRobot stores a task with every frame.',
-                              "e.g. default_task:='rollout'.")
+            raise ConfigError(
+                'default_task', 'is empty; LeRobot stores a task with every frame.', "e.g. default_task:='rollout'."
+            )
         hub = self._make_hub(repo_id, root)
         ring = None
         if self.param('ring_buffer_seconds') > 0:
@@ -231,50 +307,88 @@ class RecorderNode(ManagedNode):
         self.writer = self._open_dataset(root, repo_id, fps, features)
         self.repo_id = repo_id
         self.worker = RecorderWorker(
-            self.writer, RowBuilder(features, image_from_msg), fps, default_task=self.param('default_task'),
-            ring=ring, rotation=rotation, hub=hub, upload_every=self.param('upload_every_n_episodes'),
-            max_backlog=int(self.param('max_backlog_s') * fps), log=self.get_logger(),
-            on_failure=self._on_writer_failure)
-        self.sync = ImageSync(cameras, tolerance_ns=int(0.5e9 / fps), timeout_s=self.param('image_timeout_s'),
-                              history_ns=int((IMAGE_HISTORY_S + self.param('image_timeout_s')) * 1e9))
+            self.writer,
+            RowBuilder(features, image_from_msg),
+            fps,
+            default_task=self.param('default_task'),
+            ring=ring,
+            rotation=rotation,
+            hub=hub,
+            upload_every=self.param('upload_every_n_episodes'),
+            max_backlog=int(self.param('max_backlog_s') * fps),
+            log=self.get_logger(),
+            on_failure=self._on_writer_failure,
+        )
+        self.sync = ImageSync(
+            cameras,
+            tolerance_ns=int(0.5e9 / fps),
+            timeout_s=self.param('image_timeout_s'),
+            history_ns=int((IMAGE_HISTORY_S + self.param('image_timeout_s')) * 1e9),
+        )
         self.images_received = dict.fromkeys(cameras, 0)
         self._open_bag(repo_id)
-        self.get_logger().info(f'{"resumed" if self.param("resume") else "created"} {repo_id} at {root} '
-                               f'({self.writer.num_episodes} episodes, codec {self.writer.codec})')
+        self.get_logger().info(
+            f'{"resumed" if self.param("resume") else "created"} {repo_id} at {root} '
+            f'({self.writer.num_episodes} episodes, codec {self.writer.codec})'
+        )
 
     def _open_dataset(self, root: Path, repo_id: str, fps: int, features: dict) -> DatasetWriter:
         resume = self.param('resume')
         try:
             if resume:
                 return DatasetWriter.resume(
-                    root, fps=fps, robot_type=self.param('robot_type'), features=features, repo_id=repo_id,
-                    encoder_queue_size=self.param('encoder_queue_size'))
+                    root,
+                    fps=fps,
+                    robot_type=self.param('robot_type'),
+                    features=features,
+                    repo_id=repo_id,
+                    encoder_queue_size=self.param('encoder_queue_size'),
+                )
             return DatasetWriter.create(
-                root, repo_id, fps, self.param('robot_type'), features, vcodec=self.param('vcodec'),
+                root,
+                repo_id,
+                fps,
+                self.param('robot_type'),
+                features,
+                vcodec=self.param('vcodec'),
                 data_files_size_in_mb=self.param('data_files_size_in_mb'),
                 video_files_size_in_mb=self.param('video_files_size_in_mb'),
-                encoder_queue_size=self.param('encoder_queue_size'))
+                encoder_queue_size=self.param('encoder_queue_size'),
+            )
         except OSError as e:
             # A root that is a file, read-only, on a full disk: the OS's reason, named.
-            raise ConfigError('root', f'{root}: {e.strerror or e} ({type(e).__name__}).',
-                              'give root a folder path you can write to (a new one, or the dataset to '
-                              'continue with resume:=true).') from None
+            raise ConfigError(
+                'root',
+                f'{root}: {e.strerror or e} ({type(e).__name__}).',
+                'give root a folder path you can write to (a new one, or the dataset to continue with resume:=true).',
+            ) from None
         except ConfigError as e:
             if e.param != 'root':
                 raise
             # The writer's fix names its Python API; here the fix is a parameter.
-            raise ConfigError('root', e.problem, 'point root at the dataset to continue, or set resume:=false.'
-                              if resume else 'pick a new root, or set resume:=true to add episodes.') from None
+            raise ConfigError(
+                'root',
+                e.problem,
+                'point root at the dataset to continue, or set resume:=false.'
+                if resume
+                else 'pick a new root, or set resume:=true to add episodes.',
+            ) from None
 
     def _make_hub(self, repo_id: str, root: Path):
         if not self.param('push_to_hub'):
             return None
-        if hub_constants.HF_HUB_OFFLINE:   # read now: the environment may change after import
-            raise ConfigError('push_to_hub', 'HF_HUB_OFFLINE is set, so no upload can succeed.',
-                              'unset HF_HUB_OFFLINE, or set push_to_hub:=false.')
+        if hub_constants.HF_HUB_OFFLINE:  # read now: the environment may change after import
+            raise ConfigError(
+                'push_to_hub',
+                'HF_HUB_OFFLINE is set, so no upload can succeed.',
+                'unset HF_HUB_OFFLINE, or set push_to_hub:=false.',
+            )
         if not get_token():
-            raise ConfigError('push_to_hub', 'no Hugging Face token (not logged in, no HF_TOKEN).',
-                              'run `hf auth login` or set HF_TOKEN, or set push_to_hub:=false.')
+            raise ConfigError(
+                'push_to_hub',
+                'no Hugging Face token (not logged in, no HF_TOKEN).',
+                'run `hf auth login` or set HF_TOKEN, or set push_to_hub:=false.',
+            )
         return HubUploader(root, repo_id, private=self.param('private'), tags=self._strings('tags'))
 
     def _on_writer_failure(self, text: str) -> None:
@@ -290,8 +404,9 @@ class RecorderNode(ManagedNode):
             return
         topics = self._strings('bag_topics')
         if not topics:
-            raise ConfigError('bag_topics', 'is empty but bag_path is set.', 'name the topics to bag, or '
-                              "set bag_path:=''.")
+            raise ConfigError(
+                'bag_topics', 'is empty but bag_path is set.', "name the topics to bag, or set bag_path:=''."
+            )
         name = repo_id.rpartition('/')[2]
         path = Path(self.param('bag_path')).expanduser() / f'{name}_{datetime.now():%Y%m%d_%H%M%S}'
         if path.exists():
@@ -305,17 +420,26 @@ class RecorderNode(ManagedNode):
         # Ticks must not be lost in the middle of an episode: reliable, and
         # deep enough for a burst while the link thread decodes images.
         self._frame_sub = link.create_subscription(
-            RolloutFrame, self.resolve_topic_name(self.param('frames_topic')), self._on_frame,
-            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            RolloutFrame,
+            self.resolve_topic_name(self.param('frames_topic')),
+            self._on_frame,
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+        )
         template = self.param('camera_topic_template')
         # Best effort like the cameras, but a second of history instead of
         # sensor-data's 5: while a save or an encoder holds the GIL the link
         # thread falls behind, and a frame dropped here is a tick lost.
         image_qos = QoSProfile(depth=max(10, 2 * self.param('fps')), reliability=ReliabilityPolicy.BEST_EFFORT)
         for cam in self.sync.cameras:
-            self._input_subs.append(link.create_subscription(
-                Image, self.resolve_topic_name(template.format(name=cam)),
-                lambda raw, c=cam: self._on_image(c, raw), image_qos, raw=True))
+            self._input_subs.append(
+                link.create_subscription(
+                    Image,
+                    self.resolve_topic_name(template.format(name=cam)),
+                    lambda raw, c=cam: self._on_image(c, raw),
+                    image_qos,
+                    raw=True,
+                )
+            )
         self._poll_timer = link.create_timer(0.05, self._poll_sync)
         self._subscribe_bag_topics()
 
@@ -327,9 +451,15 @@ class RecorderNode(ManagedNode):
         worker, self.worker = self.worker, None
         try:
             if worker is not None:
-                summary = worker.put_command(Command('close', {
-                    'save_partial': self.param('save_partial_on_stop'),
-                    'push_timeout_s': self.param('push_timeout_s')})).result()
+                summary = worker.put_command(
+                    Command(
+                        'close',
+                        {
+                            'save_partial': self.param('save_partial_on_stop'),
+                            'push_timeout_s': self.param('push_timeout_s'),
+                        },
+                    )
+                ).result()
                 self.get_logger().info('recorder closed: ' + json.dumps(summary))
                 self.upload_result = summary.get('upload', {})
                 if self.upload_result.get('error'):
@@ -346,7 +476,6 @@ class RecorderNode(ManagedNode):
                 self.bag = None
             self._bag_pending = []
             self._bag_added = set()
-
 
     def _stop_inputs(self) -> None:
         """Ticks already received still get their images (for image_timeout_s)
@@ -415,13 +544,15 @@ class RecorderNode(ManagedNode):
             type_name = types[topic][0]
             pubs = self.get_publishers_info_by_topic(topic)
             reliable = bool(pubs) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
-            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE if reliable
-                             else ReliabilityPolicy.BEST_EFFORT)
-            if topic not in self._bag_added:   # re-activation: the bag has it already
+            qos = QoSProfile(
+                depth=100, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+            )
+            if topic not in self._bag_added:  # re-activation: the bag has it already
                 self.bag.add_topic(topic, type_name, qos='reliable' if reliable else 'sensor_data')
                 self._bag_added.add(topic)
             self._bag_subs[topic] = self._link.create_subscription(
-                message_class(type_name), topic, lambda data, t=topic: self._on_bag(t, data), qos, raw=True)
+                message_class(type_name), topic, lambda data, t=topic: self._on_bag(t, data), qos, raw=True
+            )
             self._bag_pending.remove(topic)
 
     def _on_bag(self, topic: str, data: bytes) -> None:
@@ -443,8 +574,11 @@ class RecorderNode(ManagedNode):
         # Through the image sync, in stamp order with the ticks: an episode
         # holds the ticks stamped between its start and save requests.
         with self._sync_lock:
-            self._forward(self.sync.add_marker(cmd, self.get_clock().now().nanoseconds, time.monotonic(),
-                                               self.param('image_timeout_s')))
+            self._forward(
+                self.sync.add_marker(
+                    cmd, self.get_clock().now().nanoseconds, time.monotonic(), self.param('image_timeout_s')
+                )
+            )
         return cmd.future
 
     def _trigger_handler(self, name: str):
@@ -464,24 +598,36 @@ class RecorderNode(ManagedNode):
                 response.success, response.message = False, f'{type(e).__name__}: {e}'
                 self.get_logger().error(f'{name} failed: {response.message}')
             return response
+
         return handle
 
     # Status -------------------------------------------------------------------
     def status(self) -> dict:
-        s = {'state': self.state_label, 'repo_id': self.repo_id,
-             'root': str(self.writer.root) if self.writer is not None else '',
-             'frames_received': self.frames_received, 'images_received': dict(self.images_received),
-             'last_error': self.last_error}
+        s = {
+            'state': self.state_label,
+            'repo_id': self.repo_id,
+            'root': str(self.writer.root) if self.writer is not None else '',
+            'frames_received': self.frames_received,
+            'images_received': dict(self.images_received),
+            'last_error': self.last_error,
+        }
         sync = self.sync
         if sync is not None:
-            s.update(ticks_waiting_for_images=len(sync), nearest_image_matches=sync.nearest_matches,
-                     unstamped_ticks=sync.unstamped)
+            s.update(
+                ticks_waiting_for_images=len(sync),
+                nearest_image_matches=sync.nearest_matches,
+                unstamped_ticks=sync.unstamped,
+            )
         worker = self.worker
         if worker is not None:
             s.update(worker.status())
         if self.bag is not None:
-            s['bag'] = {'path': str(self.bag.path), 'topics': sorted(self._bag_subs),
-                        'waiting_for': list(self._bag_pending), 'messages': self.bag_messages}
+            s['bag'] = {
+                'path': str(self.bag.path),
+                'topics': sorted(self._bag_subs),
+                'waiting_for': list(self._bag_pending),
+                'messages': self.bag_messages,
+            }
         return s
 
     def _publish_status(self) -> None:
@@ -492,9 +638,17 @@ class RecorderNode(ManagedNode):
         self._status_pub.publish(msg)
         level, message = self._health(s)
         values = [KeyValue(key=k, value=v if isinstance(v, str) else json.dumps(v)) for k, v in _flat(s)]
-        msg = DiagnosticArray(status=[DiagnosticStatus(
-            level=level, name=f'{self.get_fully_qualified_name()}: recorder', hardware_id=s['root'],
-            message=message, values=values)])
+        msg = DiagnosticArray(
+            status=[
+                DiagnosticStatus(
+                    level=level,
+                    name=f'{self.get_fully_qualified_name()}: recorder',
+                    hardware_id=s['root'],
+                    message=message,
+                    values=values,
+                )
+            ]
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
@@ -503,8 +657,13 @@ class RecorderNode(ManagedNode):
         writes or uploads fail; the counters in the values say how many."""
         if 'recording' not in s:
             return DiagnosticStatus.OK, s['state'] + (f': {s["last_error"]}' if s['last_error'] else '')
-        what = (f'recording episode {s["episode_index"]} ({s["episode_frames"]} frames)' if s['recording']
-                else f'ring buffer {s["ring"]["seconds"]:.1f} s' if 'ring' in s else 'idle')
+        what = (
+            f'recording episode {s["episode_index"]} ({s["episode_frames"]} frames)'
+            if s['recording']
+            else f'ring buffer {s["ring"]["seconds"]:.1f} s'
+            if 'ring' in s
+            else 'idle'
+        )
         what += f'; {s["total_episodes"]} episodes saved'
         counts = {k: s[k] for k in ('missing_image_frames', 'bad_frames', 'dropped_backlog', 'write_errors')}
         grew = [k for k, v in counts.items() if v > self._last_counts.get(k, 0)]
@@ -518,7 +677,7 @@ class RecorderNode(ManagedNode):
         return DiagnosticStatus.OK, what
 
     def destroy_node(self) -> None:
-        if hasattr(self, '_link_owner'):   # absent when a parameter was refused in __init__
+        if hasattr(self, '_link_owner'):  # absent when a parameter was refused in __init__
             self._link_owner.destroy()
         super().destroy_node()
 
@@ -531,14 +690,35 @@ def _flat(d: dict, prefix: str = ''):
             yield f'{prefix}{k}', v
 
 
-
 # RecorderStatus fields filled one to one from the status dict's keys.
 _STATUS_FIELDS = (
-    'state', 'repo_id', 'root', 'last_error', 'last_problem', 'frames_received', 'ticks_waiting_for_images',
-    'nearest_image_matches', 'unstamped_ticks', 'recording', 'episode_index', 'episode_frames',
-    'episode_missing_image_frames', 'total_episodes', 'total_frames', 'session_episodes', 'missing_image_frames',
-    'bad_frames', 'idle_frames', 'dropped_backlog', 'write_errors', 'ring_frames_not_saved',
-    'executed_action_unknown', 'backlog', 'add_frame_max_ms', 'rotations')
+    'state',
+    'repo_id',
+    'root',
+    'last_error',
+    'last_problem',
+    'frames_received',
+    'ticks_waiting_for_images',
+    'nearest_image_matches',
+    'unstamped_ticks',
+    'recording',
+    'episode_index',
+    'episode_frames',
+    'episode_missing_image_frames',
+    'total_episodes',
+    'total_frames',
+    'session_episodes',
+    'missing_image_frames',
+    'bad_frames',
+    'idle_frames',
+    'dropped_backlog',
+    'write_errors',
+    'ring_frames_not_saved',
+    'executed_action_unknown',
+    'backlog',
+    'add_frame_max_ms',
+    'rotations',
+)
 
 
 def status_message(s: dict) -> RecorderStatus:
@@ -567,8 +747,11 @@ def status_message(s: dict) -> RecorderStatus:
     msg.ring_enabled = ring is not None
     if ring is not None:
         msg.ring_frames, msg.ring_seconds = int(ring['frames']), float(ring['seconds'])
-        msg.ring_max_seconds, msg.ring_mb, msg.ring_capped = float(ring['max_seconds']), float(ring['mb']), \
-            bool(ring['capped'])
+        msg.ring_max_seconds, msg.ring_mb, msg.ring_capped = (
+            float(ring['max_seconds']),
+            float(ring['mb']),
+            bool(ring['capped']),
+        )
     upload = s.get('upload') or {}
     msg.upload_state = str(upload.get('state', ''))
     msg.upload_pushes_done = int(upload.get('pushes_done', 0))

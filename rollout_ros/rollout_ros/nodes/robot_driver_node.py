@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Follower-arm driver node.
 
 Publishes `joint_states` (radians) at `state_rate_hz`, executes
@@ -44,61 +45,87 @@ from rollout_ros.nodes.managed_node import ManagedNode
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import run_node
 
-UNKNOWN_NODE = '_NODE_NAME_UNKNOWN_'   # rmw's name for a node not discovered yet
+UNKNOWN_NODE = '_NODE_NAME_UNKNOWN_'  # rmw's name for a node not discovered yet
 # Depth 1 both ends: after a stall only the newest command is executed, never
 # a backlog of stale ones replayed at full speed.
 COMMAND_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
 
 
 class RobotDriverNode(ManagedNode):
-
     def __init__(self, node_name: str = 'robot_driver', **kwargs):
         super().__init__(node_name, **kwargs)
         declare_robot_params(self)
-        self.declare('robot_port', '/dev/ttyACM0', 'Serial port of the servo bus (CAN robots: the CAN '
-                     'channel, e.g. can0).')
+        self.declare(
+            'robot_port', '/dev/ttyACM0', 'Serial port of the servo bus (CAN robots: the CAN channel, e.g. can0).'
+        )
         # CAN robots (openarm_follower), as lerobot's flags of the same names.
-        self.declare('can_interface', 'socketcan', 'python-can interface of a CAN robot (socketcan on the '
-                     'robot; virtual or udp_multicast for emulated arms).')
+        self.declare(
+            'can_interface',
+            'socketcan',
+            'python-can interface of a CAN robot (socketcan on the robot; virtual or udp_multicast for emulated arms).',
+        )
         self.declare('use_can_fd', True, 'CAN FD frames (OpenArm runs CAN FD).')
-        self.declare('can_bitrate', 1_000_000, 'Nominal CAN bitrate [bit/s] (SocketCAN: set by ip link).',
-                     min_value=10_000)
+        self.declare(
+            'can_bitrate', 1_000_000, 'Nominal CAN bitrate [bit/s] (SocketCAN: set by ip link).', min_value=10_000
+        )
         self.declare('can_data_bitrate', 5_000_000, 'CAN FD data-phase bitrate [bit/s].', min_value=10_000)
         self.declare('state_rate_hz', 50.0, 'Rate of joint_states [Hz].', min_value=1.0, max_value=1000.0)
-        self.declare('max_relative_target', 0.35,
-                     'Largest step of one command from the present position [rad]; 0 disables '
-                     '(not recommended).', read_only=False, **LIMITS['max_relative_target'].kwargs())
-        self.declare('max_relative_target_per_joint', '',
-                     'JSON map joint -> step cap [rad] overriding max_relative_target for those '
-                     'joints, e.g. {"gripper": 0.8}.')
-        self.declare('command_timeout_s', 0.25,
-                     'Hold the present position when no command came for this long [s].',
-                     read_only=False, min_value=0.01, max_value=10.0)
-        self.declare('disable_torque_on_shutdown', True,
-                     'Turn torque off at cleanup/shutdown (the arm goes limp).')
-        self.declare('return_to_start', False,
-                     'At cleanup/shutdown, first drive back to the pose the arm had at activation.')
-        self.declare('return_speed', 0.5, 'Joint speed cap of the return to start [rad/s].',
-                     min_value=0.01, max_value=10.0)
-        self.declare('max_bus_errors', 5,
-                     'Consecutive failed bus transactions before the node gives up (error transition).',
-                     min_value=1)
-        self.declare('command_rate_hz', 0.0,
-                     'Rate commands are expected at, for the period error of ~/command_timing [Hz]; '
-                     '0 = the median interval between commands.', min_value=0.0)
+        self.declare(
+            'max_relative_target',
+            0.35,
+            'Largest step of one command from the present position [rad]; 0 disables (not recommended).',
+            read_only=False,
+            **LIMITS['max_relative_target'].kwargs(),
+        )
+        self.declare(
+            'max_relative_target_per_joint',
+            '',
+            'JSON map joint -> step cap [rad] overriding max_relative_target for those joints, e.g. {"gripper": 0.8}.',
+        )
+        self.declare(
+            'command_timeout_s',
+            0.25,
+            'Hold the present position when no command came for this long [s].',
+            read_only=False,
+            min_value=0.01,
+            max_value=10.0,
+        )
+        self.declare('disable_torque_on_shutdown', True, 'Turn torque off at cleanup/shutdown (the arm goes limp).')
+        self.declare(
+            'return_to_start', False, 'At cleanup/shutdown, first drive back to the pose the arm had at activation.'
+        )
+        self.declare(
+            'return_speed', 0.5, 'Joint speed cap of the return to start [rad/s].', min_value=0.01, max_value=10.0
+        )
+        self.declare(
+            'max_bus_errors',
+            5,
+            'Consecutive failed bus transactions before the node gives up (error transition).',
+            min_value=1,
+        )
+        self.declare(
+            'command_rate_hz',
+            0.0,
+            'Rate commands are expected at, for the period error of ~/command_timing [Hz]; '
+            '0 = the median interval between commands.',
+            min_value=0.0,
+        )
         self.command_times = CommandTimes()
-        self.hold_times = CommandTimes()   # the watchdog's goal writes, which are no commands
-        self.direct_commander = False   # set by a strategy in this process that calls execute()
+        self.hold_times = CommandTimes()  # the watchdog's goal writes, which are no commands
+        self.direct_commander = False  # set by a strategy in this process that calls execute()
         self._last_read_time = 0.0
         self.create_service(Trigger, '~/command_timing', self._on_command_timing)
-        self.declare('command_source', '',
-                     'Fully qualified name of the one node whose joint_commands this driver executes (the '
-                     "run's strategy, e.g. /robot1/base_strategy); commands of any other publisher are "
-                     "dropped and logged as errors. '' = unbound: commands are executed only while a single "
-                     'node publishes joint_commands.')
-        self._senders: dict[bytes, tuple[bool, str]] = {}   # publisher gid -> (may command, node)
+        self.declare(
+            'command_source',
+            '',
+            'Fully qualified name of the one node whose joint_commands this driver executes (the '
+            "run's strategy, e.g. /robot1/base_strategy); commands of any other publisher are "
+            "dropped and logged as errors. '' = unbound: commands are executed only while a single "
+            'node publishes joint_commands.',
+        )
+        self._senders: dict[bytes, tuple[bool, str]] = {}  # publisher gid -> (may command, node)
         self._publisher_count = -1
-        self.foreign_commands = 0      # commands dropped because another node sent them
+        self.foreign_commands = 0  # commands dropped because another node sent them
         self.arm: FollowerArm | None = None
         self._state_pub = None
         self._exec_pub = None
@@ -122,16 +149,20 @@ class RobotDriverNode(ManagedNode):
         port = self.param('robot_port')
         spec, calibration = load_robot(self, port)
         if spec.arms:
-            raise ConfigError('robot_type', f'{spec.type} has {len(spec.arms)} arms on separate buses.',
-                              'run one robot_driver per arm (robot_type of the arm, robot_id '
-                              '<id>_left/<id>_right, joint_prefix left_/right_); the rollout CLI and '
-                              'the launch file do this for bi_* robots.')
+            raise ConfigError(
+                'robot_type',
+                f'{spec.type} has {len(spec.arms)} arms on separate buses.',
+                'run one robot_driver per arm (robot_type of the arm, robot_id '
+                '<id>_left/<id>_right, joint_prefix left_/right_); the rollout CLI and '
+                'the launch file do this for bi_* robots.',
+            )
         try:
             arm = FollowerArm(spec, port, calibration, self._step_caps(spec), can_options=self._can_options())
             rewritten = arm.connect()
         except BusError as e:
-            raise ConfigError('robot_port', str(e),
-                              'check the port name, that the arm is powered and its cable plugged.') from e
+            raise ConfigError(
+                'robot_port', str(e), 'check the port name, that the arm is powered and its cable plugged.'
+            ) from e
         self.arm = arm
         if rewritten:
             self.get_logger().info(f'wrote calibration to motors {rewritten}')
@@ -143,8 +174,12 @@ class RobotDriverNode(ManagedNode):
         self._exec_pub = self.create_lifecycle_publisher(JointState, '~/executed_commands', 10)
 
     def _can_options(self) -> dict:
-        return dict(interface=self.param('can_interface'), fd=self.param('use_can_fd'),
-                    bitrate=self.param('can_bitrate'), data_bitrate=self.param('can_data_bitrate'))
+        return dict(
+            interface=self.param('can_interface'),
+            fd=self.param('use_can_fd'),
+            bitrate=self.param('can_bitrate'),
+            data_bitrate=self.param('can_data_bitrate'),
+        )
 
     def _step_caps(self, spec) -> dict[str, float]:
         caps = {m: self.param('max_relative_target') for m in spec.motor_names}
@@ -153,12 +188,18 @@ class RobotDriverNode(ManagedNode):
             try:
                 per_joint = json.loads(text)
             except json.JSONDecodeError as e:
-                raise ConfigError('max_relative_target_per_joint', f'not valid JSON ({e}).',
-                                  'e.g. {"gripper": 0.8, "wrist_roll": 0.5}.') from e
+                raise ConfigError(
+                    'max_relative_target_per_joint',
+                    f'not valid JSON ({e}).',
+                    'e.g. {"gripper": 0.8, "wrist_roll": 0.5}.',
+                ) from e
             unknown = set(per_joint) - set(caps)
             if unknown:
-                raise ConfigError('max_relative_target_per_joint', f'unknown joints {sorted(unknown)}.',
-                                  f'use joint names of {spec.type}: {spec.motor_names}.')
+                raise ConfigError(
+                    'max_relative_target_per_joint',
+                    f'unknown joints {sorted(unknown)}.',
+                    f'use joint names of {spec.type}: {spec.motor_names}.',
+                )
             caps.update({m: float(v) for m, v in per_joint.items()})
         return caps
 
@@ -169,15 +210,14 @@ class RobotDriverNode(ManagedNode):
         self._active = True
         self._senders.clear()
         self._publisher_count = -1
-        self._cmd_sub = self.create_subscription(JointState, 'joint_commands', self._on_command, COMMAND_QOS,
-                                                 callback_group=self._group)
-        self._timer = self.create_timer(1.0 / self.param('state_rate_hz'), self._on_timer,
-                                        callback_group=self._group)
+        self._cmd_sub = self.create_subscription(
+            JointState, 'joint_commands', self._on_command, COMMAND_QOS, callback_group=self._group
+        )
+        self._timer = self.create_timer(1.0 / self.param('state_rate_hz'), self._on_timer, callback_group=self._group)
 
     def deactivate(self) -> None:
         self._active = False
-        for ent, destroy in ((self._timer, self.destroy_timer),
-                             (self._cmd_sub, self.destroy_subscription)):
+        for ent, destroy in ((self._timer, self.destroy_timer), (self._cmd_sub, self.destroy_subscription)):
             if ent is not None:
                 destroy(ent)
         self._timer = self._cmd_sub = None
@@ -201,7 +241,7 @@ class RobotDriverNode(ManagedNode):
     def abort(self) -> None:
         # Hold, then the configured torque policy; nothing left to do once released.
         self._teardown()
-        if self.arm is not None:    # cut short between the lifecycle flags and the release
+        if self.arm is not None:  # cut short between the lifecycle flags and the release
             self._release()
 
     def _release(self) -> None:
@@ -248,8 +288,9 @@ class RobotDriverNode(ManagedNode):
         if self._consecutive_errors >= self.param('max_bus_errors') and not self.faulted:
             self.faulted = True
             self._active = False
-            self.last_error = (f'servo bus failed {self._consecutive_errors} times in a row ({error}); '
-                               'servos keep their last goal')
+            self.last_error = (
+                f'servo bus failed {self._consecutive_errors} times in a row ({error}); servos keep their last goal'
+            )
             self.get_logger().error(self.last_error)
             # A transition cannot run inside this callback (it destroys the
             # callback's own timer), so it goes to a thread.
@@ -287,19 +328,26 @@ class RobotDriverNode(ManagedNode):
         infos = self.get_publishers_info_by_topic(topic)
         # The graph can know an endpoint before the name of its node: such a
         # publisher is not classified yet (its commands wait), but it counts.
-        nodes = {bytes(i.endpoint_gid): f'{i.node_namespace.rstrip("/")}/{i.node_name}'
-                 for i in infos if i.node_name != UNKNOWN_NODE}
+        nodes = {
+            bytes(i.endpoint_gid): f'{i.node_namespace.rstrip("/")}/{i.node_name}'
+            for i in infos
+            if i.node_name != UNKNOWN_NODE
+        }
         bound = self._bound_source()
         sole = len(set(nodes.values())) + len(infos) - len(nodes) == 1
         senders = {gid: (node == bound if bound else sole, node) for gid, node in nodes.items()}
         refused = sorted({node for gid, (ok, node) in senders.items() if not ok and gid not in self._senders})
         if refused and bound:
-            self.get_logger().error(f'{", ".join(refused)} publish{"es" if len(refused) == 1 else ""} on {topic}: '
-                                    f'ignored, this driver executes only the commands of {bound} (command_source)')
+            self.get_logger().error(
+                f'{", ".join(refused)} publish{"es" if len(refused) == 1 else ""} on {topic}: '
+                f'ignored, this driver executes only the commands of {bound} (command_source)'
+            )
         elif refused:
-            self.get_logger().error(f'{len(set(nodes.values()))} nodes publish on {topic} '
-                                    f'({", ".join(sorted(set(nodes.values())))}): no command is executed until '
-                                    'one remains; set command_source to the node that commands this arm')
+            self.get_logger().error(
+                f'{len(set(nodes.values()))} nodes publish on {topic} '
+                f'({", ".join(sorted(set(nodes.values())))}): no command is executed until '
+                'one remains; set command_source to the node that commands this arm'
+            )
         self._senders = senders
 
     def _sender(self, info: MessageInfo) -> tuple[bool, str]:
@@ -352,11 +400,12 @@ class RobotDriverNode(ManagedNode):
         allowed, sender = self._sender(info)
         if not allowed:
             self.foreign_commands += 1
-            self.get_logger().error(f'{self.foreign_commands} commands ignored so far, latest from {sender}',
-                                    throttle_duration_sec=5.0)
+            self.get_logger().error(
+                f'{self.foreign_commands} commands ignored so far, latest from {sender}', throttle_duration_sec=5.0
+            )
             return
         if self.direct_commander:
-            return   # the strategy in this process calls execute(); the topic copy is for observers
+            return  # the strategy in this process calls execute(); the topic copy is for observers
         self.execute(msg)
 
     def execute(self, msg: JointState) -> None:
@@ -369,14 +418,17 @@ class RobotDriverNode(ManagedNode):
         if not self._active or self.arm is None:
             return
         if len(msg.name) != len(msg.position):
-            self.get_logger().error('joint_commands: name and position lengths differ; ignored',
-                                    throttle_duration_sec=1.0)
+            self.get_logger().error(
+                'joint_commands: name and position lengths differ; ignored', throttle_duration_sec=1.0
+            )
             return
         # Commands may address several drivers (one per arm): take our joints.
         target = {self._by_ros_name[n]: p for n, p in zip(msg.name, msg.position) if n in self._by_ros_name}
         if not target:
-            self.get_logger().warning(f'joint_commands names none of our joints {self._names} '
-                                      f'(got {list(msg.name)}); ignored', throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f'joint_commands names none of our joints {self._names} (got {list(msg.name)}); ignored',
+                throttle_duration_sec=5.0,
+            )
             return
         try:
             sent = self.arm.send(target)
@@ -400,7 +452,7 @@ class RobotDriverNode(ManagedNode):
         # Gaps longer than command_timeout_s hold the arm: goal writes that are no commands.
         holds = self.hold_times.values()
         figures['holds'] = int(holds.size)
-        if holds.size:   # when (CLOCK_MONOTONIC), to tell them from commands in a bus trace
+        if holds.size:  # when (CLOCK_MONOTONIC), to tell them from commands in a bus trace
             figures['hold_times_s'] = [round(float(t), 6) for t in holds[:100]]
         if reset:
             self.command_times.reset()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Key presses on a timeline, or as a strategy reaches given states, published
 as InputEvents: the operator of the demo and of the strategy tests, on the
 same topic a keyboard node uses."""
@@ -7,18 +8,17 @@ import time
 from typing import Callable
 
 from rclpy.node import Node
-from rollout_ros_interfaces.msg import InputEvent
 
 from rollout_ros.nodes.keyboard_node import EVENTS_QOS
+from rollout_ros_interfaces.msg import InputEvent
 
 
 class ScriptedInput:
-
     def __init__(self, node: Node, topic: str, presses: list[tuple[float, str]]):
         """presses: (seconds after start(), key), e.g. [(4.0, 'space'), (5.0, 'tab')]."""
         self.node = node
         self.presses = sorted(presses)
-        self.sent: list[tuple[float, str]] = []   # (unix time, key) as published
+        self.sent: list[tuple[float, str]] = []  # (unix time, key) as published
         self._pub = node.create_publisher(InputEvent, topic, EVENTS_QOS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process entry for a single node: Ctrl-C and SIGTERM run an ordered
 shutdown (rclpy does not call on_shutdown by itself on a signal)."""
 
@@ -37,7 +38,7 @@ def install_stop_signals(stop: threading.Event, describe=None, echo_s: float = 0
 
     def handler(signum, frame):
         if state['raised']:
-            return   # the abort is under way: never interrupt a driver's torque policy
+            return  # the abort is under way: never interrupt a driver's torque policy
         if stop.is_set():
             if time.monotonic() - state['first'] < echo_s:
                 return
@@ -47,6 +48,7 @@ def install_stop_signals(stop: threading.Event, describe=None, echo_s: float = 0
         stop.set()
         if describe is not None:
             print(describe(), file=sys.stderr, flush=True)
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -104,6 +106,7 @@ def spin_guarded(executor, on_death, name: str = 'executor') -> threading.Thread
     (it ends rclpy's spin, and every timer and service of the process with it)
     is handed to `on_death(message)` so the run stops with an error instead of
     standing with no executor."""
+
     def spin():
         stale_handles = 0
         while True:
@@ -123,6 +126,7 @@ def spin_guarded(executor, on_death, name: str = 'executor') -> threading.Thread
             except BaseException as e:  # noqa: BLE001 - reported, the owner stops the run
                 on_death(f'{name} thread died: {type(e).__name__}: {e}')
                 return
+
     thread = threading.Thread(target=spin, name=name, daemon=True)
     thread.start()
     return thread
@@ -130,6 +134,7 @@ def spin_guarded(executor, on_death, name: str = 'executor') -> threading.Thread
 
 def fail_node(node, stop: threading.Event | None = None):
     """on_death for spin_guarded: the node's error, logged once, and the run stopped."""
+
     def on_death(message: str) -> None:
         if not node.last_error:
             node.last_error = message
@@ -139,6 +144,7 @@ def fail_node(node, stop: threading.Event | None = None):
             loop.stop()
         if stop is not None:
             stop.set()
+
     return on_death
 
 
@@ -153,9 +159,14 @@ class _OwnerNamedNode(Node):
     """
 
     def __init__(self, owner: Node, name: str):
-        self._owner = owner   # before Node.__init__, which creates services of its own
-        super().__init__(name, namespace=owner.get_namespace(), context=owner.context,
-                         use_global_arguments=False, start_parameter_services=False)
+        self._owner = owner  # before Node.__init__, which creates services of its own
+        super().__init__(
+            name,
+            namespace=owner.get_namespace(),
+            context=owner.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
+        )
 
     def create_subscription(self, msg_type, topic, *args, **kwargs):
         return super().create_subscription(msg_type, self._owner.resolve_topic_name(topic), *args, **kwargs)
@@ -212,8 +223,11 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         # A value outside a declared range (-p fps:=0, a params file): one
         # line naming the parameter, not rclpy's traceback.
         param, reason = parameter_refusal(e)
-        print(f'{node_cls.__name__}: parameter {param}: {reason}. Fix: give {param} a value in its range '
-              f'(ros2 param describe <node> {param}) in the launch arguments or the params file.', file=sys.stderr)
+        print(
+            f'{node_cls.__name__}: parameter {param}: {reason}. Fix: give {param} a value in its range '
+            f'(ros2 param describe <node> {param}) in the launch arguments or the params file.',
+            file=sys.stderr,
+        )
         rclpy.try_shutdown()
         return 2
     executor = make_executor()
@@ -228,7 +242,7 @@ def run_node(node_cls, args=None, autostart=False) -> int:
         if not autostart:
             await_manager(node, MANAGER_GRACE_S)
     except StopRequest:
-        pass   # a second signal before the shutdown started: the shutdown below is the stop
+        pass  # a second signal before the shutdown started: the shutdown below is the stop
     finally:
         try:
             if node.state_label not in ('finalized',):
@@ -258,7 +272,7 @@ def await_manager(node, timeout_s: float) -> None:
     """A configured node that is told to stop first gives its manager the time
     to take it down (under launch every process gets the signal at once)."""
     if node.state_label not in ('inactive', 'active'):
-        return   # never brought up: nothing to take down in order
+        return  # never brought up: nothing to take down in order
     deadline = time.monotonic() + timeout_s
     # The manager's walk ends with the shutdown transition (finalized).
     while node.state_label != 'finalized' and time.monotonic() < deadline:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A strategy's RolloutStatus as /diagnostics and as one terminal line."""
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -14,12 +15,35 @@ def diagnostics(status, node_name: str) -> DiagnosticArray:
         level, message = DiagnosticStatus.WARN, f'{status.state}: {status.recorder_errors} recorder errors'
     if status.state == 'error':
         level = DiagnosticStatus.ERROR
-    fields = ('strategy', 'state', 'phase', 'episode', 'num_episodes', 'phase_time_left_s', 'ticks', 'rate_hz', 'target_rate_hz', 'period_err_p99_ms',
-              'overruns', 'starved_ticks', 'infer_p50_ms', 'infer_p99_ms', 'recording', 'episodes_saved',
-              'episode_frames', 'buffer_seconds', 'upload_state', 'recorder_errors')
-    entry = DiagnosticStatus(level=level, name=f'rollout_ros: {node_name}', message=message,
-                             hardware_id=node_name,
-                             values=[KeyValue(key=f, value=_text(getattr(status, f))) for f in fields])
+    fields = (
+        'strategy',
+        'state',
+        'phase',
+        'episode',
+        'num_episodes',
+        'phase_time_left_s',
+        'ticks',
+        'rate_hz',
+        'target_rate_hz',
+        'period_err_p99_ms',
+        'overruns',
+        'starved_ticks',
+        'infer_p50_ms',
+        'infer_p99_ms',
+        'recording',
+        'episodes_saved',
+        'episode_frames',
+        'buffer_seconds',
+        'upload_state',
+        'recorder_errors',
+    )
+    entry = DiagnosticStatus(
+        level=level,
+        name=f'rollout_ros: {node_name}',
+        message=message,
+        hardware_id=node_name,
+        values=[KeyValue(key=f, value=_text(getattr(status, f))) for f in fields],
+    )
     return DiagnosticArray(header=status.header, status=[entry])
 
 
@@ -28,10 +52,15 @@ def status_line(status) -> str:
     phase = status.phase or status.state
     if status.num_episodes:
         phase = f'episode {status.episode}/{status.num_episodes} {phase} {status.phase_time_left_s:.0f} s left'
-    parts = [f'{status.strategy}', phase, f'ticks {status.ticks}',
-             f'{status.rate_hz:5.1f}/{status.target_rate_hz:g} Hz',
-             f'p99 {status.period_err_p99_ms:.1f} ms', f'infer {status.infer_p99_ms:.0f} ms',
-             f'starved {status.starved_ticks}']
+    parts = [
+        f'{status.strategy}',
+        phase,
+        f'ticks {status.ticks}',
+        f'{status.rate_hz:5.1f}/{status.target_rate_hz:g} Hz',
+        f'p99 {status.period_err_p99_ms:.1f} ms',
+        f'infer {status.infer_p99_ms:.0f} ms',
+        f'starved {status.starved_ticks}',
+    ]
     if status.strategy != 'base':
         rec = f'REC {status.episode_frames} fr' if status.recording else 'idle'
         parts += [rec, f'episodes {status.episodes_saved}']

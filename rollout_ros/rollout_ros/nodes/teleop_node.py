@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Teleoperation node: a leader arm's pose in the follower's joint space.
 
 `~/joint_states` (sensor_msgs/JointState), at `rate_hz` while active: the
@@ -34,32 +35,57 @@ from rollout_ros_interfaces.srv import MoveToPose
 
 
 class TeleopNode(ManagedNode):
-
     def __init__(self, node_name: str = 'teleop', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('teleop_type', 'koch_leader', 'Leader arm type, as lerobot names it (koch_leader, '
-                     'so100_leader, so101_leader).')
+        self.declare(
+            'teleop_type',
+            'koch_leader',
+            'Leader arm type, as lerobot names it (koch_leader, so100_leader, so101_leader).',
+        )
         self.declare('teleop_port', '/dev/ttyACM1', 'Serial port of the leader arm.')
-        self.declare('teleop_left_port', '', 'Bimanual leaders (bi_so_leader, bi_openarm_mini): serial port '
-                     'of the left arm.')
+        self.declare(
+            'teleop_left_port', '', 'Bimanual leaders (bi_so_leader, bi_openarm_mini): serial port of the left arm.'
+        )
         self.declare('teleop_right_port', '', 'Bimanual leaders: serial port of the right arm.')
-        self.declare('teleop_side', '', "openarm_mini: left or right (lerobot's per-side joint directions); "
-                     "'' = none.")
-        self.declare('teleop_id', 'leader',
-                     'Leader calibration id: <teleop_calibration_dir>/<teleop_id>.json, or by default '
-                     "lerobot's <calibration root>/teleoperators/<name>/<teleop_id>.json, <name> being "
-                     "lerobot's (koch_leader, so_leader for both SO leaders).")
-        self.declare('teleop_calibration_dir', '',
-                     "Folder holding <teleop_id>.json (lerobot --teleop.calibration_dir); '' = lerobot's "
-                     'default. calibration_dir is the follower\'s, whose joint space the pose is published in.')
+        self.declare('teleop_side', '', "openarm_mini: left or right (lerobot's per-side joint directions); '' = none.")
+        self.declare(
+            'teleop_id',
+            'leader',
+            'Leader calibration id: <teleop_calibration_dir>/<teleop_id>.json, or by default '
+            "lerobot's <calibration root>/teleoperators/<name>/<teleop_id>.json, <name> being "
+            "lerobot's (koch_leader, so_leader for both SO leaders).",
+        )
+        self.declare(
+            'teleop_calibration_dir',
+            '',
+            "Folder holding <teleop_id>.json (lerobot --teleop.calibration_dir); '' = lerobot's "
+            "default. calibration_dir is the follower's, whose joint space the pose is published in.",
+        )
         # The follower's calibration and names: the pose is published in its joint space.
         declare_robot_params(self)
-        self.declare('rate_hz', 60.0, 'Rate of ~/joint_states and of goals during ~/move_to [Hz].',
-                     min_value=1.0, max_value=1000.0)
-        self.declare('move_speed', 0.5, 'Speed cap of ~/move_to on every leader joint when the request '
-                     'gives none [rad/s].', read_only=False, min_value=0.01, max_value=10.0)
-        self.declare('move_timeout_s', 10.0, 'Longest ~/move_to accepted; a farther target is refused [s].',
-                     read_only=False, min_value=0.1, max_value=600.0)
+        self.declare(
+            'rate_hz',
+            60.0,
+            'Rate of ~/joint_states and of goals during ~/move_to [Hz].',
+            min_value=1.0,
+            max_value=1000.0,
+        )
+        self.declare(
+            'move_speed',
+            0.5,
+            'Speed cap of ~/move_to on every leader joint when the request gives none [rad/s].',
+            read_only=False,
+            min_value=0.01,
+            max_value=10.0,
+        )
+        self.declare(
+            'move_timeout_s',
+            10.0,
+            'Longest ~/move_to accepted; a farther target is refused [s].',
+            read_only=False,
+            min_value=0.1,
+            max_value=600.0,
+        )
         self.arm: LeaderArm | None = None
         self.bridge: LeaderFollowerMap | None = None
         self.move_outcome: MoveOutcome | None = None
@@ -81,17 +107,22 @@ class TeleopNode(ManagedNode):
     def configure(self) -> None:
         port = self.param('teleop_port')
         spec = get_leader_spec(self.param('teleop_type'), self.param('use_degrees'), self.param('teleop_side'))
-        calibration = load_leader_calibration(self.param('teleop_calibration_dir') or None, spec,
-                                              self.param('teleop_id'), port)
+        calibration = load_leader_calibration(
+            self.param('teleop_calibration_dir') or None, spec, self.param('teleop_id'), port
+        )
         follower_spec, follower_calibration = load_robot(self, '<robot_port>')
-        self.bridge = LeaderFollowerMap(spec.joint_maps(calibration),
-                                        follower_spec.joint_maps(follower_calibration), spec.follower_map)
+        self.bridge = LeaderFollowerMap(
+            spec.joint_maps(calibration), follower_spec.joint_maps(follower_calibration), spec.follower_map
+        )
         if spec.arms:
             ports = {side: self.param(f'teleop_{side}_port') for side in ('left', 'right')}
             for side, side_port in ports.items():
                 if not side_port:
-                    raise ConfigError(f'teleop_{side}_port', f'{spec.type} needs the port of its {side} arm.',
-                                      f'set teleop_{side}_port (CLI: --teleop.{side}_arm_config.port).')
+                    raise ConfigError(
+                        f'teleop_{side}_port',
+                        f'{spec.type} needs the port of its {side} arm.',
+                        f'set teleop_{side}_port (CLI: --teleop.{side}_arm_config.port).',
+                    )
             arm = BimanualLeader(spec, ports, calibration)
         else:
             arm = LeaderArm(spec, port, calibration, actuated=spec.actuated)
@@ -99,8 +130,9 @@ class TeleopNode(ManagedNode):
             rewritten = arm.connect()
         except BusError as e:
             self._close(arm)
-            raise ConfigError('teleop_port', str(e),
-                              'check the port name, that the leader is powered and its cable plugged.') from e
+            raise ConfigError(
+                'teleop_port', str(e), 'check the port name, that the leader is powered and its cable plugged.'
+            ) from e
         self.arm = arm
         if rewritten:
             self.get_logger().info(f'wrote calibration to leader motors {rewritten}')
@@ -109,16 +141,13 @@ class TeleopNode(ManagedNode):
         self._by_ros_name = {f'{prefix}{m}': m for m in follower_spec.motor_names}
         self._pub = self.create_lifecycle_publisher(JointState, '~/joint_states', 10)
         self._teleop_services = [
-            self.create_service(MoveToPose, '~/move_to', self._on_move_to,
-                                callback_group=self._service_group),
-            self.create_service(Trigger, '~/release', self._on_release,
-                                callback_group=self._service_group),
+            self.create_service(MoveToPose, '~/move_to', self._on_move_to, callback_group=self._service_group),
+            self.create_service(Trigger, '~/release', self._on_release, callback_group=self._service_group),
         ]
 
     def activate(self) -> None:
         self._active = True
-        self._timer = self.create_timer(1.0 / self.param('rate_hz'), self._on_timer,
-                                        callback_group=self._timer_group)
+        self._timer = self.create_timer(1.0 / self.param('rate_hz'), self._on_timer, callback_group=self._timer_group)
 
     def deactivate(self) -> None:
         self._active = False
@@ -141,10 +170,9 @@ class TeleopNode(ManagedNode):
         if arm is not None:
             self._close(arm)
 
-
     def _close(self, arm: LeaderArm) -> None:
         try:
-            arm.disconnect()   # torque off, as lerobot's disconnect
+            arm.disconnect()  # torque off, as lerobot's disconnect
         except BusError as e:
             self.get_logger().error(f'disconnecting the leader: {e}')
 
@@ -174,8 +202,9 @@ class TeleopNode(ManagedNode):
         if refusal:
             response.message = refusal
             return response
-        target = self.bridge.to_leader({self._by_ros_name[n]: p
-                                        for n, p in zip(request.target.name, request.target.position)})
+        target = self.bridge.to_leader(
+            {self._by_ros_name[n]: p for n, p in zip(request.target.name, request.target.position)}
+        )
         speed = request.max_speed or self.param('move_speed')
         timeout = self.param('move_timeout_s')
         try:
@@ -184,14 +213,17 @@ class TeleopNode(ManagedNode):
             response.message = f'cannot read the leader: {e}'
             return response
         if planned > timeout:
-            response.message = (f'refused: the move would take {planned:.2f} s at {speed:g} rad/s, more than '
-                                f'move_timeout_s={timeout:g}; raise max_speed or move_timeout_s.')
+            response.message = (
+                f'refused: the move would take {planned:.2f} s at {speed:g} rad/s, more than '
+                f'move_timeout_s={timeout:g}; raise max_speed or move_timeout_s.'
+            )
             return response
         self._move_cancel.clear()
         self.move_outcome = None
         rate = self.param('rate_hz')
-        self._move_thread = threading.Thread(target=self._move, args=(target, speed, rate, timeout),
-                                             name='teleop-move', daemon=True)
+        self._move_thread = threading.Thread(
+            target=self._move, args=(target, speed, rate, timeout), name='teleop-move', daemon=True
+        )
         self._move_thread.start()
         response.success = True
         response.duration_s = planned
@@ -202,8 +234,10 @@ class TeleopNode(ManagedNode):
         if not self._active or self.arm is None:
             return f'refused: the teleop node is {self.state_label}, not active.'
         if not self.arm.actuated:
-            return (f'refused: {self.arm.spec.type} is not actuated (lerobot never drives it, a human '
-                    'moves it); bring the follower to the leader instead.')
+            return (
+                f'refused: {self.arm.spec.type} is not actuated (lerobot never drives it, a human '
+                'moves it); bring the follower to the leader instead.'
+            )
         if self.moving:
             return 'refused: a move is already running; wait for it to end or call ~/release.'
         target = request.target
@@ -220,8 +254,7 @@ class TeleopNode(ManagedNode):
 
     def _move(self, target: dict[str, float], speed: float, rate: float, timeout: float) -> None:
         try:
-            outcome = self.arm.move_to(target, speed, rate, timeout,
-                                       cancelled=self._move_cancel.is_set)
+            outcome = self.arm.move_to(target, speed, rate, timeout, cancelled=self._move_cancel.is_set)
         except Exception as e:  # noqa: BLE001 - a worker's failure must reach the log, not vanish
             self.get_logger().error(f'moving the leader: {type(e).__name__}: {e}')
             return

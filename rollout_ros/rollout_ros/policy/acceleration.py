@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """torch.compile and mixed precision for inference, applied as lerobot-rollout applies them.
 
 Compilation (``lerobot/rollout/context.py``): a policy config with a
@@ -23,25 +24,25 @@ from typing import Callable, ContextManager
 
 import torch
 
-COMPILE_BACKEND = "inductor"
-COMPILE_MODE = "default"
+COMPILE_BACKEND = 'inductor'
+COMPILE_MODE = 'default'
 # lerobot-rollout's compile_warmup_inferences.
 COMPILE_WARMUP_INFERENCES = 2
 # These compile inside the model when their config says compile_model;
 # wrapping predict_action_chunk as well would compile the same code twice.
-SELF_COMPILING_TYPES = ("pi0", "pi05")
+SELF_COMPILING_TYPES = ('pi0', 'pi05')
 
 
 def amp_available(device: str) -> bool:
     from lerobot.utils.device_utils import is_amp_available
 
-    return is_amp_available(device.split(":", 1)[0])
+    return is_amp_available(device.split(':', 1)[0])
 
 
 def amp_enabled(device: str, requested: bool, checkpoint_use_amp: bool) -> bool:
     """Whether inference autocasts: on request, or (cuda only, like lerobot-rollout) when the checkpoint asks."""
-    family = device.split(":", 1)[0]
-    return bool(requested) or (family == "cuda" and bool(checkpoint_use_amp))
+    family = device.split(':', 1)[0]
+    return bool(requested) or (family == 'cuda' and bool(checkpoint_use_amp))
 
 
 def autocast_factory(device: torch.device, enabled: bool) -> Callable[[], ContextManager]:
@@ -53,7 +54,7 @@ def autocast_factory(device: torch.device, enabled: bool) -> Callable[[], Contex
 
 def prepare_config_for_compile(config, use_torch_compile: bool) -> None:
     """Before the model is built: the config's own compile switch follows the request, either way."""
-    if hasattr(config, "compile_model"):
+    if hasattr(config, 'compile_model'):
         config.compile_model = bool(use_torch_compile)
 
 
@@ -63,9 +64,7 @@ def compile_predict_action_chunk(policy, policy_type: str) -> None:
         return
     # An instance attribute: select_action calls self.predict_action_chunk,
     # so the sync path runs the compiled function too.
-    policy.predict_action_chunk = torch.compile(
-        policy.predict_action_chunk, backend=COMPILE_BACKEND, mode=COMPILE_MODE
-    )
+    policy.predict_action_chunk = torch.compile(policy.predict_action_chunk, backend=COMPILE_BACKEND, mode=COMPILE_MODE)
 
 
 def is_compile_error(exc: BaseException) -> bool:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Background chunked inference: the control loop pops, a thread keeps the queue full.
 
 The loop calls ``submit_observation`` and ``next_action`` every tick; neither
@@ -50,7 +51,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from lerobot.utils.constants import ACTION
 
 from rollout_ros.core.action_queue import BLEND, REPLACE, ActionQueue
@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 # Policies whose predict_action_chunk wants a (batch, n_obs_steps, ...) time
 # axis on every observation tensor instead of reading its own obs queue.
-_OBS_HISTORY_TYPES = ("diffusion",)
+_OBS_HISTORY_TYPES = ('diffusion',)
 # Fallback wake-up of the worker; normally woken by submit/pop.
 _IDLE_WAIT_S = 0.05
 _ERROR_RETRY_S = 0.2
@@ -73,13 +73,11 @@ _JOIN_TIMEOUT_S = 5.0
 
 def supports_rtc(policy) -> bool:
     """Whether ``policy`` declares RTC and accepts the RTC keyword arguments."""
-    declared = getattr(policy, "supports_rtc", None)
+    declared = getattr(policy, 'supports_rtc', None)
     if not callable(declared) or not declared():
         return False
     try:
-        inspect.signature(policy.predict_action_chunk).bind(
-            object(), inference_delay=0, prev_chunk_left_over=None
-        )
+        inspect.signature(policy.predict_action_chunk).bind(object(), inference_delay=0, prev_chunk_left_over=None)
     except (TypeError, ValueError):
         return False
     return True
@@ -89,7 +87,7 @@ def hold_pad(rows: np.ndarray, length: int) -> np.ndarray:
     """``rows`` cut or extended to ``length`` by repeating the last row."""
     rows = np.asarray(rows)[:length]
     if len(rows) == 0:
-        raise ValueError("cannot hold-pad an empty leftover")
+        raise ValueError('cannot hold-pad an empty leftover')
     if len(rows) == length:
         return rows
     return np.concatenate([rows, np.repeat(rows[-1:], length - len(rows), axis=0)])
@@ -133,8 +131,8 @@ class ChunkedPolicyEngine:
         queue_threshold: int | None = None,
         execution_horizon: int | None = None,
         max_guidance_weight: float = 10.0,
-        prefix_attention_schedule: str = "LINEAR",
-        task: str = "",
+        prefix_attention_schedule: str = 'LINEAR',
+        task: str = '',
         fps: float | None = None,
         blend_steps: int = 10,
         delay_window: int = 10,
@@ -147,14 +145,14 @@ class ChunkedPolicyEngine:
         self.fps = float(fps or loaded.fps or 30)
         self.chunk_len = int(loaded.chunk_size or loaded.n_action_steps or 0)
         if self.chunk_len <= 0:
-            raise ValueError(f"policy {loaded.policy_type!r} reports no chunk_size/n_action_steps")
+            raise ValueError(f'policy {loaded.policy_type!r} reports no chunk_size/n_action_steps')
         if queue_threshold is None:
             queue_threshold = max(1, self.chunk_len // 2)
         if not 0 <= queue_threshold < self.chunk_len:
-            raise ValueError(f"queue_threshold must be in [0, {self.chunk_len}), got {queue_threshold}")
+            raise ValueError(f'queue_threshold must be in [0, {self.chunk_len}), got {queue_threshold}')
         self.queue_threshold = int(queue_threshold)
         if delay_window < 1:
-            raise ValueError(f"delay_window must be >= 1, got {delay_window}")
+            raise ValueError(f'delay_window must be >= 1, got {delay_window}')
         self.max_consecutive_errors = max(1, int(max_consecutive_errors))
         self.on_chunk = on_chunk
 
@@ -172,7 +170,7 @@ class ChunkedPolicyEngine:
         self._action_names = list(binding.action_order)
         self._history_len = 0
         if loaded.policy_type in _OBS_HISTORY_TYPES:
-            self._history_len = int(getattr(loaded.config, "n_obs_steps", 1) or 1)
+            self._history_len = int(getattr(loaded.config, 'n_obs_steps', 1) or 1)
         self._device = torch.device(loaded.device)
         self._autocast = autocast_factory(self._device, loaded.use_amp)
         # RTC guidance differentiates through the denoiser (torch.enable_grad
@@ -212,19 +210,19 @@ class ChunkedPolicyEngine:
 
         names = [s.name for s in RTCAttentionSchedule]
         if str(schedule).upper() not in names:
-            raise ValueError(f"prefix_attention_schedule must be one of {names}, got {schedule!r}")
+            raise ValueError(f'prefix_attention_schedule must be one of {names}, got {schedule!r}')
         if not 0 < execution_horizon <= self.chunk_len:
-            raise ValueError(f"execution_horizon must be in [1, {self.chunk_len}], got {execution_horizon}")
+            raise ValueError(f'execution_horizon must be in [1, {self.chunk_len}], got {execution_horizon}')
         policy = self.loaded.policy
-        config = getattr(policy, "config", None)
-        if config is not None and hasattr(config, "rtc_config"):
+        config = getattr(policy, 'config', None)
+        if config is not None and hasattr(config, 'rtc_config'):
             config.rtc_config = RTCConfig(
                 enabled=True,
                 prefix_attention_schedule=RTCAttentionSchedule[str(schedule).upper()],
                 max_guidance_weight=float(max_guidance_weight),
                 execution_horizon=int(execution_horizon),
             )
-            init = getattr(policy, "init_rtc_processor", None)
+            init = getattr(policy, 'init_rtc_processor', None)
             if callable(init):
                 init()
 
@@ -232,10 +230,10 @@ class ChunkedPolicyEngine:
     def _action_steps(preprocessor):
         from lerobot.processor import NormalizerProcessorStep, RelativeActionsProcessorStep
 
-        steps = getattr(preprocessor, "steps", []) or []
+        steps = getattr(preprocessor, 'steps', []) or []
         normalizer = next((s for s in steps if isinstance(s, NormalizerProcessorStep)), None)
         relative = next(
-            (s for s in steps if isinstance(s, RelativeActionsProcessorStep) and getattr(s, "enabled", 0)),
+            (s for s in steps if isinstance(s, RelativeActionsProcessorStep) and getattr(s, 'enabled', 0)),
             None,
         )
         return normalizer, relative
@@ -245,7 +243,7 @@ class ChunkedPolicyEngine:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="chunked-inference", daemon=True)
+        self._thread = threading.Thread(target=self._run, name='chunked-inference', daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -254,7 +252,7 @@ class ChunkedPolicyEngine:
         if self._thread is not None:
             self._thread.join(timeout=_JOIN_TIMEOUT_S)
             if self._thread.is_alive():
-                logger.warning("inference thread still running %.0f s after stop", _JOIN_TIMEOUT_S)
+                logger.warning('inference thread still running %.0f s after stop', _JOIN_TIMEOUT_S)
             self._thread = None
 
     def __enter__(self):
@@ -351,7 +349,7 @@ class ChunkedPolicyEngine:
     def next_action(self) -> dict[str, float] | None:
         """Pop one action by joint name; None when starved (hold the last command)."""
         if self.failed:
-            raise RuntimeError(f"policy inference failed: {self.error!r}") from self.error
+            raise RuntimeError(f'policy inference failed: {self.error!r}') from self.error
         row = self.queue.pop()
         if self.queue.size <= self.queue_threshold:
             self._wake.set()
@@ -371,16 +369,16 @@ class ChunkedPolicyEngine:
 
     def stats(self) -> dict:
         return {
-            "mode": self.mode,
-            "chunks": self.chunks,
-            "starved": self.starved,
-            "waiting_ticks": self.waiting_ticks,
-            "stale_chunks": self.queue.stale_chunks,
-            "chunk_latency_p50_ms": round(self.chunk_latency_ms.percentile(50), 3),
-            "chunk_latency_p99_ms": round(self.chunk_latency_ms.percentile(99), 3),
-            "delay_p50": self.delays.percentile(50),
-            "delay_max": self.delays.max(),
-            "inference_delay_estimate": self.inference_delay_estimate(),
+            'mode': self.mode,
+            'chunks': self.chunks,
+            'starved': self.starved,
+            'waiting_ticks': self.waiting_ticks,
+            'stale_chunks': self.queue.stale_chunks,
+            'chunk_latency_p50_ms': round(self.chunk_latency_ms.percentile(50), 3),
+            'chunk_latency_p99_ms': round(self.chunk_latency_ms.percentile(99), 3),
+            'delay_p50': self.delays.percentile(50),
+            'delay_max': self.delays.max(),
+            'inference_delay_estimate': self.inference_delay_estimate(),
         }
 
     # ------------------------------------------------------------ worker side
@@ -406,7 +404,7 @@ class ChunkedPolicyEngine:
             except Exception as exc:  # noqa: BLE001 - surfaced to the loop via next_action
                 errors += 1
                 self.error = exc
-                logger.exception("chunk inference failed (%d/%d)", errors, self.max_consecutive_errors)
+                logger.exception('chunk inference failed (%d/%d)', errors, self.max_consecutive_errors)
                 if errors >= self.max_consecutive_errors:
                     self.failed = True
                     return
@@ -426,9 +424,10 @@ class ChunkedPolicyEngine:
             if delay >= self.execution_horizon and not self._warned_horizon:
                 self._warned_horizon = True
                 logger.warning(
-                    "inference takes ~%d actions but execution_horizon is %d: chunk seams will not "
-                    "be smoothed; raise execution_horizon (and queue_threshold) above it",
-                    delay, self.execution_horizon,
+                    'inference takes ~%d actions but execution_horizon is %d: chunk seams will not '
+                    'be smoothed; raise execution_horizon (and queue_threshold) above it',
+                    delay,
+                    self.execution_horizon,
                 )
             self.inference_delays.add(delay)
         chunk = self._predict(obs, leftover, holding, delay)
@@ -479,7 +478,7 @@ class ChunkedPolicyEngine:
         batches = [self._batcher.batch(v, obs.task) for v in frames]
         out = dict(batches[-1])
         for key, value in out.items():
-            if isinstance(value, torch.Tensor) and key.startswith("observation."):
+            if isinstance(value, torch.Tensor) and key.startswith('observation.'):
                 out[key] = torch.stack([b[key] for b in batches], dim=1)
         return out
 
@@ -509,6 +508,6 @@ class ChunkedPolicyEngine:
                     normalizer_step=self._normalizer,
                     policy_device=self._device,
                 )
-        if self._normalizer is None or ACTION not in getattr(self._normalizer, "features", {}):
+        if self._normalizer is None or ACTION not in getattr(self._normalizer, 'features', {}):
             return rows
         return self._normalizer(create_transition(action=rows))[TransitionKey.ACTION].to(self._device)

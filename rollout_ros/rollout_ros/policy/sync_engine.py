@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Synchronous, name-keyed inference on top of a loaded LeRobot policy.
 
 Mirrors lerobot's ``SyncInferenceEngine.get_action``: the frame is built with
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from lerobot.policies.utils import build_inference_frame, make_robot_action
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
@@ -46,11 +46,11 @@ def _will_run_model(policy) -> bool | None:
     pending actions in ``_action_queue`` (ACT) or ``_queues[ACTION]``
     (diffusion, vqbet...), and ACT's temporal ensembling runs every step.
     """
-    if getattr(policy.config, "temporal_ensemble_coeff", None) is not None:
+    if getattr(policy.config, 'temporal_ensemble_coeff', None) is not None:
         return True
-    queue = getattr(policy, "_action_queue", None)
+    queue = getattr(policy, '_action_queue', None)
     if queue is None:
-        queue = (getattr(policy, "_queues", None) or {}).get(ACTION)
+        queue = (getattr(policy, '_queues', None) or {}).get(ACTION)
     return None if queue is None else len(queue) == 0
 
 
@@ -71,27 +71,27 @@ class ObservationBatcher:
         self.ds_features: dict[str, dict] = {}
         if binding.state_order:
             self.ds_features[OBS_STATE] = {
-                "dtype": "float32",
-                "shape": (len(binding.state_order),),
-                "names": list(binding.state_order),
+                'dtype': 'float32',
+                'shape': (len(binding.state_order),),
+                'names': list(binding.state_order),
             }
         for key, (c, h, w) in binding.image_shapes.items():
             self.ds_features[key] = {
-                "dtype": "image",
-                "shape": (h, w, c),
-                "names": ["height", "width", "channels"],
+                'dtype': 'image',
+                'shape': (h, w, c),
+                'names': ['height', 'width', 'channels'],
             }
-        self.action_features = {ACTION: {"names": list(binding.action_order)}}
+        self.action_features = {ACTION: {'names': list(binding.action_order)}}
 
     def raw_values(self, state: dict[str, float], images: dict[str, np.ndarray]) -> dict:
         """Validated values keyed as build_dataset_frame wants them; raises ObservationError."""
         missing = [n for n in self.binding.state_order if n not in state]
         if missing:
-            raise ObservationError(f"state is missing joints {missing} (got {sorted(state)})")
+            raise ObservationError(f'state is missing joints {missing} (got {sorted(state)})')
         values: dict = {name: state[name] for name in self.binding.state_order}
         for key, cam in self.binding.image_sources.items():
             if cam not in images:
-                raise ObservationError(f"no frame from camera {cam!r} (got {sorted(images)})")
+                raise ObservationError(f'no frame from camera {cam!r} (got {sorted(images)})')
             frame = np.asarray(images[cam])
             c, h, w = self.binding.image_shapes[key]
             if frame.shape != (h, w, c):
@@ -100,9 +100,9 @@ class ObservationBatcher:
                     f"({h}, {w}, {c}): set the camera's resolution to {w}x{h}."
                 )
             if frame.dtype != np.uint8:
-                raise ObservationError(f"camera {cam!r} frame has dtype {frame.dtype}; expected uint8 RGB")
+                raise ObservationError(f'camera {cam!r} frame has dtype {frame.dtype}; expected uint8 RGB')
             # torch.from_numpy rejects negative strides (e.g. a BGR->RGB view).
-            values[key.removeprefix(f"{OBS_IMAGES}.")] = np.ascontiguousarray(frame)
+            values[key.removeprefix(f'{OBS_IMAGES}.')] = np.ascontiguousarray(frame)
         return values
 
     def batch(self, values: dict, task: str) -> dict:
@@ -116,7 +116,7 @@ class SyncPolicyEngine:
     so give each engine its own ``LoadedPolicy``.
     """
 
-    def __init__(self, loaded: LoadedPolicy, binding: FeatureBinding, task: str = "") -> None:
+    def __init__(self, loaded: LoadedPolicy, binding: FeatureBinding, task: str = '') -> None:
         self.loaded = loaded
         self.binding = binding
         self.task = task
@@ -128,7 +128,7 @@ class SyncPolicyEngine:
         # preprocessor keeps no state: the per-tick image normalisation lerobot
         # still runs (milliseconds at 640x480, under the GIL) can be skipped.
         # Policies that queue observations (diffusion) need every one.
-        self._obs_free_cached_steps = loaded.policy_type == "act"
+        self._obs_free_cached_steps = loaded.policy_type == 'act'
         # A queue left over from an earlier user of the policy would feed stale actions.
         self.reset()
 
@@ -145,7 +145,7 @@ class SyncPolicyEngine:
         policy = self.loaded.policy
         t0 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
-            values = self._batcher.raw_values(state, images)   # validated on every tick
+            values = self._batcher.raw_values(state, images)  # validated on every tick
             ran_model = _will_run_model(policy)
             if ran_model is False and self._obs_free_cached_steps:
                 batch = {}
@@ -153,7 +153,7 @@ class SyncPolicyEngine:
                 batch = self._batcher.batch(values, self.task if task is None else task)
             t1 = time.perf_counter()
             action = policy.select_action(batch)
-            if self._device.type == "cuda":
+            if self._device.type == 'cuda':
                 # Kernels are async; without this model_ms would only be launch time.
                 torch.cuda.synchronize(self._device)
             t2 = time.perf_counter()

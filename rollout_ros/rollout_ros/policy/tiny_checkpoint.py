@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Small random-weight ACT and Diffusion checkpoints in LeRobot's own on-disk format.
 
 Used by tests, demos and benchmarks so the whole pipeline can run offline
@@ -13,7 +14,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies import make_pre_post_processors
 from lerobot.policies.act.configuration_act import ACTConfig
@@ -28,16 +28,14 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _tiny_act_config(
-    state_dim: int, cameras: dict[str, tuple[int, int, int]], chunk_size: int
-) -> ACTConfig:
+def _tiny_act_config(state_dim: int, cameras: dict[str, tuple[int, int, int]], chunk_size: int) -> ACTConfig:
     input_features = {OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))}
     for cam, chw in cameras.items():
-        input_features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
+        input_features[f'{OBS_IMAGES}.{cam}'] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
     return ACTConfig(
         input_features=input_features,
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(state_dim,))},
-        device="cpu",
+        device='cpu',
         chunk_size=chunk_size,
         n_action_steps=chunk_size,
         # No download: this must work on an offline machine.
@@ -54,21 +52,21 @@ def _tiny_act_config(
 
 def _stats(state_dim: int, cameras: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, torch.Tensor]]:
     joint = {
-        "mean": torch.zeros(state_dim),
-        "std": torch.full((state_dim,), _JOINT_STD),
-        "min": torch.full((state_dim,), -100.0),
-        "max": torch.full((state_dim,), 100.0),
+        'mean': torch.zeros(state_dim),
+        'std': torch.full((state_dim,), _JOINT_STD),
+        'min': torch.full((state_dim,), -100.0),
+        'max': torch.full((state_dim,), 100.0),
     }
     stats = {OBS_STATE: dict(joint), ACTION: dict(joint)}
     for cam, (c, _, _) in cameras.items():
         # Per-channel (C, 1, 1), the shape lerobot's dataset stats use for images.
         mean = torch.tensor(_IMAGENET_MEAN[:c] if c <= 3 else [0.5] * c).view(c, 1, 1)
         std = torch.tensor(_IMAGENET_STD[:c] if c <= 3 else [0.25] * c).view(c, 1, 1)
-        stats[f"{OBS_IMAGES}.{cam}"] = {
-            "mean": mean,
-            "std": std,
-            "min": torch.zeros(c, 1, 1),
-            "max": torch.ones(c, 1, 1),
+        stats[f'{OBS_IMAGES}.{cam}'] = {
+            'mean': mean,
+            'std': std,
+            'min': torch.zeros(c, 1, 1),
+            'max': torch.ones(c, 1, 1),
         }
     return stats
 
@@ -87,9 +85,9 @@ def make_tiny_act_checkpoint(
     the action names equal ``state_names`` (position control of the same joints).
     """
     if not state_names or len(set(state_names)) != len(state_names):
-        raise ValueError(f"state_names must be non-empty and unique, got {state_names}")
+        raise ValueError(f'state_names must be non-empty and unique, got {state_names}')
     if not cameras:
-        raise ValueError("ACT needs at least one camera (or an environment state); cameras is empty")
+        raise ValueError('ACT needs at least one camera (or an environment state); cameras is empty')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -105,13 +103,11 @@ def make_tiny_act_checkpoint(
 
 
 def _save_processors_and_names(config, out: Path, state_names: list[str], cameras, fps: int) -> None:
-    preprocessor, postprocessor = make_pre_post_processors(
-        config, dataset_stats=_stats(len(state_names), cameras)
-    )
+    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=_stats(len(state_names), cameras))
     preprocessor.save_pretrained(out)
     postprocessor.save_pretrained(out)
-    sidecar = {"state_names": list(state_names), "action_names": list(state_names), "fps": int(fps)}
-    (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    sidecar = {'state_names': list(state_names), 'action_names': list(state_names), 'fps': int(fps)}
+    (out / FEATURES_SIDECAR).write_text(json.dumps(sidecar, indent=2) + '\n')
 
 
 def make_default_act_checkpoint(
@@ -129,11 +125,11 @@ def make_default_act_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     input_features = {OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(len(state_names),))}
     for cam, chw in cameras.items():
-        input_features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
+        input_features[f'{OBS_IMAGES}.{cam}'] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
     config = ACTConfig(
         input_features=input_features,
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(len(state_names),))},
-        device="cpu",
+        device='cpu',
         pretrained_backbone_weights=None,
         push_to_hub=False,
     )
@@ -169,9 +165,9 @@ def make_tiny_diffusion_checkpoint(
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
     if not state_names or len(set(state_names)) != len(state_names):
-        raise ValueError(f"state_names must be non-empty and unique, got {state_names}")
+        raise ValueError(f'state_names must be non-empty and unique, got {state_names}')
     if not cameras:
-        raise ValueError("Diffusion needs at least one camera (or an environment state); cameras is empty")
+        raise ValueError('Diffusion needs at least one camera (or an environment state); cameras is empty')
     if crop_shape is None:
         h = min(chw[1] for chw in cameras.values())
         w = min(chw[2] for chw in cameras.values())
@@ -182,11 +178,11 @@ def make_tiny_diffusion_checkpoint(
     state_dim = len(state_names)
     input_features = {OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))}
     for cam, chw in cameras.items():
-        input_features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
+        input_features[f'{OBS_IMAGES}.{cam}'] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(chw))
     config = DiffusionConfig(
         input_features=input_features,
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(state_dim,))},
-        device="cpu",
+        device='cpu',
         n_obs_steps=n_obs_steps,
         horizon=horizon,
         n_action_steps=n_action_steps,
@@ -201,7 +197,7 @@ def make_tiny_diffusion_checkpoint(
         kernel_size=3,
         n_groups=8,
         diffusion_step_embed_dim=32,
-        noise_scheduler_type="DDIM",
+        noise_scheduler_type='DDIM',
         num_train_timesteps=50,
         num_inference_steps=num_inference_steps,
         push_to_hub=False,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Base strategy: run the policy on the robot for `duration` seconds (0 = until
 stopped), recording nothing.
 
@@ -26,8 +27,6 @@ from lifecycle_msgs.msg import TransitionEvent
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
-from rollout_ros_interfaces.msg import RolloutStatus
-from rollout_ros_interfaces.srv import InferAction
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
@@ -35,15 +34,16 @@ from rollout_ros.core.control_loop import ControlLoop
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.features import FeatureMapper
 from rollout_ros.core.limits import LIMITS
+from rollout_ros.nodes.chunk_consumer import ChunkConsumer
 from rollout_ros.nodes.lifecycle_client import LifecycleClient, call_blocking
 from rollout_ros.nodes.managed_node import ManagedNode
-from rollout_ros.nodes.chunk_consumer import ChunkConsumer
 from rollout_ros.nodes.policy_node import image_from_msg, image_ref
 from rollout_ros.nodes.robot_driver_node import COMMAND_QOS
 from rollout_ros.nodes.robot_params import declare_robot_params, load_robot
 from rollout_ros.nodes.spin import LinkNode, run_node
 from rollout_ros.nodes.status import diagnostics, status_line
-
+from rollout_ros_interfaces.msg import RolloutStatus
+from rollout_ros_interfaces.srv import InferAction
 
 SOLE_SERVER_GRACE_S = 3.0
 
@@ -51,14 +51,15 @@ SOLE_SERVER_GRACE_S = 3.0
 def keep_positions(store: dict):
     """JointState callback keeping {joint: (position, stamp)}; several publishers
     (one driver per arm) may each fill in their part."""
+
     def on_msg(msg: JointState) -> None:
         for name, pos in zip(msg.name, msg.position):
             store[name] = (pos, msg.header.stamp)
+
     return on_msg
 
 
 class BaseStrategyNode(ManagedNode):
-
     strategy_type = 'base'
 
     def __init__(self, node_name: str = 'base_strategy', **kwargs):
@@ -66,67 +67,116 @@ class BaseStrategyNode(ManagedNode):
         declare_robot_params(self)
         self.declare('fps', 30.0, 'Control-loop and policy rate [Hz].', **LIMITS['fps'].kwargs())
         self.declare('duration', 0.0, 'Run time [s]; 0 = until stopped.', **LIMITS['duration'].kwargs())
-        self.declare('interpolation_multiplier', 1,
-                     'Commands per policy action: the loop sends fps * N commands, linear steps '
-                     'towards each action; the policy still runs at fps.',
-                     **LIMITS['interpolation_multiplier'].kwargs())
+        self.declare(
+            'interpolation_multiplier',
+            1,
+            'Commands per policy action: the loop sends fps * N commands, linear steps '
+            'towards each action; the policy still runs at fps.',
+            **LIMITS['interpolation_multiplier'].kwargs(),
+        )
         self.declare('task', '', 'Language instruction given to the policy.', read_only=False)
-        self.declare('loop_realtime_priority', 10,
-                     'SCHED_FIFO priority of the control-loop thread where the OS permits it '
-                     '(CAP_SYS_NICE or an rtprio limit), so other threads of a busy machine do not make '
-                     'commands late; 0 = normal scheduling.', min_value=0, max_value=99)
+        self.declare(
+            'loop_realtime_priority',
+            10,
+            'SCHED_FIFO priority of the control-loop thread where the OS permits it '
+            '(CAP_SYS_NICE or an rtprio limit), so other threads of a busy machine do not make '
+            'commands late; 0 = normal scheduling.',
+            min_value=0,
+            max_value=99,
+        )
         self.declare('camera_names', ['front'], 'Cameras fed to the policy (observation.images.<name>).')
-        self.declare('camera_topic_template', 'camera_{name}/image_raw',
-                     'Image topic per camera; {name} is replaced by the camera name (relative names are in '
-                     "this node's namespace).")
+        self.declare(
+            'camera_topic_template',
+            'camera_{name}/image_raw',
+            'Image topic per camera; {name} is replaced by the camera name (relative names are in '
+            "this node's namespace).",
+        )
         self.declare('policy_service', 'policy/infer', 'InferAction service of the policy node.')
-        self.declare('policy_transport', 'service',
-                     'How a policy node in another process is reached (in-process composition ignores '
-                     'it). service: one policy_service call per tick (policy inference_type sync); '
-                     'topic: observations to <policy>/observation, action chunks from '
-                     '<policy>/action_chunk, queued here (policy inference_type rtc); <policy> is '
-                     'policy_service without its last name.')
-        self.declare('policy_timeout_s', 1.0,
-                     'A policy call slower than this is abandoned and the tick counted starved [s].',
-                     min_value=0.001)
-        self.declare('max_frame_age_s', 0.5,
-                     'Observations with an older camera frame or joint state are not fed to the '
-                     'policy (starved tick) [s].', min_value=0.001)
-        self.declare('display_data', False, 'Stream observations and actions to a Rerun viewer (lerobot '
-                     '--display_data), off the control loop: the display drops ticks, the robot never waits.')
+        self.declare(
+            'policy_transport',
+            'service',
+            'How a policy node in another process is reached (in-process composition ignores '
+            'it). service: one policy_service call per tick (policy inference_type sync); '
+            'topic: observations to <policy>/observation, action chunks from '
+            '<policy>/action_chunk, queued here (policy inference_type rtc); <policy> is '
+            'policy_service without its last name.',
+        )
+        self.declare(
+            'policy_timeout_s',
+            1.0,
+            'A policy call slower than this is abandoned and the tick counted starved [s].',
+            min_value=0.001,
+        )
+        self.declare(
+            'max_frame_age_s',
+            0.5,
+            'Observations with an older camera frame or joint state are not fed to the policy (starved tick) [s].',
+            min_value=0.001,
+        )
+        self.declare(
+            'display_data',
+            False,
+            'Stream observations and actions to a Rerun viewer (lerobot '
+            '--display_data), off the control loop: the display drops ticks, the robot never waits.',
+        )
         self.declare('display_ip', '', "Rerun viewer host to stream to; '' = spawn a local viewer.")
         self.declare('display_port', 9876, 'Rerun viewer port.', **LIMITS['display_port'].kwargs())
-        self.declare('display_rrd_path', '', "Write the Rerun stream to this .rrd file instead of a viewer.")
-        self.declare('managed_nodes', ['policy', 'camera_front', 'robot_driver'],
-                     'Lifecycle nodes this strategy brings up, in order (torn down in reverse); relative '
-                     "names are in this node's namespace. A node whose lifecycle services more than one "
-                     'node serves (another run under the same names) is refused before anything moves.')
-        self.declare('transition_timeout_s', 120.0,
-                     'How long one managed node may take for a transition (loading a policy) [s].',
-                     min_value=0.1)
-        self.declare('autostart', True,
-                     'Run as its own process: configure and activate at start. false: wait unconfigured '
-                     'for a lifecycle manager (ros2 lifecycle set, nav2 lifecycle_manager); configure '
-                     'then brings up managed_nodes in order, skipping those already configured.')
-        self.declare('max_starved_ticks', 15,
-                     'Policy ticks without a fresh action (stale joint states or frames, no action from '
-                     'the policy in time) after which the run stops with an error naming the missing '
-                     'input, the arm held; once the policy has acted, also a starved stretch of this many '
-                     'periods (at least two policy_timeout_s with a policy in another process).',
-                     **LIMITS['max_starved_ticks'].kwargs())
-        self.declare('stop_timeout_s', 2.0,
-                     'While stopping, a managed node that does not answer get_state within this time is '
-                     'taken for gone and skipped [s].', min_value=0.05, max_value=60.0)
-        self.declare('startup_timeout_s', 10.0,
-                     'How long to wait for the first joint state and frames after activation [s].',
-                     min_value=0.1)
-        self.declare('status_log_period_s', 5.0,
-                     'Log the one-line status (ticks, rate, episode, buffer) at INFO this often, for '
-                     'terminals of ros2 launch; 0 = never (the rollout CLI shows it in place) [s].',
-                     read_only=False, min_value=0.0, max_value=3600.0)
-        self.local_policy = None       # set when composed in one process with the policy node
-        self._chunks = None            # ChunkConsumer (policy_transport topic), used as local_policy
-        self.local_nodes: dict = {}    # name -> node, to report their errors in-process
+        self.declare('display_rrd_path', '', 'Write the Rerun stream to this .rrd file instead of a viewer.')
+        self.declare(
+            'managed_nodes',
+            ['policy', 'camera_front', 'robot_driver'],
+            'Lifecycle nodes this strategy brings up, in order (torn down in reverse); relative '
+            "names are in this node's namespace. A node whose lifecycle services more than one "
+            'node serves (another run under the same names) is refused before anything moves.',
+        )
+        self.declare(
+            'transition_timeout_s',
+            120.0,
+            'How long one managed node may take for a transition (loading a policy) [s].',
+            min_value=0.1,
+        )
+        self.declare(
+            'autostart',
+            True,
+            'Run as its own process: configure and activate at start. false: wait unconfigured '
+            'for a lifecycle manager (ros2 lifecycle set, nav2 lifecycle_manager); configure '
+            'then brings up managed_nodes in order, skipping those already configured.',
+        )
+        self.declare(
+            'max_starved_ticks',
+            15,
+            'Policy ticks without a fresh action (stale joint states or frames, no action from '
+            'the policy in time) after which the run stops with an error naming the missing '
+            'input, the arm held; once the policy has acted, also a starved stretch of this many '
+            'periods (at least two policy_timeout_s with a policy in another process).',
+            **LIMITS['max_starved_ticks'].kwargs(),
+        )
+        self.declare(
+            'stop_timeout_s',
+            2.0,
+            'While stopping, a managed node that does not answer get_state within this time is '
+            'taken for gone and skipped [s].',
+            min_value=0.05,
+            max_value=60.0,
+        )
+        self.declare(
+            'startup_timeout_s',
+            10.0,
+            'How long to wait for the first joint state and frames after activation [s].',
+            min_value=0.1,
+        )
+        self.declare(
+            'status_log_period_s',
+            5.0,
+            'Log the one-line status (ticks, rate, episode, buffer) at INFO this often, for '
+            'terminals of ros2 launch; 0 = never (the rollout CLI shows it in place) [s].',
+            read_only=False,
+            min_value=0.0,
+            max_value=3600.0,
+        )
+        self.local_policy = None  # set when composed in one process with the policy node
+        self._chunks = None  # ChunkConsumer (policy_transport topic), used as local_policy
+        self.local_nodes: dict = {}  # name -> node, to report their errors in-process
         # Injectable feature-space processors (Python API): robot state features
         # -> what the policy and the dataset see; policy action -> robot action.
         self.observation_processor = None
@@ -139,10 +189,10 @@ class BaseStrategyNode(ManagedNode):
         self._managed: dict[str, LifecycleClient] = {}
         self._managed_states: dict[str, str] = {}
         self._subs = []
-        self._joints: dict[str, tuple[float, object]] = {}   # name -> (radians, stamp)
+        self._joints: dict[str, tuple[float, object]] = {}  # name -> (radians, stamp)
         self._images: dict[str, Image] = {}
-        self._echoes: dict[str, threading.Event] = {}   # managed driver -> executed a command
-        self._timing_clients: dict[str, object] = {}    # managed driver -> its ~/command_timing
+        self._echoes: dict[str, threading.Event] = {}  # managed driver -> executed a command
+        self._timing_clients: dict[str, object] = {}  # managed driver -> its ~/command_timing
         # Drivers composed in this process: the loop reads their joints right
         # before each observation and hands them each command directly, on its
         # own thread (joint_states and joint_commands still carry both).
@@ -151,11 +201,11 @@ class BaseStrategyNode(ManagedNode):
         self._thread = None
         self._status_timer = None
         self._cmd_pub = self._status_pub = self._diag_pub = None
-        self.status_text = ''          # one-line status for a terminal
+        self.status_text = ''  # one-line status for a terminal
         self.last_command_stamp = None
         self._infer_client = None
-        self.starve_reason = ''         # why the latest tick had no fresh action
-        self._gone: set[str] = set()    # managed nodes that stopped answering
+        self.starve_reason = ''  # why the latest tick had no fresh action
+        self._gone: set[str] = set()  # managed nodes that stopped answering
         self._io_group = ReentrantCallbackGroup()
         # Service calls to the managed nodes (lifecycle, policy) and every
         # subscription go through a link node on its own single-threaded
@@ -184,10 +234,13 @@ class BaseStrategyNode(ManagedNode):
         while (servers := self._link.count_services(service)) > 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         if servers > 1:
-            raise ConfigError('managed_nodes', f'{servers} nodes serve {service}: another run uses the same '
-                              f'node names, and this strategy would drive its {name} too.',
-                              'give each run its own namespace (rollout --namespace=<robot>, ros2 launch ... '
-                              'namespace:=<robot>), or stop the other run.')
+            raise ConfigError(
+                'managed_nodes',
+                f'{servers} nodes serve {service}: another run uses the same '
+                f'node names, and this strategy would drive its {name} too.',
+                'give each run its own namespace (rollout --namespace=<robot>, ros2 launch ... '
+                'namespace:=<robot>), or stop the other run.',
+            )
 
     def _node_error(self, name: str) -> str:
         node = self.local_nodes.get(name.strip('/'))
@@ -197,12 +250,21 @@ class BaseStrategyNode(ManagedNode):
 
     def _transition_all(self, transition: str, names, strict: bool) -> None:
         timeout = self.param('transition_timeout_s')
-        goal = {'configure': 'inactive', 'activate': 'active', 'deactivate': 'inactive', 'cleanup': 'unconfigured',
-                'shutdown': 'finalized'}[transition]
+        goal = {
+            'configure': 'inactive',
+            'activate': 'active',
+            'deactivate': 'inactive',
+            'cleanup': 'unconfigured',
+            'shutdown': 'finalized',
+        }[transition]
         for name in names:
             # An external lifecycle manager may have brought a node up already.
-            if transition == 'configure' and self._managed_states.get(name) in ('inactive', 'active') \
-                    or transition == 'activate' and self._managed_states.get(name) == 'active':
+            if (
+                transition == 'configure'
+                and self._managed_states.get(name) in ('inactive', 'active')
+                or transition == 'activate'
+                and self._managed_states.get(name) == 'active'
+            ):
                 continue
             client = self._managed[name]
             if not strict and not self._answers(name):
@@ -216,7 +278,7 @@ class BaseStrategyNode(ManagedNode):
                 message = f'{name} failed to {transition}: {self._node_error(name)}'
                 self.get_logger().error(message)
                 if not self.last_error:
-                    self.last_error = message   # a stop that left torque on is not a clean exit
+                    self.last_error = message  # a stop that left torque on is not a clean exit
 
     def _answers(self, name: str) -> bool:
         """While stopping: is `name` still there? A dead process would hold each
@@ -234,8 +296,7 @@ class BaseStrategyNode(ManagedNode):
         if target in ('unconfigured', 'finalized'):
             self._transition_all('cleanup', [n for n in order if self._managed_states.get(n) == 'inactive'], False)
         if target == 'finalized':
-            self._transition_all('shutdown', [n for n in order if self._managed_states.get(n) == 'unconfigured'],
-                                 False)
+            self._transition_all('shutdown', [n for n in order if self._managed_states.get(n) == 'unconfigured'], False)
 
     # Transitions ------------------------------------------------------------
     def configure(self) -> None:
@@ -244,50 +305,76 @@ class BaseStrategyNode(ManagedNode):
         self.camera_names = list(self.param('camera_names'))
         template = self.param('camera_topic_template')
         if len(self.camera_names) > 1 and '{name}' not in template:
-            raise ConfigError('camera_topic_template', f'{template!r} lacks {{name}}, so all '
-                              f'{len(self.camera_names)} cameras would read one topic.',
-                              'e.g. /camera_{name}/image_raw.')
+            raise ConfigError(
+                'camera_topic_template',
+                f'{template!r} lacks {{name}}, so all {len(self.camera_names)} cameras would read one topic.',
+                'e.g. /camera_{name}/image_raw.',
+            )
         self._cmd_pub = self.create_lifecycle_publisher(JointState, 'joint_commands', COMMAND_QOS)
         self._status_pub = self.create_lifecycle_publisher(RolloutStatus, '~/status', 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._subs.append(self._link.create_subscription(JointState, 'joint_states',
-                                                         keep_positions(self._joints), 10,
-                                                         callback_group=self._io_group))
+        self._subs.append(
+            self._link.create_subscription(
+                JointState, 'joint_states', keep_positions(self._joints), 10, callback_group=self._io_group
+            )
+        )
         for cam in self.camera_names:
-            self._subs.append(self._link.create_subscription(
-                Image, template.format(name=cam), lambda m, c=cam: self._images.__setitem__(c, m),
-                qos_profile_sensor_data, callback_group=self._io_group))
+            self._subs.append(
+                self._link.create_subscription(
+                    Image,
+                    template.format(name=cam),
+                    lambda m, c=cam: self._images.__setitem__(c, m),
+                    qos_profile_sensor_data,
+                    callback_group=self._io_group,
+                )
+            )
         transport = self.param('policy_transport')
         if transport not in ('service', 'topic'):
             raise ConfigError('policy_transport', f'{transport!r} is not a transport.', "use 'service' or 'topic'.")
         if self.local_policy is None and transport == 'topic':
             self._chunks = self.local_policy = ChunkConsumer(
-                self._link, self.param('policy_service').rsplit('/', 1)[0], self._io_group)
+                self._link, self.param('policy_service').rsplit('/', 1)[0], self._io_group
+            )
         elif self.local_policy is None:
             self._infer_client = self._link.create_client(InferAction, self.param('policy_service'))
         timeout = self.param('transition_timeout_s')
         for name in self.param('managed_nodes'):
             client = LifecycleClient(self._link, self.node_path(name))
             self._managed[name] = client
-            self._subs.append(self._link.create_subscription(
-                TransitionEvent, f'{client.target}/transition_event',
-                lambda msg, n=name: self._on_managed_transition(n, msg), 10,
-                callback_group=self._io_group))
+            self._subs.append(
+                self._link.create_subscription(
+                    TransitionEvent,
+                    f'{client.target}/transition_event',
+                    lambda msg, n=name: self._on_managed_transition(n, msg),
+                    10,
+                    callback_group=self._io_group,
+                )
+            )
             if 'robot_driver' in name:
                 seen = self._echoes.setdefault(name, threading.Event())
-                self._subs.append(self._link.create_subscription(
-                    JointState, f'{client.target}/executed_commands', lambda _m, e=seen: e.set(), 10,
-                    callback_group=self._io_group))
+                self._subs.append(
+                    self._link.create_subscription(
+                        JointState,
+                        f'{client.target}/executed_commands',
+                        lambda _m, e=seen: e.set(),
+                        10,
+                        callback_group=self._io_group,
+                    )
+                )
                 self._timing_clients[name] = self._link.create_client(
-                    Trigger, f'{client.target}/command_timing', callback_group=self._io_group)
+                    Trigger, f'{client.target}/command_timing', callback_group=self._io_group
+                )
                 driver = self.local_nodes.get(name.strip('/'))
                 if driver is not None and hasattr(driver, 'execute'):
                     driver.direct_commander = True
                     self._direct_drivers.append(driver)
             self._gone.discard(name)
             if not client.wait_ready(timeout):
-                raise ConfigError('managed_nodes', f'node {name!r} offers no lifecycle services.',
-                                  'start it (launch file / rollout CLI) or remove it from managed_nodes.')
+                raise ConfigError(
+                    'managed_nodes',
+                    f'node {name!r} offers no lifecycle services.',
+                    'start it (launch file / rollout CLI) or remove it from managed_nodes.',
+                )
             self._check_sole_server(name, client)
             self._managed_states[name] = client.state()
         # Drivers last, after every check that can refuse the run: nothing is
@@ -313,9 +400,12 @@ class BaseStrategyNode(ManagedNode):
                 continue
             got = (camera.param('height'), camera.param('width'))
             if got != (h, w):
-                raise ConfigError(f'camera_{cam}', f'gives {got[1]}x{got[0]} images; the policy takes {w}x{h}.',
-                                  f'set width {w} and height {h} for camera {cam!r} (--robot.cameras '
-                                  f'"{{{cam}: {{width: {w}, height: {h}}}}}" or camera_width/camera_height).')
+                raise ConfigError(
+                    f'camera_{cam}',
+                    f'gives {got[1]}x{got[0]} images; the policy takes {w}x{h}.',
+                    f'set width {w} and height {h} for camera {cam!r} (--robot.cameras '
+                    f'"{{{cam}: {{width: {w}, height: {h}}}}}" or camera_width/camera_height).',
+                )
 
     def activate(self) -> None:
         self.summary = {}
@@ -325,7 +415,7 @@ class BaseStrategyNode(ManagedNode):
         for seen in self._echoes.values():
             seen.clear()
         if self._chunks is not None:
-            self._chunks.reset()    # nor actions queued before it
+            self._chunks.reset()  # nor actions queued before it
         try:
             self._transition_all('activate', list(self._managed), strict=True)
             self._wait_for_inputs()
@@ -333,19 +423,26 @@ class BaseStrategyNode(ManagedNode):
             self._walk_back('inactive')
             raise
         self.finished.clear()
-        self.loop = ControlLoop(self.param('fps'), self._observe, self._policy, self._command,
-                                self.param('duration'), self.action_log_len,
-                                self.param('interpolation_multiplier'),
-                                max_starved_ticks=self.param('max_starved_ticks'),
-                                max_starved_s=self._max_starved_s(),
-                                realtime_priority=self.param('loop_realtime_priority'))
+        self.loop = ControlLoop(
+            self.param('fps'),
+            self._observe,
+            self._policy,
+            self._command,
+            self.param('duration'),
+            self.action_log_len,
+            self.param('interpolation_multiplier'),
+            max_starved_ticks=self.param('max_starved_ticks'),
+            max_starved_s=self._max_starved_s(),
+            realtime_priority=self.param('loop_realtime_priority'),
+        )
         self.loop.record = self.on_policy_tick
         self._open_display()
-        self._bus_timing()   # the drivers' write log starts with the loop
+        self._bus_timing()  # the drivers' write log starts with the loop
         self._thread = threading.Thread(target=self._run_loop, name='control-loop', daemon=True)
         self._thread.start()
-        self._status_timer = self.create_timer(1.0, self._publish_status,
-                                               callback_group=MutuallyExclusiveCallbackGroup())
+        self._status_timer = self.create_timer(
+            1.0, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup()
+        )
 
     def deactivate(self) -> None:
         self._stop_loop()
@@ -396,8 +493,13 @@ class BaseStrategyNode(ManagedNode):
             self.get_logger().info(f'display: {self.display.logged} ticks shown, {self.display.dropped} dropped')
             self.display = None
         if self.loop is not None and self.loop.pacer.started and not self.summary:
-            self.summary = {**self.loop.summary(), **self._inference_figures(), **self._bus_timing(),
-                            'strategy': self.strategy_type, **self.summary_extras()}
+            self.summary = {
+                **self.loop.summary(),
+                **self._inference_figures(),
+                **self._bus_timing(),
+                'strategy': self.strategy_type,
+                **self.summary_extras(),
+            }
             if self.summary_complete_at_stop:
                 self.report_summary()
 
@@ -410,13 +512,17 @@ class BaseStrategyNode(ManagedNode):
         self._publish_status(final=True)
         self.get_logger().info('run summary: ' + json.dumps(self.summary))
         period_ms = 1e3 / self.param('fps')
-        if (self.summary.get('infer_measures') == 'policy_call' and self.summary['overruns']
-                and self.summary['infer_p99_ms'] > period_ms):
+        if (
+            self.summary.get('infer_measures') == 'policy_call'
+            and self.summary['overruns']
+            and self.summary['infer_p99_ms'] > period_ms
+        ):
             self.get_logger().warning(
-                f"{self.summary['overruns']} ticks overran: policy calls took up to "
-                f"{self.summary['infer_p99_ms']:.0f} ms (p99) against a {period_ms:.0f} ms tick. For a "
+                f'{self.summary["overruns"]} ticks overran: policy calls took up to '
+                f'{self.summary["infer_p99_ms"]:.0f} ms (p99) against a {period_ms:.0f} ms tick. For a '
                 'chunking policy, --inference.type=rtc computes chunks in the background so the arm '
-                'never waits for one.')
+                'never waits for one.'
+            )
 
     def _inference_figures(self) -> dict:
         """What infer_* measured: the policy call itself (sync), or, with a
@@ -428,8 +534,9 @@ class BaseStrategyNode(ManagedNode):
         figures = {'infer_measures': 'queue_pop'}
         stats = chunker.stats()
         if 'chunk_latency_p50_ms' in stats:
-            figures.update(chunk_infer_p50_ms=stats['chunk_latency_p50_ms'],
-                           chunk_infer_p99_ms=stats['chunk_latency_p99_ms'])
+            figures.update(
+                chunk_infer_p50_ms=stats['chunk_latency_p50_ms'], chunk_infer_p99_ms=stats['chunk_latency_p99_ms']
+            )
         return figures
 
     def _bus_timing(self) -> dict:
@@ -449,8 +556,14 @@ class BaseStrategyNode(ManagedNode):
                 figures.append(json.loads(resp.message))
         if not figures:
             return {}
-        worst = {'rate_hz': min, 'commands': min, 'first_write_s': min, 'last_write_s': max, 'holds': sum,
-                 'hold_times_s': lambda lists: sorted(t for times in lists for t in times)}
+        worst = {
+            'rate_hz': min,
+            'commands': min,
+            'first_write_s': min,
+            'last_write_s': max,
+            'holds': sum,
+            'hold_times_s': lambda lists: sorted(t for times in lists for t in times),
+        }
         keys = dict.fromkeys(k for f in figures for k in f)
         return {f'bus_{k}': worst.get(k, max)(f[k] for f in figures if k in f) for k in keys}
 
@@ -463,8 +576,11 @@ class BaseStrategyNode(ManagedNode):
                 self._handshake_drivers(deadline)
                 return self._wait_for_first_chunk(deadline)
             time.sleep(0.02)
-        raise ConfigError('startup_timeout_s', f'no data within the timeout on {missing}.',
-                          'check the driver and camera topics (remappings, camera_topic_template).')
+        raise ConfigError(
+            'startup_timeout_s',
+            f'no data within the timeout on {missing}.',
+            'check the driver and camera topics (remappings, camera_topic_template).',
+        )
 
     def _handshake_drivers(self, deadline: float) -> None:
         """Send the present pose until every managed driver has executed one.
@@ -482,8 +598,11 @@ class BaseStrategyNode(ManagedNode):
             time.sleep(0.02)
             pending = {d for d, seen in self._echoes.items() if not seen.is_set()}
         if pending:
-            raise ConfigError('managed_nodes', f'drivers {sorted(pending)} executed no command.',
-                              'check the joint_commands remapping of those drivers.')
+            raise ConfigError(
+                'managed_nodes',
+                f'drivers {sorted(pending)} executed no command.',
+                'check the joint_commands remapping of those drivers.',
+            )
 
     def _wait_for_first_chunk(self, deadline: float) -> None:
         """With a chunking backend, start the loop once the first chunk is there,
@@ -499,15 +618,19 @@ class BaseStrategyNode(ManagedNode):
             if policy.chunk_ready():
                 return
             time.sleep(0.02)
-        raise ConfigError('startup_timeout_s', 'the policy produced no first action chunk in time.',
-                          'raise startup_timeout_s for a slow policy, or check the policy log.')
+        raise ConfigError(
+            'startup_timeout_s',
+            'the policy produced no first action chunk in time.',
+            'raise startup_timeout_s for a slow policy, or check the policy log.',
+        )
 
     def _missing_inputs(self) -> list[str]:
         missing = [] if all(n in self._joints for n in self.mapper.ros_joint_names) else ['joint_states']
         if self._cmd_pub.get_subscription_count() == 0:
             missing.append(f'a subscriber on {self._cmd_pub.topic_name}')
-        return missing + [self.param('camera_topic_template').format(name=c)
-                          for c in self.camera_names if c not in self._images]
+        return missing + [
+            self.param('camera_topic_template').format(name=c) for c in self.camera_names if c not in self._images
+        ]
 
     def _on_managed_transition(self, name: str, msg: TransitionEvent) -> None:
         """A managed node leaving `active` on its own (a driver whose bus died,
@@ -515,7 +638,7 @@ class BaseStrategyNode(ManagedNode):
         commanding a robot whose pieces are gone."""
         label = msg.goal_state.label
         if label not in ('unconfigured', 'inactive', 'active', 'finalized'):
-            return   # intermediate states; the event that ends the transition follows
+            return  # intermediate states; the event that ends the transition follows
         was = self._managed_states.get(name)
         self._managed_states[name] = label
         if was != 'active' or label == 'active' or self.loop is None or self.loop.stop_event.is_set():
@@ -544,7 +667,7 @@ class BaseStrategyNode(ManagedNode):
         """A managed node that left the ROS graph (its process ended) ends the run."""
         if self.loop is None or self.loop.stop_event.is_set():
             return
-        present = {f"{ns.rstrip('/')}/{n}" for n, ns in self._link.get_node_names_and_namespaces()}
+        present = {f'{ns.rstrip("/")}/{n}' for n, ns in self._link.get_node_names_and_namespaces()}
         for name, client in self._managed.items():
             if self._managed_states.get(name) == 'active' and client.target not in present:
                 self._gone.add(name)
@@ -564,8 +687,10 @@ class BaseStrategyNode(ManagedNode):
             return
         try:
             from rollout_ros.display import RerunDisplay
-            self.display = RerunDisplay(self.param('display_ip'), self.param('display_port'),
-                                        self.param('display_rrd_path'))
+
+            self.display = RerunDisplay(
+                self.param('display_ip'), self.param('display_port'), self.param('display_rrd_path')
+            )
         except Exception as e:  # noqa: BLE001 - a display must not stop the robot
             self.get_logger().error(f'display_data: no Rerun stream ({type(e).__name__}: {e}); running without')
 
@@ -573,17 +698,23 @@ class BaseStrategyNode(ManagedNode):
         """Once per policy step, on the loop thread, after the command went out."""
         if self.display is not None:
             state, images, stamp = obs
-            self.display.submit(Time.from_msg(stamp).nanoseconds * 1e-9, state, action,
-                                {c: (lambda m=m: image_from_msg(m)) for c, m in images.items()})
+            self.display.submit(
+                Time.from_msg(stamp).nanoseconds * 1e-9,
+                state,
+                action,
+                {c: (lambda m=m: image_from_msg(m)) for c, m in images.items()},
+            )
 
     def _run_loop(self) -> None:
         try:
             self.loop.run()
             if self.loop.starved_out and not self.last_error:
-                self.last_error = (f'no fresh action for {self.loop.consecutive_starved} policy ticks '
-                                   f'(max_starved_ticks={self.loop.max_starved_ticks}): '
-                                   f'{self.starve_reason or "the strategy produced none"}; '
-                                   'stopping the run, the arm holds')
+                self.last_error = (
+                    f'no fresh action for {self.loop.consecutive_starved} policy ticks '
+                    f'(max_starved_ticks={self.loop.max_starved_ticks}): '
+                    f'{self.starve_reason or "the strategy produced none"}; '
+                    'stopping the run, the arm holds'
+                )
                 self.get_logger().error(self.last_error)
         except Exception as e:  # noqa: BLE001 - reported, then the node is stopped by its owner
             self.last_error = self.last_error or f'control loop: {type(e).__name__}: {e}'
@@ -606,16 +737,18 @@ class BaseStrategyNode(ManagedNode):
         positions = self.fresh_positions(joints, names)
         if positions is None:
             drivers = [n for n in self._managed if 'robot_driver' in n] or ['the robot driver']
-            self.starve_reason = (f'no fresh joint_states from {", ".join(drivers)} '
-                                  f'(none newer than max_frame_age_s={max_age} s)')
+            self.starve_reason = (
+                f'no fresh joint_states from {", ".join(drivers)} (none newer than max_frame_age_s={max_age} s)'
+            )
             return None
         images = {}
         for cam in self.camera_names:
             img = self._images.get(cam)
             if img is None or self._age_s(img.header.stamp) > max_age:
                 topic = self.param('camera_topic_template').format(name=cam)
-                self.starve_reason = (f'no fresh frame on {topic} (node camera_{cam}; none newer than '
-                                      f'max_frame_age_s={max_age} s)')
+                self.starve_reason = (
+                    f'no fresh frame on {topic} (node camera_{cam}; none newer than max_frame_age_s={max_age} s)'
+                )
                 return None
             images[cam] = img
         state = self.mapper.observation_state(names, positions)
@@ -630,8 +763,11 @@ class BaseStrategyNode(ManagedNode):
         if self.local_policy is not None:
             action = self.local_policy.infer(state, images, task)
             if action is None:
-                self.starve_reason = (f'no action chunk from {policy_node} on {policy_node}/action_chunk'
-                                      if self._chunks is not None else f'policy {policy_node} returned no action')
+                self.starve_reason = (
+                    f'no action chunk from {policy_node} on {policy_node}/action_chunk'
+                    if self._chunks is not None
+                    else f'policy {policy_node} returned no action'
+                )
             return action
         req = InferAction.Request()
         req.stamp = stamp
@@ -648,8 +784,10 @@ class BaseStrategyNode(ManagedNode):
                 self.get_logger().error(f'policy call failed: {resp.message}', throttle_duration_sec=2.0)
                 self.starve_reason = f'policy service {service} (node {policy_node}) failed: {resp.message}'
             else:
-                self.starve_reason = (f'policy service {service} (node {policy_node}) gave no reply within '
-                                      f'policy_timeout_s={self.param("policy_timeout_s")} s')
+                self.starve_reason = (
+                    f'policy service {service} (node {policy_node}) gave no reply within '
+                    f'policy_timeout_s={self.param("policy_timeout_s")} s'
+                )
             return None
         return dict(zip(resp.action_names, resp.action))
 
@@ -679,8 +817,14 @@ class BaseStrategyNode(ManagedNode):
         msg.target_rate_hz = float(self.param('fps') * self.param('interpolation_multiplier'))
         for key in ('ticks', 'overruns', 'starved_ticks'):
             setattr(msg, key, int(s[key]))
-        for key in ('rate_hz', 'period_err_p50_ms', 'period_err_p99_ms', 'period_err_max_ms',
-                    'infer_p50_ms', 'infer_p99_ms'):
+        for key in (
+            'rate_hz',
+            'period_err_p50_ms',
+            'period_err_p99_ms',
+            'period_err_max_ms',
+            'infer_p50_ms',
+            'infer_p99_ms',
+        ):
             setattr(msg, key, float(s[key]))
         self.fill_status(msg)
         self._status_pub.publish(msg)
@@ -697,7 +841,7 @@ class BaseStrategyNode(ManagedNode):
         return {}
 
     def destroy_node(self) -> None:
-        if hasattr(self, '_link_owner'):   # absent when a parameter was refused in __init__
+        if hasattr(self, '_link_owner'):  # absent when a parameter was refused in __init__
             self._link_owner.destroy()
         super().destroy_node()
 

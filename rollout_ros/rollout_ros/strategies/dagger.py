@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """DAgger strategy: the policy drives, a human takes over when it goes wrong,
 and the takeovers become training data (`intervention=True`).
 
@@ -20,8 +21,7 @@ import sys
 
 import numpy as np
 
-from rollout_ros.core.dagger_phases import (AUTONOMOUS, CORRECTING, CORRECTION, PAUSE_RESUME, PAUSED,
-                                            DaggerPhases)
+from rollout_ros.core.dagger_phases import AUTONOMOUS, CORRECTING, CORRECTION, PAUSE_RESUME, PAUSED, DaggerPhases
 from rollout_ros.core.errors import ConfigError
 from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.leaders import get_leader_spec
@@ -31,30 +31,55 @@ from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
 class DaggerStrategyNode(RecordingStrategyNode):
-
     strategy_type = 'dagger'
 
     def __init__(self, node_name: str = 'dagger_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('teleop_node', 'teleop', 'Teleop (leader arm) node: its ~/joint_states, ~/move_to '
-                     'and ~/release are used. Required for dagger.')
-        self.declare('teleop_type', 'koch_leader', 'Leader type; decides whether the leader is actuated '
-                     '(driven to the follower on pause) or passive (the follower comes to it).')
-        self.declare('pause_resume_keys', ['space', 'KEY_A'], 'Keys / pedal codes: pause or resume the policy.',
-                     read_only=False)
-        self.declare('correction_keys', ['tab', 'KEY_B'], 'Keys / pedal codes: start or end a correction.',
-                     read_only=False)
-        self.declare('upload_keys', ['enter', 'KEY_C'], 'Keys / pedal codes: upload saved episodes.',
-                     read_only=False)
-        self.declare('record_autonomous', False, 'Record autonomous and paused frames too (episodes '
-                     'rotated by the recorder), not only corrections.')
-        self.declare('num_episodes', 50, 'Corrections-only mode: stop after this many saved corrections.',
-                     **LIMITS['num_episodes'].kwargs())
+        self.declare(
+            'teleop_node',
+            'teleop',
+            'Teleop (leader arm) node: its ~/joint_states, ~/move_to and ~/release are used. Required for dagger.',
+        )
+        self.declare(
+            'teleop_type',
+            'koch_leader',
+            'Leader type; decides whether the leader is actuated '
+            '(driven to the follower on pause) or passive (the follower comes to it).',
+        )
+        self.declare(
+            'pause_resume_keys', ['space', 'KEY_A'], 'Keys / pedal codes: pause or resume the policy.', read_only=False
+        )
+        self.declare(
+            'correction_keys', ['tab', 'KEY_B'], 'Keys / pedal codes: start or end a correction.', read_only=False
+        )
+        self.declare('upload_keys', ['enter', 'KEY_C'], 'Keys / pedal codes: upload saved episodes.', read_only=False)
+        self.declare(
+            'record_autonomous',
+            False,
+            'Record autonomous and paused frames too (episodes rotated by the recorder), not only corrections.',
+        )
+        self.declare(
+            'num_episodes',
+            50,
+            'Corrections-only mode: stop after this many saved corrections.',
+            **LIMITS['num_episodes'].kwargs(),
+        )
         self.declare('smooth_handover', True, 'On pause, drive an actuated leader to the follower pose.')
-        self.declare('handover_speed', 0.5, 'Joint speed cap while the follower approaches a passive '
-                     "leader's pose at the start of a correction [rad/s].", min_value=0.01, max_value=10.0)
-        self.declare('leader_move_speed', 0.0, "Speed cap of the leader's move to the follower on pause "
-                     "[rad/s]; 0 = the teleop node's move_speed.", min_value=0.0, max_value=10.0)
+        self.declare(
+            'handover_speed',
+            0.5,
+            'Joint speed cap while the follower approaches a passive '
+            "leader's pose at the start of a correction [rad/s].",
+            min_value=0.01,
+            max_value=10.0,
+        )
+        self.declare(
+            'leader_move_speed',
+            0.0,
+            "Speed cap of the leader's move to the follower on pause [rad/s]; 0 = the teleop node's move_speed.",
+            min_value=0.0,
+            max_value=10.0,
+        )
         self.phases = DaggerPhases()
         self.corrections = 0
         self.transitions: list[tuple[str, str]] = []
@@ -66,8 +91,11 @@ class DaggerStrategyNode(RecordingStrategyNode):
     def configure(self) -> None:
         teleop = self.param('teleop_node').strip()
         if not teleop.strip('/'):
-            raise ConfigError('teleop_node', 'dagger needs a leader arm to correct with.',
-                              'start a teleop node and name it here (teleop:=... in the launch file).')
+            raise ConfigError(
+                'teleop_node',
+                'dagger needs a leader arm to correct with.',
+                'start a teleop node and name it here (teleop:=... in the launch file).',
+            )
         self._actuated = get_leader_spec(self.param('teleop_type')).actuated
         super().configure()
         self.leader = LeaderLink(self, teleop)
@@ -109,8 +137,11 @@ class DaggerStrategyNode(RecordingStrategyNode):
         msg.phase = self.phases.phase
 
     def summary_extras(self) -> dict:
-        return {**super().summary_extras(), 'corrections': self.corrections,
-                'transitions': [f'{a}->{b}' for a, b in self.transitions]}
+        return {
+            **super().summary_extras(),
+            'corrections': self.corrections,
+            'transitions': [f'{a}->{b}' for a, b in self.transitions],
+        }
 
     # Operator input -----------------------------------------------------------
     def on_key(self, key: str) -> None:
@@ -152,8 +183,10 @@ class DaggerStrategyNode(RecordingStrategyNode):
         leader = self.leader.pose(names)
         if leader is None:
             # No fresh leader pose: hold and count the tick, record nothing.
-            self.starve_reason = (f"no fresh leader pose from {self.param('teleop_node')} "
-                                  f"(max_frame_age_s={self.param('max_frame_age_s')} s)")
+            self.starve_reason = (
+                f'no fresh leader pose from {self.param("teleop_node")} '
+                f'(max_frame_age_s={self.param("max_frame_age_s")} s)'
+            )
             return None
         target = np.array(leader)
         if self._approaching:
@@ -182,7 +215,7 @@ class DaggerStrategyNode(RecordingStrategyNode):
         elif new == PAUSED and old == CORRECTING:
             if corrections_only:
                 self.corrections += 1
-                self._flush_pending()      # the correction's last row goes out before its save
+                self._flush_pending()  # the correction's last row goes out before its save
                 self.request('save_episode')
                 if self.corrections >= self.param('num_episodes'):
                     self.get_logger().info(f'{self.corrections} corrections recorded: done')

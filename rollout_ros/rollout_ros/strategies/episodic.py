@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Episodic strategy (lerobot-rollout --strategy.type=episodic): `num_episodes`
 episodes of at most `episode_time_s`, each but the last followed by
 `reset_time_s` of reset, as lerobot-record does with a policy.
@@ -29,8 +30,7 @@ import time
 import numpy as np
 from rclpy.time import Time
 
-from rollout_ros.core.episodic_phases import (DISCARD, DONE, NEXT, RECORDING, REDO, RESETTING, SAVE,
-                                              EpisodicPhases, Step)
+from rollout_ros.core.episodic_phases import DISCARD, DONE, NEXT, RECORDING, REDO, RESETTING, SAVE, EpisodicPhases, Step
 from rollout_ros.core.limits import LIMITS
 from rollout_ros.hardware.leaders import get_leader_spec
 from rollout_ros.nodes.spin import run_node
@@ -39,48 +39,97 @@ from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
 class EpisodicStrategyNode(RecordingStrategyNode):
-
     strategy_type = 'episodic'
 
     def __init__(self, node_name: str = 'episodic_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('num_episodes', 50, 'Episodes to record; the run ends after the last one '
-                     '(lerobot --dataset.num_episodes).', **LIMITS['num_episodes'].kwargs())
-        self.declare('episode_time_s', 60.0, 'Longest episode [s]; it holds at most episode_time_s x fps '
-                     'rows (lerobot --dataset.episode_time_s).', **LIMITS['episode_time_s'].kwargs())
-        self.declare('reset_time_s', 60.0, 'Reset after each episode but the last [s]; nothing is recorded '
-                     '(lerobot --dataset.reset_time_s).', **LIMITS['reset_time_s'].kwargs())
-        self.declare('next_keys', ['right', 'n', 'KEY_C'], 'Keys / pedal codes: end the episode or the reset '
-                     'early.', read_only=False)
-        self.declare('redo_keys', ['left', 'r', 'KEY_A'], 'Keys / pedal codes: discard the episode (while '
-                     'recording, or during the reset after it) and record it again.', read_only=False)
-        self.declare('teleop_node', '', "Teleop (leader arm) node driving the robot during resets: its "
-                     "~/joint_states, ~/move_to and ~/release; '' = no teleoperator.")
-        self.declare('teleop_type', 'koch_leader', 'Leader type; decides whether the leader is actuated '
-                     '(driven to the follower at a reset) or passive.')
-        self.declare('reset_to_initial_position', True, 'Without a teleoperator: during resets, bring the robot '
-                     'back to the pose it had when the loop started, at handover_speed; false = hold it where '
-                     'it is (lerobot --strategy.reset_to_initial_position).')
-        self.declare('smooth_leader_to_follower_handover', True, 'At a reset, drive an actuated leader to the '
-                     "follower's pose before releasing it; false = the follower approaches the leader instead "
-                     '(lerobot --strategy.smooth_leader_to_follower_handover).')
-        self.declare('smooth_handover', True, 'At a reset, move an actuated leader to the follower (see '
-                     "smooth_leader_to_follower_handover); false = no leader move, for clutch-style teleops. The "
-                     "follower's approach to the leader stays capped at handover_speed either way; where the "
-                     'poses already match it ends at once (lerobot --strategy.smooth_handover).')
-        self.declare('handover_speed', 0.5, 'Joint speed cap of the follower during a reset, approaching the '
-                     'leader or the initial pose [rad/s].', min_value=0.01, max_value=10.0)
-        self.declare('leader_move_speed', 0.0, "Speed cap of the leader's move to the follower at a reset "
-                     "[rad/s]; 0 = the teleop node's move_speed.", min_value=0.0, max_value=10.0)
+        self.declare(
+            'num_episodes',
+            50,
+            'Episodes to record; the run ends after the last one (lerobot --dataset.num_episodes).',
+            **LIMITS['num_episodes'].kwargs(),
+        )
+        self.declare(
+            'episode_time_s',
+            60.0,
+            'Longest episode [s]; it holds at most episode_time_s x fps rows (lerobot --dataset.episode_time_s).',
+            **LIMITS['episode_time_s'].kwargs(),
+        )
+        self.declare(
+            'reset_time_s',
+            60.0,
+            'Reset after each episode but the last [s]; nothing is recorded (lerobot --dataset.reset_time_s).',
+            **LIMITS['reset_time_s'].kwargs(),
+        )
+        self.declare(
+            'next_keys',
+            ['right', 'n', 'KEY_C'],
+            'Keys / pedal codes: end the episode or the reset early.',
+            read_only=False,
+        )
+        self.declare(
+            'redo_keys',
+            ['left', 'r', 'KEY_A'],
+            'Keys / pedal codes: discard the episode (while '
+            'recording, or during the reset after it) and record it again.',
+            read_only=False,
+        )
+        self.declare(
+            'teleop_node',
+            '',
+            'Teleop (leader arm) node driving the robot during resets: its '
+            "~/joint_states, ~/move_to and ~/release; '' = no teleoperator.",
+        )
+        self.declare(
+            'teleop_type',
+            'koch_leader',
+            'Leader type; decides whether the leader is actuated (driven to the follower at a reset) or passive.',
+        )
+        self.declare(
+            'reset_to_initial_position',
+            True,
+            'Without a teleoperator: during resets, bring the robot '
+            'back to the pose it had when the loop started, at handover_speed; false = hold it where '
+            'it is (lerobot --strategy.reset_to_initial_position).',
+        )
+        self.declare(
+            'smooth_leader_to_follower_handover',
+            True,
+            'At a reset, drive an actuated leader to the '
+            "follower's pose before releasing it; false = the follower approaches the leader instead "
+            '(lerobot --strategy.smooth_leader_to_follower_handover).',
+        )
+        self.declare(
+            'smooth_handover',
+            True,
+            'At a reset, move an actuated leader to the follower (see '
+            'smooth_leader_to_follower_handover); false = no leader move, for clutch-style teleops. The '
+            "follower's approach to the leader stays capped at handover_speed either way; where the "
+            'poses already match it ends at once (lerobot --strategy.smooth_handover).',
+        )
+        self.declare(
+            'handover_speed',
+            0.5,
+            'Joint speed cap of the follower during a reset, approaching the leader or the initial pose [rad/s].',
+            min_value=0.01,
+            max_value=10.0,
+        )
+        self.declare(
+            'leader_move_speed',
+            0.0,
+            "Speed cap of the leader's move to the follower at a reset [rad/s]; 0 = the teleop node's move_speed.",
+            min_value=0.0,
+            max_value=10.0,
+        )
         self.phases: EpisodicPhases | None = None
         self.leader: LeaderLink | None = None
-        self.episode_frames: list[int] = []      # rows of each kept episode, in order
+        self.episode_frames: list[int] = []  # rows of each kept episode, in order
         # (unix time, phase entered, cause, what became of the episode): when a
         # recording phase began (the recorder's opening) and every step after.
         self.timeline: list[tuple[float, str, str, str | None]] = []
         self._actuated = False
-        self._initial = None                     # the loop's first observed state
-        self._opened_at: int | None = None       # ns: the recorder opened the episode
+        self._initial = None  # the loop's first observed state
+        self._opened_at: int | None = None  # ns: the recorder opened the episode
         self._tick_records = False
         self._approaching = False
         self._leader_ready = threading.Event()
@@ -101,8 +150,9 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         super().cleanup()
 
     def activate(self) -> None:
-        self.phases = EpisodicPhases(self.param('num_episodes'), self.param('episode_time_s'),
-                                     self.param('reset_time_s'), self.param('fps'))
+        self.phases = EpisodicPhases(
+            self.param('num_episodes'), self.param('episode_time_s'), self.param('reset_time_s'), self.param('fps')
+        )
         self.episode_frames = []
         self.timeline = []
         self._initial = None
@@ -118,7 +168,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
             self.run_async(self.leader.release)
         p = self.phases
         if self.recording and p.phase == RECORDING and p.frames == 0:
-            self.request('discard_episode')     # opened, nothing in it yet
+            self.request('discard_episode')  # opened, nothing in it yet
         elif self.recording:
             # Saved by the base class: the open episode, or the one awaiting the end of its reset.
             self.episode_frames = [*p.kept_frames, p.frames if p.phase == RECORDING else p.last_episode_frames]
@@ -135,9 +185,12 @@ class EpisodicStrategyNode(RecordingStrategyNode):
 
     def summary_extras(self) -> dict:
         p = self.phases
-        return {**super().summary_extras(), 'discarded': p.discarded if p else 0,
-                'episode_frames': self.episode_frames or (list(p.kept_frames) if p else []),
-                'transitions': [f'{s.old}->{s.new}:{s.cause}' for s in p.steps] if p else []}
+        return {
+            **super().summary_extras(),
+            'discarded': p.discarded if p else 0,
+            'episode_frames': self.episode_frames or (list(p.kept_frames) if p else []),
+            'transitions': [f'{s.old}->{s.new}:{s.cause}' for s in p.steps] if p else [],
+        }
 
     # Operator input -----------------------------------------------------------
     def on_key(self, key: str) -> None:
@@ -148,9 +201,10 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         else:
             return
         if not self.phases.request(event):
-            self.get_logger().info(f'{key}: no {event} while {self.phases.phase}'
-                                   + ('' if self.phases.started or self.phases.phase != RECORDING
-                                      else ' (the episode is opening)'))
+            self.get_logger().info(
+                f'{key}: no {event} while {self.phases.phase}'
+                + ('' if self.phases.started or self.phases.phase != RECORDING else ' (the episode is opening)')
+            )
 
     # The loop's action source -------------------------------------------------
     def _policy(self, obs):
@@ -188,7 +242,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         self.timeline.append((time.time(), step.new, step.cause, step.close))
         self.get_logger().info(f'episode {p.episode}/{p.num_episodes}: {step.old} -> {step.new} ({step.cause})')
         if step.old == RECORDING:
-            self._flush_pending()       # the episode's last row goes out before its save
+            self._flush_pending()  # the episode's last row goes out before its save
         if step.close == SAVE:
             self.request('save_episode')
         elif step.close == DISCARD:
@@ -217,6 +271,7 @@ class EpisodicStrategyNode(RecordingStrategyNode):
                 self.last_error = f'the recorder could not open episode {self.phases.episode}: {message}'
                 self.get_logger().error(self.last_error)
                 self.loop.stop()
+
         self.request('start_episode', then=opened)
 
     # Reset --------------------------------------------------------------------
@@ -225,8 +280,12 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         self._approaching = True
         self._handover_cancel.clear()
         self._leader_ready.set()
-        if (self._actuated and self.param('smooth_handover') and self.param('smooth_leader_to_follower_handover')
-                and self.loop.last_command is not None):
+        if (
+            self._actuated
+            and self.param('smooth_handover')
+            and self.param('smooth_leader_to_follower_handover')
+            and self.loop.last_command is not None
+        ):
             self._leader_ready.clear()
             pose = self.loop.last_command
             self.run_async(lambda: self._hand_leader_over(pose))
@@ -245,12 +304,14 @@ class EpisodicStrategyNode(RecordingStrategyNode):
         names = self.mapper.ros_joint_names
         if self.leader is not None:
             if not self._leader_ready.is_set():
-                return hold                 # the leader is still coming to the follower
+                return hold  # the leader is still coming to the follower
             target = self.leader.pose(names)
             if target is None:
                 # A starved tick holds the arm; a leader gone for max_starved_ticks ends the run.
-                self.starve_reason = (f"no fresh leader pose from {self.param('teleop_node')} "
-                                      f"(max_frame_age_s={self.param('max_frame_age_s')} s)")
+                self.starve_reason = (
+                    f'no fresh leader pose from {self.param("teleop_node")} '
+                    f'(max_frame_age_s={self.param("max_frame_age_s")} s)'
+                )
                 return None
         elif self.param('reset_to_initial_position'):
             target = self.mapper.joint_command(self._initial)[1]

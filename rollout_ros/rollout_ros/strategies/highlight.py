@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Highlight strategy: the policy runs while the recorder keeps the last
 `ring_buffer_seconds` in memory; nothing reaches the disk until asked.
 
@@ -16,13 +17,17 @@ from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
 class HighlightStrategyNode(RecordingStrategyNode):
-
     strategy_type = 'highlight'
 
     def __init__(self, node_name: str = 'highlight_strategy', **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('save_key', 's', 'First press: the ring buffer starts an episode that then records '
-                     'live; second press: the episode is saved.', read_only=False)
+        self.declare(
+            'save_key',
+            's',
+            'First press: the ring buffer starts an episode that then records '
+            'live; second press: the episode is saved.',
+            read_only=False,
+        )
         self.declare('push_key', 'h', 'Upload the saved episodes to the Hub.', read_only=False)
         self.declare('discard_key', 'd', 'Drop the live episode.', read_only=False)
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The teleop (leader arm) node as a strategy sees it, for the handovers of
 dagger and episodic: the leader's pose, its `~/move_to` (an actuated leader
 driven to the follower at a capped speed) and `~/release` (torque off so a
@@ -7,10 +8,10 @@ hand can move it), and the follower's speed-capped approach to the leader.
 import numpy as np
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
-from rollout_ros_interfaces.srv import MoveToPose
 
 from rollout_ros.nodes.lifecycle_client import call_blocking
 from rollout_ros.strategies.base_strategy import keep_positions
+from rollout_ros_interfaces.srv import MoveToPose
 
 
 def capped_step(current, target, max_step: float) -> tuple[np.ndarray, bool]:
@@ -24,7 +25,6 @@ def capped_step(current, target, max_step: float) -> tuple[np.ndarray, bool]:
 
 
 class LeaderLink:
-
     def __init__(self, strategy, teleop: str):
         """`strategy`: a BaseStrategyNode (its link node carries the calls);
         `teleop`: the teleop node's name, absolute or in the strategy's namespace."""
@@ -32,8 +32,11 @@ class LeaderLink:
         self.positions: dict[str, tuple[float, object]] = {}
         link, group = strategy._link, strategy._io_group
         teleop = strategy.node_path(teleop)
-        strategy._subs.append(link.create_subscription(
-            JointState, f'{teleop}/joint_states', keep_positions(self.positions), 10, callback_group=group))
+        strategy._subs.append(
+            link.create_subscription(
+                JointState, f'{teleop}/joint_states', keep_positions(self.positions), 10, callback_group=group
+            )
+        )
         self._move = link.create_client(MoveToPose, f'{teleop}/move_to', callback_group=group)
         self._release = link.create_client(Trigger, f'{teleop}/release', callback_group=group)
 
@@ -54,8 +57,7 @@ class LeaderLink:
         req.max_speed = float(max_speed)
         resp = call_blocking(self._move, req, 5.0) if self._move.wait_for_service(timeout_sec=1.0) else None
         if resp is None or not resp.success:
-            self.strategy.get_logger().warning(
-                f"leader move refused: {resp.message if resp else 'no teleop node'}")
+            self.strategy.get_logger().warning(f'leader move refused: {resp.message if resp else "no teleop node"}')
             return None
         return resp.duration_s
 

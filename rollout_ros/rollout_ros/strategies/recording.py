@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the recording strategies (sentry, highlight, dagger) share.
 
 The strategy never writes a dataset itself: on every policy tick it
@@ -15,11 +16,11 @@ import threading
 
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
-from rollout_ros_interfaces.msg import InputEvent, RecorderStatus, RolloutFrame
 
 from rollout_ros.core.speech import Speaker
 from rollout_ros.nodes.lifecycle_client import call_blocking
 from rollout_ros.strategies.base_strategy import BaseStrategyNode
+from rollout_ros_interfaces.msg import InputEvent, RecorderStatus, RolloutFrame
 
 RECORDER_SERVICES = ('start_episode', 'save_episode', 'discard_episode', 'push')
 
@@ -29,27 +30,40 @@ def stamp_key(stamp) -> tuple[int, int]:
 
 
 class RecordingStrategyNode(BaseStrategyNode):
-
     summary_complete_at_stop = False
 
     def __init__(self, node_name: str, **kwargs):
         super().__init__(node_name, **kwargs)
-        self.declare('recorder_node', 'recorder',
-                     'Recorder node: its ~/start_episode, ~/save_episode, ~/discard_episode and ~/push '
-                     'services are called, and it subscribes to this node\'s ~/frames.')
-        self.declare('recorder_timeout_s', 60.0,
-                     'Longest wait for one recorder service call (a save of a long episode) [s].',
-                     min_value=0.1)
-        self.declare('input_topics', ['keyboard/events', 'pedal/events'],
-                     'InputEvent topics (keyboard, foot pedal) whose key presses drive this strategy.')
+        self.declare(
+            'recorder_node',
+            'recorder',
+            'Recorder node: its ~/start_episode, ~/save_episode, ~/discard_episode and ~/push '
+            "services are called, and it subscribes to this node's ~/frames.",
+        )
+        self.declare(
+            'recorder_timeout_s',
+            60.0,
+            'Longest wait for one recorder service call (a save of a long episode) [s].',
+            min_value=0.1,
+        )
+        self.declare(
+            'input_topics',
+            ['keyboard/events', 'pedal/events'],
+            'InputEvent topics (keyboard, foot pedal) whose key presses drive this strategy.',
+        )
         self.declare('stop_keys', ['esc'], 'Keys that end the run (the loop stops, recordings are saved).')
-        self.declare('play_sounds', True, 'Speak events (episode saved, paused...) through the '
-                     "system's speech tool (spd-say / espeak) where there is one.", read_only=False)
-        self.episodes_saved = 0           # by this run, rotations by the recorder included
+        self.declare(
+            'play_sounds',
+            True,
+            'Speak events (episode saved, paused...) through the '
+            "system's speech tool (spd-say / espeak) where there is one.",
+            read_only=False,
+        )
+        self.episodes_saved = 0  # by this run, rotations by the recorder included
         self.frames_saved = 0
-        self.recording = False            # an episode is open on the recorder
+        self.recording = False  # an episode is open on the recorder
         self.recorder_errors: list[str] = []
-        self.recorder_status: RecorderStatus | None = None   # the recorder's latest ~/status
+        self.recorder_status: RecorderStatus | None = None  # the recorder's latest ~/status
         self._frames_pub = None
         self._rec_clients: dict = {}
         self._pending: RolloutFrame | None = None
@@ -66,18 +80,27 @@ class RecordingStrategyNode(BaseStrategyNode):
         self._frames_pub = self.create_lifecycle_publisher(RolloutFrame, '~/frames', 200)
         rec = self.node_path(self.param('recorder_node'))
         for name in RECORDER_SERVICES:
-            self._rec_clients[name] = self._link.create_client(Trigger, f'{rec}/{name}',
-                                                               callback_group=self._io_group)
-        self._subs.append(self._link.create_subscription(
-            RecorderStatus, f'{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group))
+            self._rec_clients[name] = self._link.create_client(Trigger, f'{rec}/{name}', callback_group=self._io_group)
+        self._subs.append(
+            self._link.create_subscription(
+                RecorderStatus, f'{rec}/status', self._on_recorder_status, 10, callback_group=self._io_group
+            )
+        )
         for name, client in self._managed.items():
             if 'robot_driver' in name:
-                self._subs.append(self._link.create_subscription(
-                    JointState, f'{client.target}/executed_commands', self._on_executed, 50,
-                    callback_group=self._io_group))
+                self._subs.append(
+                    self._link.create_subscription(
+                        JointState,
+                        f'{client.target}/executed_commands',
+                        self._on_executed,
+                        50,
+                        callback_group=self._io_group,
+                    )
+                )
         for topic in self.param('input_topics'):
-            self._subs.append(self._link.create_subscription(InputEvent, topic, self._on_input, 10,
-                                                             callback_group=self._io_group))
+            self._subs.append(
+                self._link.create_subscription(InputEvent, topic, self._on_input, 10, callback_group=self._io_group)
+            )
         self._worker = threading.Thread(target=self._serve_requests, name='recorder-calls', daemon=True)
         self._worker.start()
 
@@ -179,6 +202,7 @@ class RecordingStrategyNode(BaseStrategyNode):
             ok, message = self._call_recorder(service)
             if then is not None:
                 then(ok, message)
+
         self.run_async(call)
 
     def run_async(self, fn) -> None:
@@ -215,10 +239,8 @@ class RecordingStrategyNode(BaseStrategyNode):
             info = _json_or_empty(resp.message)
             # The recorder's session counts also hold the episodes it rotated on its own (sentry).
             self.episodes_saved = max(self.episodes_saved + 1, int(info.get('session_episodes', 0)))
-            self.frames_saved = max(self.frames_saved + int(info.get('frames', 0)),
-                                    int(info.get('session_frames', 0)))
-            self.get_logger().info(f"episode {info.get('episode_index', '?')} saved "
-                                   f"({info.get('frames', '?')} frames)")
+            self.frames_saved = max(self.frames_saved + int(info.get('frames', 0)), int(info.get('session_frames', 0)))
+            self.get_logger().info(f'episode {info.get("episode_index", "?")} saved ({info.get("frames", "?")} frames)')
             self.speaker.say('episode saved')
         return True, resp.message
 
@@ -245,9 +267,11 @@ class RecordingStrategyNode(BaseStrategyNode):
     def summary_extras(self) -> dict:
         """This run's episodes and frames (the CLI adds the dataset's totals as dataset_*)."""
         rec = self.recorder_status or RecorderStatus()
-        return {'episodes': max(self.episodes_saved, int(rec.session_episodes)),
-                'frames': max(self.frames_saved, int(getattr(rec, 'session_frames', 0))),
-                'recorder_errors': len(self.recorder_errors)}
+        return {
+            'episodes': max(self.episodes_saved, int(rec.session_episodes)),
+            'frames': max(self.frames_saved, int(getattr(rec, 'session_frames', 0))),
+            'recorder_errors': len(self.recorder_errors),
+        }
 
     # Frames -------------------------------------------------------------------
     def _on_executed(self, msg: JointState) -> None:

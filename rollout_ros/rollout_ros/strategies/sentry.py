@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sentry strategy: the policy runs and everything is recorded.
 
 One episode is opened when the loop starts; the recorder (auto_rotate) saves
@@ -14,7 +15,6 @@ from rollout_ros.strategies.recording import RecordingStrategyNode
 
 
 class SentryStrategyNode(RecordingStrategyNode):
-
     strategy_type = 'sentry'
 
     def __init__(self, node_name: str = 'sentry_strategy', **kwargs):

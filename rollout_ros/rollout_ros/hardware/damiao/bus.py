@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Driver-side access to Damiao motors in MIT mode over CAN, through python-can.
 
 Same interface and error semantics as the Dynamixel and Feetech buses
@@ -48,12 +49,19 @@ def _socketcan_fix(channel: str, bitrate: int, data_bitrate: int, fd: bool) -> s
 
 
 class DamiaoBus(ServoBusLifecycle):
-
-    def __init__(self, channel: str, motors: dict[str, tuple[int, int, str]], *,
-                 interface: str = 'socketcan', fd: bool = True, bitrate: int = DEFAULT_BITRATE,
-                 data_bitrate: int = DEFAULT_DATA_BITRATE,
-                 gains: dict[str, tuple[float, float]] | None = None,
-                 read_retries: int = 2, reply_timeout_s: float = REPLY_TIMEOUT_S):
+    def __init__(
+        self,
+        channel: str,
+        motors: dict[str, tuple[int, int, str]],
+        *,
+        interface: str = 'socketcan',
+        fd: bool = True,
+        bitrate: int = DEFAULT_BITRATE,
+        data_bitrate: int = DEFAULT_DATA_BITRATE,
+        gains: dict[str, tuple[float, float]] | None = None,
+        read_retries: int = 2,
+        reply_timeout_s: float = REPLY_TIMEOUT_S,
+    ):
         """`motors`: name -> (send id, receive id, model); `channel` is the CAN
         interface (can0), or for udp_multicast a group address with an
         optional `:port`."""
@@ -95,8 +103,11 @@ class DamiaoBus(ServoBusLifecycle):
         try:
             self._bus = can.Bus(**self._bus_kwargs())
         except (can.CanError, OSError, ValueError, ImportError) as exc:
-            fix = (_socketcan_fix(self.port, self.bitrate, self.data_bitrate, self.fd)
-                   if self.interface == 'socketcan' else f'check the {self.interface} channel {self.port!r}')
+            fix = (
+                _socketcan_fix(self.port, self.bitrate, self.data_bitrate, self.fd)
+                if self.interface == 'socketcan'
+                else f'check the {self.interface} channel {self.port!r}'
+            )
             raise BusError(f'cannot open CAN bus {self.port!r} ({self.interface}): {exc}; {fix}') from exc
         self._faults.clear()
         self._bus_off = False
@@ -124,10 +135,11 @@ class DamiaoBus(ServoBusLifecycle):
         try:
             self.refresh()
         except BusError as exc:
-            hint = ('check the 24 V supply, the CAN wiring and termination, and the motors\' CAN ids '
-                    '(Damiao debugging tool)')
+            hint = (
+                "check the 24 V supply, the CAN wiring and termination, and the motors' CAN ids (Damiao debugging tool)"
+            )
             if self.interface == 'socketcan':
-                hint += f', and that {self.port} runs at the motors\' rates ({self.bitrate}/{self.data_bitrate})'
+                hint += f", and that {self.port} runs at the motors' rates ({self.bitrate}/{self.data_bitrate})"
             raise BusError(f'{exc}: {hint}') from exc
 
     def _close(self) -> None:
@@ -147,11 +159,14 @@ class DamiaoBus(ServoBusLifecycle):
         self.sync_write(register, {motor: value})
 
     def sync_read(self, register: str, motors: list[str] | None = None) -> dict[str, float]:
-        field = {'Present_Position': 'position', 'Present_Velocity': 'velocity',
-                 'Present_Torque': 'torque'}.get(register)
+        field = {'Present_Position': 'position', 'Present_Velocity': 'velocity', 'Present_Torque': 'torque'}.get(
+            register
+        )
         if field is None:
-            raise ValueError(f'cannot read {register!r} from a Damiao motor; readable: '
-                             'Present_Position, Present_Velocity, Present_Torque')
+            raise ValueError(
+                f'cannot read {register!r} from a Damiao motor; readable: '
+                'Present_Position, Present_Velocity, Present_Torque'
+            )
         states = self.refresh(motors)
         return {m: getattr(s, field) for m, s in states.items()}
 
@@ -167,15 +182,20 @@ class DamiaoBus(ServoBusLifecycle):
                 self.gains[m] = (v, kd) if register == 'Kp' else (kp, v)
             return
         if register != 'Goal_Position':
-            raise ValueError(f'cannot write {register!r} to a Damiao motor in MIT mode; writable: '
-                             'Goal_Position, Kp, Kd')
+            raise ValueError(
+                f'cannot write {register!r} to a Damiao motor in MIT mode; writable: Goal_Position, Kp, Kd'
+            )
         self.mit_control({m: (q, 0.0, *self.gains[m], 0.0) for m, q in values.items()})
 
     def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
         names = self._names(motors)
-        states = self._exchange({m: (self._send_id(m), proto.command_frame(
-            proto.CMD_ENABLE if enabled else proto.CMD_DISABLE)) for m in names},
-            f"torque {'enable' if enabled else 'disable'}")
+        states = self._exchange(
+            {
+                m: (self._send_id(m), proto.command_frame(proto.CMD_ENABLE if enabled else proto.CMD_DISABLE))
+                for m in names
+            },
+            f'torque {"enable" if enabled else "disable"}',
+        )
         faulted = [f'{m}: {s.fault}' for m, s in states.items() if s.fault]
         if enabled and faulted:
             raise BusError(f'torque enable on {self.port!r} failed, motors report faults: ' + '; '.join(faulted))
@@ -200,8 +220,9 @@ class DamiaoBus(ServoBusLifecycle):
     def refresh(self, motors: list[str] | None = None) -> dict[str, proto.MotorState]:
         """Each motor's state, asked for now."""
         names = self._names(motors)
-        return self._exchange({m: (proto.PARAM_ID, proto.refresh_frame(self._send_id(m))) for m in names},
-                              'state refresh')
+        return self._exchange(
+            {m: (proto.PARAM_ID, proto.refresh_frame(self._send_id(m))) for m in names}, 'state refresh'
+        )
 
     def set_zero(self, motors: list[str] | None = None) -> None:
         """Make the present position each motor's zero (torque must be off)."""
@@ -209,8 +230,7 @@ class DamiaoBus(ServoBusLifecycle):
         enabled = [m for m, s in self.refresh(names).items() if s.enabled]
         if enabled:
             raise BusError(f'refusing to zero {enabled} with torque on: disable torque first')
-        self._exchange({m: (self._send_id(m), proto.command_frame(proto.CMD_SET_ZERO)) for m in names},
-                       'set zero')
+        self._exchange({m: (self._send_id(m), proto.command_frame(proto.CMD_SET_ZERO)) for m in names}, 'set zero')
         self._goals.clear()
 
     # -- transactions ----------------------------------------------------------------
@@ -227,8 +247,10 @@ class DamiaoBus(ServoBusLifecycle):
                 self._drain(bus)
                 if self._bus_off:
                     # Nothing goes out until the controller restarts.
-                    raise BusError(f'CAN controller on {self.port!r} is bus-off: check wiring, termination '
-                                   'and that every node runs the same bitrates')
+                    raise BusError(
+                        f'CAN controller on {self.port!r} is bus-off: check wiring, termination '
+                        'and that every node runs the same bitrates'
+                    )
                 for m in pending:
                     self._send(bus, *frames[m])
                 replies, corrupt = self._collect(bus, pending)
@@ -240,11 +262,11 @@ class DamiaoBus(ServoBusLifecycle):
         self._note_faults(got)
         self.states.update(got)
         if pending:
-            silent = ', '.join(f'{m} (send 0x{self._send_id(m):02X}, recv 0x{self.motors[m][1]:02X})'
-                               for m in pending)
+            silent = ', '.join(f'{m} (send 0x{self._send_id(m):02X}, recv 0x{self.motors[m][1]:02X})' for m in pending)
             extra = f' ({bad} malformed replies)' if bad else ''
-            raise BusError(f'{what} on {self.port!r} failed after {self.read_retries + 1} attempts: '
-                           f'no reply from {silent}{extra}')
+            raise BusError(
+                f'{what} on {self.port!r} failed after {self.read_retries + 1} attempts: no reply from {silent}{extra}'
+            )
         return {m: got[m] for m in frames}
 
     def _send(self, bus: can.BusABC, arbitration_id: int, data: bytes) -> None:
@@ -254,8 +276,10 @@ class DamiaoBus(ServoBusLifecycle):
         try:
             bus.send(msg, timeout=self.reply_timeout_s)
         except (can.CanError, OSError) as exc:
-            raise BusError(f'CAN send on {self.port!r} failed: {exc} (interface down, adapter unplugged, '
-                           'or the controller is bus-off: check wiring and termination)') from exc
+            raise BusError(
+                f'CAN send on {self.port!r} failed: {exc} (interface down, adapter unplugged, '
+                'or the controller is bus-off: check wiring and termination)'
+            ) from exc
 
     def _collect(self, bus: can.BusABC, motors: list[str]) -> tuple[dict[str, proto.MotorState], int]:
         wanted = {self.motors[m][1]: m for m in motors}
@@ -271,7 +295,7 @@ class DamiaoBus(ServoBusLifecycle):
                 break
             motor = wanted.get(msg.arbitration_id)
             if motor is None:
-                continue   # another node's traffic, or a reply we stopped waiting for
+                continue  # another node's traffic, or a reply we stopped waiting for
             try:
                 replies[motor] = proto.decode_state(self.motors[motor][2], msg.data)
             except ValueError:
@@ -295,10 +319,13 @@ class DamiaoBus(ServoBusLifecycle):
                 continue
             if msg.arbitration_id & CAN_ERR_BUSOFF:
                 self._bus_off = True
-                raise BusError(f'CAN controller on {self.port!r} went bus-off: check wiring, termination '
-                               'and that every node runs the same bitrates')
-            logger.warning('CAN error frame on %s: class 0x%X data %s', self.port, msg.arbitration_id,
-                           bytes(msg.data).hex())
+                raise BusError(
+                    f'CAN controller on {self.port!r} went bus-off: check wiring, termination '
+                    'and that every node runs the same bitrates'
+                )
+            logger.warning(
+                'CAN error frame on %s: class 0x%X data %s', self.port, msg.arbitration_id, bytes(msg.data).hex()
+            )
 
     def _drain(self, bus: can.BusABC) -> None:
         # Late replies to an earlier, timed-out transaction would otherwise be

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenArm calibration as lerobot does it: the arm hangs straight down with
 the gripper closed, each motor's present position becomes its zero (stored
 in the motor), and the file lerobot writes records a nominal +-90 deg range

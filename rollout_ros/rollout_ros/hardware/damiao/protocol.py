@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Damiao motor CAN frames in MIT mode: the motor models' ranges, the
 command/reply encodings and the status codes, with no I/O.
 
@@ -32,8 +33,13 @@ STATE_LEN = 8
 STATUS_DISABLED = 0x0
 STATUS_ENABLED = 0x1
 FAULTS = {
-    0x8: 'over-voltage', 0x9: 'under-voltage', 0xA: 'over-current', 0xB: 'MOS over-temperature',
-    0xC: 'coil over-temperature', 0xD: 'communication lost', 0xE: 'overload',
+    0x8: 'over-voltage',
+    0x9: 'under-voltage',
+    0xA: 'over-current',
+    0xB: 'MOS over-temperature',
+    0xC: 'coil over-temperature',
+    0xD: 'communication lost',
+    0xE: 'overload',
 }
 
 
@@ -61,8 +67,18 @@ def encode_mit(model: str, position: float, velocity: float, kp: float, kd: floa
     kp_u = float_to_uint(kp, *KP_RANGE, 12)
     kd_u = float_to_uint(kd, *KD_RANGE, 12)
     tau = float_to_uint(torque, -tmax, tmax, 12)
-    return bytes([q >> 8, q & 0xFF, dq >> 4, ((dq & 0xF) << 4) | (kp_u >> 8), kp_u & 0xFF,
-                  kd_u >> 4, ((kd_u & 0xF) << 4) | (tau >> 8), tau & 0xFF])
+    return bytes(
+        [
+            q >> 8,
+            q & 0xFF,
+            dq >> 4,
+            ((dq & 0xF) << 4) | (kp_u >> 8),
+            kp_u & 0xFF,
+            kd_u >> 4,
+            ((kd_u & 0xF) << 4) | (tau >> 8),
+            tau & 0xFF,
+        ]
+    )
 
 
 def decode_mit(model: str, data: bytes) -> tuple[float, float, float, float, float]:
@@ -73,9 +89,13 @@ def decode_mit(model: str, data: bytes) -> tuple[float, float, float, float, flo
     kp_u = ((data[3] & 0xF) << 8) | data[4]
     kd_u = (data[5] << 4) | (data[6] >> 4)
     tau = ((data[6] & 0xF) << 8) | data[7]
-    return (uint_to_float(q, -pmax, pmax, 16), uint_to_float(dq, -vmax, vmax, 12),
-            uint_to_float(kp_u, *KP_RANGE, 12), uint_to_float(kd_u, *KD_RANGE, 12),
-            uint_to_float(tau, -tmax, tmax, 12))
+    return (
+        uint_to_float(q, -pmax, pmax, 16),
+        uint_to_float(dq, -vmax, vmax, 12),
+        uint_to_float(kp_u, *KP_RANGE, 12),
+        uint_to_float(kd_u, *KD_RANGE, 12),
+        uint_to_float(tau, -tmax, tmax, 12),
+    )
 
 
 def command_frame(command: int) -> bytes:
@@ -90,12 +110,12 @@ def refresh_frame(send_id: int) -> bytes:
 
 @dataclass(frozen=True)
 class MotorState:
-    status: int          # high nibble of byte 0: STATUS_* or a FAULTS key
-    position: float      # rad
-    velocity: float      # rad/s
-    torque: float        # N m
-    temp_mos: int        # deg C
-    temp_rotor: int      # deg C
+    status: int  # high nibble of byte 0: STATUS_* or a FAULTS key
+    position: float  # rad
+    velocity: float  # rad/s
+    torque: float  # N m
+    temp_mos: int  # deg C
+    temp_rotor: int  # deg C
 
     @property
     def enabled(self) -> bool:
@@ -106,15 +126,33 @@ class MotorState:
         return FAULTS.get(self.status, '')
 
 
-def encode_state(model: str, motor_id: int, status: int, position: float, velocity: float, torque: float,
-                 temp_mos: int = 30, temp_rotor: int = 30) -> bytes:
+def encode_state(
+    model: str,
+    motor_id: int,
+    status: int,
+    position: float,
+    velocity: float,
+    torque: float,
+    temp_mos: int = 30,
+    temp_rotor: int = 30,
+) -> bytes:
     """A motor's state reply (the emulator's side)."""
     pmax, vmax, tmax = MODEL_LIMITS[model]
     q = float_to_uint(position, -pmax, pmax, 16)
     dq = float_to_uint(velocity, -vmax, vmax, 12)
     tau = float_to_uint(torque, -tmax, tmax, 12)
-    return bytes([(status << 4) | (motor_id & 0xF), q >> 8, q & 0xFF, dq >> 4, ((dq & 0xF) << 4) | (tau >> 8),
-                  tau & 0xFF, temp_mos & 0xFF, temp_rotor & 0xFF])
+    return bytes(
+        [
+            (status << 4) | (motor_id & 0xF),
+            q >> 8,
+            q & 0xFF,
+            dq >> 4,
+            ((dq & 0xF) << 4) | (tau >> 8),
+            tau & 0xFF,
+            temp_mos & 0xFF,
+            temp_rotor & 0xFF,
+        ]
+    )
 
 
 def decode_state(model: str, data: bytes) -> MotorState:
@@ -125,5 +163,11 @@ def decode_state(model: str, data: bytes) -> MotorState:
     q = (data[1] << 8) | data[2]
     dq = (data[3] << 4) | (data[4] >> 4)
     tau = ((data[4] & 0xF) << 8) | data[5]
-    return MotorState(data[0] >> 4, uint_to_float(q, -pmax, pmax, 16), uint_to_float(dq, -vmax, vmax, 12),
-                      uint_to_float(tau, -tmax, tmax, 12), data[6], data[7])
+    return MotorState(
+        data[0] >> 4,
+        uint_to_float(q, -pmax, pmax, 16),
+        uint_to_float(dq, -vmax, vmax, 12),
+        uint_to_float(tau, -tmax, tmax, 12),
+        data[6],
+        data[7],
+    )

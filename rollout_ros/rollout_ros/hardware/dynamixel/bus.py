@@ -1,10 +1,15 @@
+# SPDX-License-Identifier: Apache-2.0
 """Driver-side access to a Dynamixel X-series bus, through dynamixel_sdk only."""
 
 import threading
 
 import dynamixel_sdk as sdk
 
-from rollout_ros.hardware.bus_errors import PORT_ERRORS, BusError, ServoBusLifecycle  # BusError still importable from here
+from rollout_ros.hardware.bus_errors import (
+    PORT_ERRORS,
+    BusError,
+    ServoBusLifecycle,
+)  # BusError still importable from here
 from rollout_ros.hardware.dynamixel import control_table as ct
 
 PROTOCOL_VERSION = 2.0
@@ -23,17 +28,23 @@ class _Failed(Exception):
 
 
 class DynamixelBus(ServoBusLifecycle):
-    def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
-                 read_retries: int = 2, write_retries: int | None = None):
+    def __init__(
+        self,
+        port: str,
+        motors: dict[str, tuple[int, str]],
+        baudrate: int = 1_000_000,
+        read_retries: int = 2,
+        write_retries: int | None = None,
+    ):
         for name, (_, model) in motors.items():
             if model not in ct.MODEL_NUMBER:
-                raise ValueError(f"motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
+                raise ValueError(f'motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}')
         ids = [dxl_id for dxl_id, _ in motors.values()]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate servo ids in {motors}")
+            raise ValueError(f'duplicate servo ids in {motors}')
         write_retries = read_retries if write_retries is None else write_retries
         if read_retries < 0 or write_retries < 0:
-            raise ValueError("read_retries and write_retries must be >= 0")
+            raise ValueError('read_retries and write_retries must be >= 0')
         self.port = port
         self.motors = dict(motors)
         self.baudrate = baudrate
@@ -61,17 +72,21 @@ class DynamixelBus(ServoBusLifecycle):
             return
         handler = sdk.PortHandler(self.port)
         if handler.getCFlagBaud(self.baudrate) <= 0:
-            raise BusError(f"baudrate {self.baudrate} for {self.port!r} is not supported by dynamixel_sdk")
+            raise BusError(f'baudrate {self.baudrate} for {self.port!r} is not supported by dynamixel_sdk')
         try:
             opened = handler.openPort()
             if opened and handler.getBaudRate() != self.baudrate:
                 opened = handler.setBaudRate(self.baudrate)
         except OSError as exc:  # pyserial raises instead of returning False
-            raise BusError(f"cannot open servo port {self.port!r} ({exc}); check robot_port: is the arm "
-                           "powered and its USB cable connected?") from exc
+            raise BusError(
+                f'cannot open servo port {self.port!r} ({exc}); check robot_port: is the arm '
+                'powered and its USB cable connected?'
+            ) from exc
         if not opened:
-            raise BusError(f"cannot open servo port {self.port!r}; check robot_port: is the arm powered "
-                           "and its USB cable connected?")
+            raise BusError(
+                f'cannot open servo port {self.port!r}; check robot_port: is the arm powered '
+                'and its USB cable connected?'
+            )
         # The SDK opens the port with timeout=0 and polls it in a Python loop
         # until the reply is complete, holding the GIL the whole time: next to
         # a policy in the same process that stalled inference for tens of ms.
@@ -90,17 +105,18 @@ class DynamixelBus(ServoBusLifecycle):
         for name, (dxl_id, model) in self.motors.items():
             model_number, result = self._ping(dxl_id)
             if result != sdk.COMM_SUCCESS:
-                missing.append(f"{name} (id {dxl_id})")
+                missing.append(f'{name} (id {dxl_id})')
             elif model_number != ct.MODEL_NUMBER[model]:
-                wrong.append(f"{name} (id {dxl_id}) is model number {model_number}, "
-                             f"expected {ct.MODEL_NUMBER[model]} ({model})")
+                wrong.append(
+                    f'{name} (id {dxl_id}) is model number {model_number}, expected {ct.MODEL_NUMBER[model]} ({model})'
+                )
         problems = []
         if missing:
-            problems.append(f"no answer from {', '.join(missing)}: check power, cabling and ids/baud rate")
+            problems.append(f'no answer from {", ".join(missing)}: check power, cabling and ids/baud rate')
         if wrong:
-            problems.append("wrong servo model: " + "; ".join(wrong))
+            problems.append('wrong servo model: ' + '; '.join(wrong))
         if problems:
-            raise BusError(f"servo bus {self.port!r} at {self.baudrate} baud: " + ". ".join(problems))
+            raise BusError(f'servo bus {self.port!r} at {self.baudrate} baud: ' + '. '.join(problems))
 
     def _ping(self, dxl_id: int) -> tuple[int, int]:
         def ping():
@@ -108,6 +124,7 @@ class DynamixelBus(ServoBusLifecycle):
             if result != sdk.COMM_SUCCESS:
                 raise _Failed(self._packet_handler.getTxRxResult(result))
             return model_number
+
         try:
             return self._transaction(ping, self.read_retries), sdk.COMM_SUCCESS
         except BusError:
@@ -125,25 +142,27 @@ class DynamixelBus(ServoBusLifecycle):
     def read(self, register: str, motor: str) -> int:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
-        what = f"read {register} from {motor} (id {dxl_id})"
+        what = f'read {register} from {motor} (id {dxl_id})'
 
         def read_once():
             data, result, error = self._packet_handler.readTxRx(self._handler(), dxl_id, addr, size)
             self._check(result, error, addr)
             if len(data) < size:
-                raise _Failed(f"short reply ({len(data)} of {size} bytes)")
-            return ct.decode_value(register, int.from_bytes(bytes(data[:size]), "little"))
+                raise _Failed(f'short reply ({len(data)} of {size} bytes)')
+            return ct.decode_value(register, int.from_bytes(bytes(data[:size]), 'little'))
+
         return self._transaction(read_once, self.read_retries, what)
 
     def write(self, register: str, motor: str, value: int) -> None:
         addr, size, _ = ct.lookup(register)
         dxl_id = self._id(motor)
-        data = list(ct.encode_value(register, value).to_bytes(size, "little"))
+        data = list(ct.encode_value(register, value).to_bytes(size, 'little'))
 
         def write_once():
             result, error = self._packet_handler.writeTxRx(self._handler(), dxl_id, addr, size, data)
             self._check(result, error, addr)
-        self._transaction(write_once, self.write_retries, f"write {register}={value} to {motor} (id {dxl_id})")
+
+        self._transaction(write_once, self.write_retries, f'write {register}={value} to {motor} (id {dxl_id})')
 
     # -- group access (the control loop) ---------------------------------------------
 
@@ -157,19 +176,20 @@ class DynamixelBus(ServoBusLifecycle):
             result = reader.txRxPacket()
             if result != sdk.COMM_SUCCESS:
                 raise _Failed(self._packet_handler.getTxRxResult(result))
-            silent = [f"id {i}" for i in ids if not reader.isAvailable(i, addr, size)]
+            silent = [f'id {i}' for i in ids if not reader.isAvailable(i, addr, size)]
             if silent:
-                raise _Failed(f"no data from {', '.join(silent)}")
+                raise _Failed(f'no data from {", ".join(silent)}')
             # getData indexes the reply without checking its length: a short
             # reply raises IndexError inside the SDK, caught as a failed attempt.
             return {name: ct.decode_value(register, reader.getData(i, addr, size)) for name, i in zip(names, ids)}
-        return self._transaction(sync_read_once, self.read_retries, f"sync read of {register} from {names}")
+
+        return self._transaction(sync_read_once, self.read_retries, f'sync read of {register} from {names}')
 
     def sync_write(self, register: str, values: dict[str, int]) -> None:
         if not values:
             return
         addr, size, _ = ct.lookup(register)
-        params = {self._id(m): list(ct.encode_value(register, v).to_bytes(size, "little")) for m, v in values.items()}
+        params = {self._id(m): list(ct.encode_value(register, v).to_bytes(size, 'little')) for m, v in values.items()}
 
         def sync_write_once():
             writer = self._sync_writers.get(register)
@@ -182,8 +202,9 @@ class DynamixelBus(ServoBusLifecycle):
             result = writer.txPacket()
             if result != sdk.COMM_SUCCESS:
                 raise _Failed(self._packet_handler.getTxRxResult(result))
+
         # Unacknowledged: a goal is sent once (the next tick sends a fresher one).
-        self._transaction(sync_write_once, 0, f"sync write of {register} to {list(values)}")
+        self._transaction(sync_write_once, 0, f'sync write of {register} to {list(values)}')
 
     def set_torque(self, enabled: bool, motors: list[str] | None = None) -> None:
         # One acknowledged write per servo rather than a silent sync write: a
@@ -191,15 +212,15 @@ class DynamixelBus(ServoBusLifecycle):
         failures = []
         for motor in self.motors if motors is None else motors:
             try:
-                self.write("Torque_Enable", motor, int(enabled))
+                self.write('Torque_Enable', motor, int(enabled))
             except BusError as exc:
                 failures.append(str(exc))
         if failures:
-            raise BusError(f"torque {'enable' if enabled else 'disable'} failed: " + "; ".join(failures))
+            raise BusError(f'torque {"enable" if enabled else "disable"} failed: ' + '; '.join(failures))
 
     # -- transactions ----------------------------------------------------------------
 
-    def _transaction(self, attempt, retries: int, what: str = "transaction"):
+    def _transaction(self, attempt, retries: int, what: str = 'transaction'):
         """Run `attempt()` under the port lock, at most 1 + `retries` times.
 
         Whatever one attempt raises counts as a failed attempt: pyserial's
@@ -210,7 +231,7 @@ class DynamixelBus(ServoBusLifecycle):
         every later call would fail with "Port is in use!" instead of the
         real error, and the port would stay unusable after a transient one.
         """
-        reason = ""
+        reason = ''
         for _ in range(retries + 1):
             with self._lock:
                 handler = self._handler()
@@ -227,27 +248,27 @@ class DynamixelBus(ServoBusLifecycle):
                 except BusError:
                     raise
                 except PORT_ERRORS as exc:
-                    reason = f"{exc} (adapter unplugged or port closed?)"
+                    reason = f'{exc} (adapter unplugged or port closed?)'
                 except Exception as exc:  # noqa: BLE001 - the SDK's errors on a malformed reply
-                    reason = f"malformed reply ({type(exc).__name__}: {exc})"
+                    reason = f'malformed reply ({type(exc).__name__}: {exc})'
                 finally:
                     handler.is_using = False
             self._stale_replies = True
-        attempts = f" after {retries + 1} attempts" if retries else ""
-        raise BusError(f"{what} on {self.port!r} failed{attempts}: {reason}")
+        attempts = f' after {retries + 1} attempts' if retries else ''
+        raise BusError(f'{what} on {self.port!r} failed{attempts}: {reason}')
 
     # -- helpers --------------------------------------------------------------------
 
     def _handler(self) -> sdk.PortHandler:
         if self._port_handler is None:
-            raise BusError(f"servo bus {self.port!r} is not connected; call connect() first")
+            raise BusError(f'servo bus {self.port!r} is not connected; call connect() first')
         return self._port_handler
 
     def _id(self, motor: str) -> int:
         try:
             return self.motors[motor][0]
         except KeyError:
-            raise KeyError(f"unknown motor {motor!r}; known: {list(self.motors)}") from None
+            raise KeyError(f'unknown motor {motor!r}; known: {list(self.motors)}') from None
 
     def _sync_reader(self, register: str, ids: tuple[int, ...]) -> sdk.GroupSyncRead:
         reader = self._sync_readers.get((register, ids))
@@ -265,5 +286,5 @@ class DynamixelBus(ServoBusLifecycle):
         if error & _ERROR_MASK:
             text = self._packet_handler.getRxPacketError(error)
             if addr < ct.EEPROM_END and error & _ERROR_MASK == _ERRNUM_ACCESS:
-                text += " (EEPROM registers can only be written with torque disabled)"
-            raise _Failed(f"servo reported {text}")
+                text += ' (EEPROM registers can only be written with torque disabled)'
+            raise _Failed(f'servo reported {text}')

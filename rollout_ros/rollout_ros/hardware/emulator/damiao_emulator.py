@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Damiao motors (MIT mode) emulated on a python-can bus.
 
 The driver under test opens the same python-can channel as this emulator:
@@ -34,23 +35,29 @@ STIFFNESS_S = 2.0
 MULTICAST_GROUP = '239.74.163.2'
 
 # OpenArm: (send id, receive id, model) of joint_1..joint_7 and the gripper.
-OPENARM_MOTORS = ((0x01, 0x11, 'dm8009'), (0x02, 0x12, 'dm8009'), (0x03, 0x13, 'dm4340'),
-                  (0x04, 0x14, 'dm4340'), (0x05, 0x15, 'dm4310'), (0x06, 0x16, 'dm4310'),
-                  (0x07, 0x17, 'dm4310'), (0x08, 0x18, 'dm4310'))
+OPENARM_MOTORS = (
+    (0x01, 0x11, 'dm8009'),
+    (0x02, 0x12, 'dm8009'),
+    (0x03, 0x13, 'dm4340'),
+    (0x04, 0x14, 'dm4340'),
+    (0x05, 0x15, 'dm4310'),
+    (0x06, 0x16, 'dm4310'),
+    (0x07, 0x17, 'dm4310'),
+    (0x08, 0x18, 'dm4310'),
+)
 
 
 class EmulatedDamiaoMotor:
-
     def __init__(self, send_id: int, recv_id: int, model: str, position: float = 0.0):
         proto.check_model(model)
         self.send_id, self.recv_id, self.model = send_id, recv_id, model
-        self.position = float(position)   # rad, from the motor's zero
+        self.position = float(position)  # rad, from the motor's zero
         self.velocity = 0.0
         self.torque = 0.0
         self.enabled = False
-        self.fault = 0                     # a proto.FAULTS code, 0 = none
-        self.target = (self.position, 0.0, 0.0, 0.0, 0.0)   # q, dq, kp, kd, tau
-        self.stiffness_s = STIFFNESS_S     # larger: a heavier, slower joint
+        self.fault = 0  # a proto.FAULTS code, 0 = none
+        self.target = (self.position, 0.0, 0.0, 0.0, 0.0)  # q, dq, kp, kd, tau
+        self.stiffness_s = STIFFNESS_S  # larger: a heavier, slower joint
         self._last = time.monotonic()
         self._lock = threading.Lock()
 
@@ -67,11 +74,14 @@ class EmulatedDamiaoMotor:
             if arbitration_id == proto.PARAM_ID:
                 if data[2] != proto.CMD_REFRESH:
                     return None
-            elif bytes(data[:7]) == b'\xff' * 7 and data[7] in (proto.CMD_ENABLE, proto.CMD_DISABLE,
-                                                                  proto.CMD_SET_ZERO):
+            elif bytes(data[:7]) == b'\xff' * 7 and data[7] in (
+                proto.CMD_ENABLE,
+                proto.CMD_DISABLE,
+                proto.CMD_SET_ZERO,
+            ):
                 if data[7] == proto.CMD_ENABLE and not self.fault:
                     self.enabled = True
-                    self.target = (self.position, 0.0, 0.0, 0.0, 0.0)   # no goal until an MIT command
+                    self.target = (self.position, 0.0, 0.0, 0.0, 0.0)  # no goal until an MIT command
                 elif data[7] == proto.CMD_DISABLE:
                     self.enabled = False
                 elif not self.enabled:
@@ -98,7 +108,7 @@ class EmulatedDamiaoMotor:
         if kp > 0:
             self.position = q + (before - q) * math.exp(-dt * kp / self.stiffness_s)
         else:
-            self.position += dq * dt      # pure damping: the shaft follows the velocity goal
+            self.position += dq * dt  # pure damping: the shaft follows the velocity goal
         self.velocity = (self.position - before) / dt
         tmax = proto.MODEL_LIMITS[self.model][2]
         self.torque = max(-tmax, min(tmax, kp * (q - self.position) + kd * (dq - self.velocity) + tau))
@@ -116,16 +126,22 @@ class CanFaults(BusFaults):
 class DamiaoBusEmulator:
     """Motors on one CAN channel, served from a thread."""
 
-    def __init__(self, motors: list[EmulatedDamiaoMotor], interface: str = 'virtual', channel: str = '',
-                 fd: bool = True, seed: int | None = None):
+    def __init__(
+        self,
+        motors: list[EmulatedDamiaoMotor],
+        interface: str = 'virtual',
+        channel: str = '',
+        fd: bool = True,
+        seed: int | None = None,
+    ):
         self.motors = {m.send_id: m for m in motors}
         self.interface = interface
         self.channel = channel or default_channel(interface)
         self.fd = fd
         self.faults = CanFaults(seed)
-        self.silent: set[int] = set()      # send ids that stopped answering
+        self.silent: set[int] = set()  # send ids that stopped answering
         self.bus_is_off = False
-        self.mit_commands: list[tuple[float, int, float]] = []   # (time, send id, goal [rad])
+        self.mit_commands: list[tuple[float, int, float]] = []  # (time, send id, goal [rad])
         self._bus: can.BusABC | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -179,8 +195,9 @@ class DamiaoBusEmulator:
         """The controller goes bus-off: one error frame, then nothing answers."""
         with self._lock:
             self.bus_is_off = True
-        self._bus.send(can.Message(arbitration_id=CAN_ERR_BUSOFF, is_error_frame=True, is_extended_id=False,
-                                   data=bytes(8)))
+        self._bus.send(
+            can.Message(arbitration_id=CAN_ERR_BUSOFF, is_error_frame=True, is_extended_id=False, data=bytes(8))
+        )
 
     def clear_faults(self) -> None:
         """Everything answers again (after a bus-off: the controller restarted)."""
@@ -189,8 +206,9 @@ class DamiaoBusEmulator:
             was_off, self.bus_is_off = self.bus_is_off, False
         self.faults.clear()
         if was_off and self._bus is not None:
-            self._bus.send(can.Message(arbitration_id=CAN_ERR_RESTARTED, is_error_frame=True,
-                                       is_extended_id=False, data=bytes(8)))
+            self._bus.send(
+                can.Message(arbitration_id=CAN_ERR_RESTARTED, is_error_frame=True, is_extended_id=False, data=bytes(8))
+            )
 
     def clear_mit_commands(self) -> None:
         with self._lock:
@@ -203,7 +221,7 @@ class DamiaoBusEmulator:
             try:
                 msg = self._bus.recv(POLL_S)
             except (can.CanError, OSError, ValueError):
-                break   # closed under us
+                break  # closed under us
             if msg is None or msg.is_error_frame or msg.is_remote_frame:
                 continue
             data = bytes(msg.data)
@@ -226,8 +244,15 @@ class DamiaoBusEmulator:
             if not reply:
                 continue
             try:
-                self._bus.send(can.Message(arbitration_id=motor.recv_id, data=reply, is_fd=msg.is_fd,
-                                           bitrate_switch=msg.bitrate_switch, is_extended_id=False))
+                self._bus.send(
+                    can.Message(
+                        arbitration_id=motor.recv_id,
+                        data=reply,
+                        is_fd=msg.is_fd,
+                        bitrate_switch=msg.bitrate_switch,
+                        is_extended_id=False,
+                    )
+                )
             except (can.CanError, OSError):
                 break
 
@@ -264,8 +289,7 @@ def pick_transport(buses: int = 1) -> tuple[str, list[str], str]:
     if len(vcan) >= buses:
         return 'socketcan', vcan[:buses], f'SocketCAN virtual devices {", ".join(vcan[:buses])}'
     ports = random.sample(range(20000, 60000), buses)
-    why = ('no vcan device (the kernel lacks the vcan module or none is up): python-can udp_multicast '
-           'on this host')
+    why = 'no vcan device (the kernel lacks the vcan module or none is up): python-can udp_multicast on this host'
     return 'udp_multicast', [f'{MULTICAST_GROUP}:{p}' for p in ports], why
 
 
@@ -278,7 +302,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--interface', default='auto', help="python-can interface; 'auto' = pick_transport()")
     p.add_argument('--channels', default='', help='comma-separated channels, one emulated OpenArm each')
-    p.add_argument('--arms', type=int, default=1, help="how many arms when --channels is not given")
+    p.add_argument('--arms', type=int, default=1, help='how many arms when --channels is not given')
     p.add_argument('--initial', default='', help='initial joint positions [rad], 8 per arm, comma-separated')
     p.add_argument('--drop-probability', type=float, default=0.0)
     p.add_argument('--corrupt-probability', type=float, default=0.0)
@@ -287,14 +311,13 @@ def main(argv=None) -> int:
         interface, channels, why = pick_transport(args.arms)
     else:
         interface, why = args.interface, f'interface {args.interface} as asked'
-        channels = args.channels.split(',') if args.channels else [default_channel(interface)
-                                                                   for _ in range(args.arms)]
+        channels = args.channels.split(',') if args.channels else [default_channel(interface) for _ in range(args.arms)]
     values = [float(x) for x in args.initial.split(',') if x.strip()]
     if values and len(values) != 8 * len(channels):
         p.error(f'--initial takes 8 values per arm ({8 * len(channels)}), got {len(values)}')
     emulators = []
     for i, channel in enumerate(channels):
-        emu = DamiaoBusEmulator(openarm_motors(values[8 * i:8 * i + 8] or None), interface, channel)
+        emu = DamiaoBusEmulator(openarm_motors(values[8 * i : 8 * i + 8] or None), interface, channel)
         emu.faults.drop_replies(0, args.drop_probability)
         emu.faults.corrupt_checksums(0, args.corrupt_probability)
         emulators.append(emu)
@@ -305,7 +328,7 @@ def main(argv=None) -> int:
         emu.start()
     try:
         print(f'TRANSPORT {interface} ({why})', flush=True)
-        print(f"PORT {','.join(channels)}", flush=True)
+        print(f'PORT {",".join(channels)}', flush=True)
         while not stop.wait(0.2):
             pass
     finally:

@@ -1,8 +1,9 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dynamixel Protocol 2.0 packet codec (framing, CRC, byte stuffing, parsing)."""
 
 from dataclasses import dataclass
 
-HEADER = b"\xff\xff\xfd\x00"
+HEADER = b'\xff\xff\xfd\x00'
 BROADCAST_ID = 0xFE
 
 PING = 0x01
@@ -55,7 +56,7 @@ def stuff(body: bytes) -> bytes:
     out = bytearray()
     for byte in body:
         out.append(byte)
-        if byte == 0xFD and out[-3:-1] == b"\xff\xff" and len(out) >= 3:
+        if byte == 0xFD and out[-3:-1] == b'\xff\xff' and len(out) >= 3:
             out.append(0xFD)
     return bytes(out)
 
@@ -66,7 +67,7 @@ def unstuff(body: bytes) -> bytes:
     while i < len(body):
         byte = body[i]
         out.append(byte)
-        if byte == 0xFD and len(out) >= 3 and out[-3:-1] == b"\xff\xff" and i + 1 < len(body) and body[i + 1] == 0xFD:
+        if byte == 0xFD and len(out) >= 3 and out[-3:-1] == b'\xff\xff' and i + 1 < len(body) and body[i + 1] == 0xFD:
             i += 1
         i += 1
     return bytes(out)
@@ -89,15 +90,15 @@ class Packet:
         return self.params[1:]
 
 
-def encode_packet(dxl_id: int, instruction: int, params: bytes = b"") -> bytes:
+def encode_packet(dxl_id: int, instruction: int, params: bytes = b'') -> bytes:
     body = stuff(bytes([instruction]) + bytes(params))
     # The length field counts the stuffed body plus the CRC, and the CRC covers
     # the stuffed bytes: that is what the receiver sees on the wire.
-    frame = HEADER + bytes([dxl_id]) + (len(body) + 2).to_bytes(2, "little") + body
-    return frame + crc16(frame).to_bytes(2, "little")
+    frame = HEADER + bytes([dxl_id]) + (len(body) + 2).to_bytes(2, 'little') + body
+    return frame + crc16(frame).to_bytes(2, 'little')
 
 
-def encode_status(dxl_id: int, error: int = ERR_OK, params: bytes = b"") -> bytes:
+def encode_status(dxl_id: int, error: int = ERR_OK, params: bytes = b'') -> bytes:
     return encode_packet(dxl_id, STATUS, bytes([error]) + bytes(params))
 
 
@@ -127,7 +128,7 @@ class PacketParser:
             del self._buf[:start]
             if len(self._buf) < 7:
                 return packets
-            length = int.from_bytes(self._buf[5:7], "little")
+            length = int.from_bytes(self._buf[5:7], 'little')
             if length < 3 or length > MAX_LENGTH:
                 del self._buf[:1]
                 continue
@@ -135,7 +136,7 @@ class PacketParser:
             if len(self._buf) < total:
                 return packets
             frame = bytes(self._buf[:total])
-            if crc16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+            if crc16(frame[:-2]) != int.from_bytes(frame[-2:], 'little'):
                 # Drop only the header byte: if the length itself was corrupted,
                 # a real packet may start inside what we would otherwise discard.
                 self.crc_errors += 1

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An emulated human moving an emulated leader arm by hand.
 
 A thread pushes the servo shafts along a scripted motion (offsets in ticks
@@ -16,8 +17,7 @@ from collections.abc import Callable, Iterable
 Motion = Callable[[float], dict[int, float]]
 
 
-def sinusoid(ids: Iterable[int], amplitude: float = 150.0, period_s: float = 2.0,
-             phase_step: float = 0.7) -> Motion:
+def sinusoid(ids: Iterable[int], amplitude: float = 150.0, period_s: float = 2.0, phase_step: float = 0.7) -> Motion:
     """Every joint swings by `amplitude` ticks, each a bit out of phase.
 
     Offsets are 0 at t=0 so the motion starts where the arm is."""
@@ -25,8 +25,8 @@ def sinusoid(ids: Iterable[int], amplitude: float = 150.0, period_s: float = 2.0
 
     def offsets(t: float) -> dict[int, float]:
         w = 2 * math.pi * t / period_s
-        return {i: amplitude * (math.sin(w + k * phase_step) - math.sin(k * phase_step))
-                for k, i in enumerate(ids)}
+        return {i: amplitude * (math.sin(w + k * phase_step) - math.sin(k * phase_step)) for k, i in enumerate(ids)}
+
     return offsets
 
 
@@ -43,9 +43,9 @@ def waypoints(points: list[tuple[float, dict[int, float]]]) -> Motion:
         for (t0, a), (t1, b) in zip(points, points[1:]):
             if t <= t1:
                 frac = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
-                return {i: a.get(i, 0.0) + frac * (b.get(i, 0.0) - a.get(i, 0.0))
-                        for i in a.keys() | b.keys()}
+                return {i: a.get(i, 0.0) + frac * (b.get(i, 0.0) - a.get(i, 0.0)) for i in a.keys() | b.keys()}
         return dict(points[-1][1])
+
     return offsets
 
 
@@ -66,7 +66,7 @@ class EmulatedHuman:
         # Per servo: shaft position where offset 0 is, or None while the
         # servo is torqued and the hand is off it.
         self._anchor: dict[int, float | None] = {}
-        self.skipped: set[int] = set()   # servos left alone at least once (torque on)
+        self.skipped: set[int] = set()  # servos left alone at least once (torque on)
 
     def start(self) -> 'EmulatedHuman':
         if self._thread is None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A synthetic video file that stands in for a camera (no hardware, no download)."""
 
 from pathlib import Path
@@ -6,8 +7,7 @@ import cv2
 import numpy as np
 
 
-def write_pattern_video(path: Path, width: int = 320, height: int = 240, fps: int = 30,
-                        seconds: float = 4.0) -> Path:
+def write_pattern_video(path: Path, width: int = 320, height: int = 240, fps: int = 30, seconds: float = 4.0) -> Path:
     """Moving coloured blocks and a frame counter, MJPG in AVI (always encodable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What every servo-bus emulator shares: the pty the driver opens as its
 serial port, the serving thread, first-order servo dynamics and injected
 bus faults. The protocol and control table are the subclasses' business.
@@ -25,7 +26,7 @@ class FirstOrderServo:
     in `self.table`, and implement _update() (advance the physics to now) and
     _publish() (refresh the Present_* registers), both under self._lock."""
 
-    control_table = None   # module with lookup/encode_value/decode_value/MODEL_NUMBER
+    control_table = None  # module with lookup/encode_value/decode_value/MODEL_NUMBER
 
     def __init__(self, tau: float, position: float):
         self.tau = tau
@@ -45,16 +46,16 @@ class FirstOrderServo:
     def _get(self, name: str) -> int:
         ct = self.control_table
         addr, size, _ = ct.lookup(name)
-        return ct.decode_value(name, int.from_bytes(self.table[addr:addr + size], "little"))
+        return ct.decode_value(name, int.from_bytes(self.table[addr : addr + size], 'little'))
 
     def _set(self, name: str, value: int) -> None:
         ct = self.control_table
         addr, size, _ = ct.lookup(name)
-        self.table[addr:addr + size] = ct.encode_value(name, value).to_bytes(size, "little")
+        self.table[addr : addr + size] = ct.encode_value(name, value).to_bytes(size, 'little')
 
     @property
     def id(self) -> int:
-        return self.table[self.control_table.CONTROL_TABLE["ID"][0]]
+        return self.table[self.control_table.CONTROL_TABLE['ID'][0]]
 
     @property
     def model_number(self) -> int:
@@ -138,7 +139,7 @@ class BusFaults:
 
     def _set(self, fault: _Fault, count: int, probability: float) -> None:
         if count < 0 or not 0.0 <= probability <= 1.0:
-            raise ValueError(f"need count >= 0 and 0 <= probability <= 1, got {count}, {probability}")
+            raise ValueError(f'need count >= 0 and 0 <= probability <= 1, got {count}, {probability}')
         with self._lock:
             fault.count, fault.probability = count, probability
 
@@ -154,7 +155,7 @@ class BusFaults:
         with self._lock:
             if self._hit(self._drop):
                 self.dropped += 1
-                return b""
+                return b''
             if shorten is not None and self._hit(self._short):
                 self.shortened += 1
                 return shorten(reply)
@@ -170,7 +171,7 @@ class PtyBusEmulator:
     FirstOrderServo with read/write) and a packet parser, and implement
     _handle(packet) -> reply bytes; every method runs under self._lock."""
 
-    thread_name = "servo-bus-emulator"
+    thread_name = 'servo-bus-emulator'
 
     def __init__(self, servos: dict, parser, link_path: str | None = None):
         self._servos = dict(servos)
@@ -303,7 +304,7 @@ class PtyBusEmulator:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self._master, view):]
+                view = view[os.write(self._master, view) :]
             except BlockingIOError:
                 return  # nobody is reading the slave: a real bus would lose these bytes too
             except OSError:
@@ -314,31 +315,49 @@ class PtyBusEmulator:
 
 
 def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    return [int(x) for x in text.split(',') if x.strip()]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--link", help="also expose the port under this symlink path")
-    parser.add_argument("--tau", type=float, default=0.05, help="position time constant in seconds")
-    parser.add_argument("--initial", type=int_list, default=[2048],
-                        help="initial position in ticks, one for all or one per id")
-    parser.add_argument("--drop-probability", type=float, default=0.0,
-                        help="lose each reply with this probability (fault injection)")
-    parser.add_argument("--corrupt-probability", type=float, default=0.0,
-                        help="spoil the checksum of each reply with this probability (fault injection)")
-    parser.add_argument("--short-probability", type=float, default=0.0,
-                        help="send each reply without its data with this probability (fault injection)")
-    parser.add_argument("--goal-log", metavar="PATH",
-                        help="at exit, write every Goal_Position write received to PATH, one "
-                             "'<CLOCK_MONOTONIC s> <id> <ticks>' line each (what the robot felt, for benchmarks)")
-    parser.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
-                        help="serve at SCHED_FIFO PRIORITY (1-99) like servo firmware answers, so a loaded "
-                             "machine does not make replies late; 0 = normal scheduling")
+    parser.add_argument('--link', help='also expose the port under this symlink path')
+    parser.add_argument('--tau', type=float, default=0.05, help='position time constant in seconds')
+    parser.add_argument(
+        '--initial', type=int_list, default=[2048], help='initial position in ticks, one for all or one per id'
+    )
+    parser.add_argument(
+        '--drop-probability', type=float, default=0.0, help='lose each reply with this probability (fault injection)'
+    )
+    parser.add_argument(
+        '--corrupt-probability',
+        type=float,
+        default=0.0,
+        help='spoil the checksum of each reply with this probability (fault injection)',
+    )
+    parser.add_argument(
+        '--short-probability',
+        type=float,
+        default=0.0,
+        help='send each reply without its data with this probability (fault injection)',
+    )
+    parser.add_argument(
+        '--goal-log',
+        metavar='PATH',
+        help='at exit, write every Goal_Position write received to PATH, one '
+        "'<CLOCK_MONOTONIC s> <id> <ticks>' line each (what the robot felt, for benchmarks)",
+    )
+    parser.add_argument(
+        '--realtime',
+        type=int,
+        default=0,
+        metavar='PRIORITY',
+        help='serve at SCHED_FIFO PRIORITY (1-99) like servo firmware answers, so a loaded '
+        'machine does not make replies late; 0 = normal scheduling',
+    )
 
 
 def initial_positions(parser: argparse.ArgumentParser, args: argparse.Namespace, ids: list[int]) -> dict[int, int]:
     if len(args.initial) not in (1, len(ids)):
-        parser.error("--initial takes one value or one per id")
+        parser.error('--initial takes one value or one per id')
     initial = args.initial * len(ids) if len(args.initial) == 1 else args.initial
     return dict(zip(ids, initial))
 
@@ -349,8 +368,11 @@ def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> in
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
         except (OSError, AttributeError) as e:
-            print(f"--realtime {args.realtime}: not permitted here ({e}); serving at normal priority",
-                  file=sys.stderr, flush=True)
+            print(
+                f'--realtime {args.realtime}: not permitted here ({e}); serving at normal priority',
+                file=sys.stderr,
+                flush=True,
+            )
     emulator.faults.drop_replies(0, args.drop_probability)
     emulator.faults.corrupt_checksums(0, args.corrupt_probability)
     emulator.faults.short_replies(0, args.short_probability)
@@ -359,7 +381,7 @@ def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> in
         signal.signal(sig, lambda *_: stop.set())
     emulator.start()
     try:
-        print(f"PORT {emulator.port}", flush=True)
+        print(f'PORT {emulator.port}', flush=True)
         while not stop.wait(0.2):
             pass
     finally:
@@ -370,8 +392,8 @@ def serve_until_signal(emulator: PtyBusEmulator, args: argparse.Namespace) -> in
 
 
 def write_goal_log(writes: list[tuple[float, int, int]], path: str) -> None:
-    with open(path, "w") as f:
-        f.writelines(f"{t:.6f} {servo_id} {ticks}\n" for t, servo_id, ticks in writes)
+    with open(path, 'w') as f:
+        f.writelines(f'{t:.6f} {servo_id} {ticks}\n' for t, servo_id, ticks in writes)
 
 
 def read_goal_log(path: str) -> list[tuple[float, int, int]]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Driver-side access to a Feetech STS bus (SO-100 / SO-101), over pyserial.
 
 Same interface and error semantics as DynamixelBus; the protocol is ours
@@ -29,23 +30,29 @@ REPLY_MARGIN_S = 0.05
 # A stuck adapter must fail the write instead of blocking the control loop.
 WRITE_TIMEOUT_S = 0.5
 
-_LOCK_ADDR = ct.CONTROL_TABLE["Lock"][0]
+_LOCK_ADDR = ct.CONTROL_TABLE['Lock'][0]
 
 
 class FeetechBus(ServoBusLifecycle):
-    def __init__(self, port: str, motors: dict[str, tuple[int, str]], baudrate: int = 1_000_000,
-                 read_retries: int = 2, write_retries: int | None = None):
+    def __init__(
+        self,
+        port: str,
+        motors: dict[str, tuple[int, str]],
+        baudrate: int = 1_000_000,
+        read_retries: int = 2,
+        write_retries: int | None = None,
+    ):
         for name, (_, model) in motors.items():
             if model not in ct.MODEL_NUMBER:
-                raise ValueError(f"motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}")
+                raise ValueError(f'motor {name!r}: unknown model {model!r}; known: {sorted(ct.MODEL_NUMBER)}')
         ids = [servo_id for servo_id, _ in motors.values()]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate servo ids in {motors}")
+            raise ValueError(f'duplicate servo ids in {motors}')
         if any(not 0 <= i <= proto.MAX_ID for i in ids):
-            raise ValueError(f"servo ids must be 0..{proto.MAX_ID}: {motors}")
+            raise ValueError(f'servo ids must be 0..{proto.MAX_ID}: {motors}')
         write_retries = read_retries if write_retries is None else write_retries
         if read_retries < 0 or write_retries < 0:
-            raise ValueError("read_retries and write_retries must be >= 0")
+            raise ValueError('read_retries and write_retries must be >= 0')
         self.port = port
         self.motors = dict(motors)
         self.baudrate = baudrate
@@ -76,8 +83,10 @@ class FeetechBus(ServoBusLifecycle):
         try:
             port = serial.Serial(self.port, self.baudrate, timeout=READ_POLL_S, write_timeout=WRITE_TIMEOUT_S)
         except (OSError, ValueError) as exc:  # ValueError: a baud rate the port cannot do
-            raise BusError(f"cannot open servo port {self.port!r} ({exc}); check robot_port: is the arm "
-                           "powered and its USB cable connected?") from exc
+            raise BusError(
+                f'cannot open servo port {self.port!r} ({exc}); check robot_port: is the arm '
+                'powered and its USB cable connected?'
+            ) from exc
         try:
             # FTDI/CH34x adapters otherwise hold replies back for their 16 ms
             # latency timer; ptys and some drivers do not support the flag.
@@ -98,26 +107,28 @@ class FeetechBus(ServoBusLifecycle):
         for name, (servo_id, model) in self.motors.items():
             model_number = self._model_number(servo_id)
             if model_number is None:
-                missing.append(f"{name} (id {servo_id})")
+                missing.append(f'{name} (id {servo_id})')
             elif model_number != ct.MODEL_NUMBER[model]:
-                wrong.append(f"{name} (id {servo_id}) is model number {model_number}, "
-                             f"expected {ct.MODEL_NUMBER[model]} ({model})")
+                wrong.append(
+                    f'{name} (id {servo_id}) is model number {model_number}, '
+                    f'expected {ct.MODEL_NUMBER[model]} ({model})'
+                )
         problems = []
         if missing:
-            problems.append(f"no answer from {', '.join(missing)}: check power, cabling and ids/baud rate")
+            problems.append(f'no answer from {", ".join(missing)}: check power, cabling and ids/baud rate')
         if wrong:
-            problems.append("wrong servo model: " + "; ".join(wrong))
+            problems.append('wrong servo model: ' + '; '.join(wrong))
         if problems:
-            raise BusError(f"servo bus {self.port!r} at {self.baudrate} baud: " + ". ".join(problems))
+            raise BusError(f'servo bus {self.port!r} at {self.baudrate} baud: ' + '. '.join(problems))
 
     def _model_number(self, servo_id: int) -> int | None:
         # Feetech's PING reply carries no model number: ping, then read it.
         if not self._request(proto.encode_packet(servo_id, proto.PING), (servo_id,), 0)[0]:
             return None
-        addr, size, _ = ct.lookup("Model_Number")
+        addr, size, _ = ct.lookup('Model_Number')
         request = proto.encode_packet(servo_id, proto.READ, bytes([addr, size]))
         replies, _ = self._request(request, (servo_id,), size)
-        return int.from_bytes(replies[servo_id].data, "little") if replies else None
+        return int.from_bytes(replies[servo_id].data, 'little') if replies else None
 
     def _close(self) -> None:
         port, self._serial = self._serial, None
@@ -137,20 +148,22 @@ class FeetechBus(ServoBusLifecycle):
         request = proto.encode_packet(servo_id, proto.READ, bytes([addr, size]))
         replies, bad = self._request(request, (servo_id,), size)
         if not replies:
-            raise BusError(f"read {register} from {motor} (id {servo_id}) on {self.port!r} failed after "
-                           f"{self.read_retries + 1} attempts: {_no_reply_text(bad)}")
-        return ct.decode_value(register, int.from_bytes(replies[servo_id].data, "little"))
+            raise BusError(
+                f'read {register} from {motor} (id {servo_id}) on {self.port!r} failed after '
+                f'{self.read_retries + 1} attempts: {_no_reply_text(bad)}'
+            )
+        return ct.decode_value(register, int.from_bytes(replies[servo_id].data, 'little'))
 
     def write(self, register: str, motor: str, value: int) -> None:
         addr, size, _ = ct.lookup(register)
         servo_id = self._id(motor)
-        data = ct.encode_value(register, value).to_bytes(size, "little")
-        what = f"write {register}={value} to {motor} (id {servo_id})"
+        data = ct.encode_value(register, value).to_bytes(size, 'little')
+        what = f'write {register}={value} to {motor} (id {servo_id})'
         with self._lock:
             if ct.is_eeprom(addr) and self._eeprom_locked.get(servo_id, True):
                 # A locked STS applies EEPROM writes but forgets them at the
                 # next power-up; lerobot unlocks for the same reason.
-                self._write_locked(servo_id, _LOCK_ADDR, b"\x00", f"unlock EEPROM of {motor} (id {servo_id})")
+                self._write_locked(servo_id, _LOCK_ADDR, b'\x00', f'unlock EEPROM of {motor} (id {servo_id})')
                 self._eeprom_locked[servo_id] = False
             self._write_locked(servo_id, addr, data, what)
             if addr == _LOCK_ADDR:
@@ -164,8 +177,9 @@ class FeetechBus(ServoBusLifecycle):
             if replies:
                 return
             bad_total += bad
-        raise BusError(f"{what} on {self.port!r} failed after {self.write_retries + 1} attempts: "
-                       f"{_no_reply_text(bad_total)}")
+        raise BusError(
+            f'{what} on {self.port!r} failed after {self.write_retries + 1} attempts: {_no_reply_text(bad_total)}'
+        )
 
     # -- group access (the control loop) ---------------------------------------------
 
@@ -179,12 +193,15 @@ class FeetechBus(ServoBusLifecycle):
             self._sync_read_requests[(register, ids)] = request
         replies, bad = self._request(request, ids, size)
         if len(replies) < len(ids):
-            silent = [f"{n} (id {i})" for n, i in zip(names, ids) if i not in replies]
-            raise BusError(f"sync read of {register} from {names} on {self.port!r} failed after "
-                           f"{self.read_retries + 1} attempts: {_no_reply_text(bad)}; "
-                           f"on the last one no valid reply from {', '.join(silent)}")
-        return {name: ct.decode_value(register, int.from_bytes(replies[i].data, "little"))
-                for name, i in zip(names, ids)}
+            silent = [f'{n} (id {i})' for n, i in zip(names, ids) if i not in replies]
+            raise BusError(
+                f'sync read of {register} from {names} on {self.port!r} failed after '
+                f'{self.read_retries + 1} attempts: {_no_reply_text(bad)}; '
+                f'on the last one no valid reply from {", ".join(silent)}'
+            )
+        return {
+            name: ct.decode_value(register, int.from_bytes(replies[i].data, 'little')) for name, i in zip(names, ids)
+        }
 
     def sync_write(self, register: str, values: dict[str, int]) -> None:
         if not values:
@@ -203,7 +220,7 @@ class FeetechBus(ServoBusLifecycle):
             # FF FF id len instr addr size, then (id, value) per servo.
             pos = 8
             for value in raw:
-                frame[pos:pos + size] = value.to_bytes(size, "little")
+                frame[pos : pos + size] = value.to_bytes(size, 'little')
                 pos += 1 + size
             frame[-1] = proto.checksum(frame[2:-1])
             try:
@@ -219,12 +236,12 @@ class FeetechBus(ServoBusLifecycle):
         failures = []
         for motor in self.motors if motors is None else motors:
             try:
-                self.write("Torque_Enable", motor, int(enabled))
-                self.write("Lock", motor, int(enabled))
+                self.write('Torque_Enable', motor, int(enabled))
+                self.write('Lock', motor, int(enabled))
             except BusError as exc:
                 failures.append(str(exc))
         if failures:
-            raise BusError(f"torque {'enable' if enabled else 'disable'} failed: " + "; ".join(failures))
+            raise BusError(f'torque {"enable" if enabled else "disable"} failed: ' + '; '.join(failures))
 
     # -- transactions ----------------------------------------------------------------
 
@@ -242,8 +259,7 @@ class FeetechBus(ServoBusLifecycle):
                 break
         return replies, bad_total
 
-    def _transact(self, request: bytes, ids: tuple[int, ...],
-                  data_len: int) -> tuple[dict[int, proto.Packet], int]:
+    def _transact(self, request: bytes, ids: tuple[int, ...], data_len: int) -> tuple[dict[int, proto.Packet], int]:
         """One request and the status packets of `data_len` bytes it gets from
         `ids` before the deadline, plus the count of bad checksums. The caller
         holds self._lock."""
@@ -278,29 +294,29 @@ class FeetechBus(ServoBusLifecycle):
             if packet.error != self._alarms.get(servo_id, 0):
                 self._alarms[servo_id] = packet.error
                 if packet.error:
-                    logger.warning("servo %s on %s reports %s", servo_id, self.port, proto.describe_error(packet.error))
+                    logger.warning('servo %s on %s reports %s', servo_id, self.port, proto.describe_error(packet.error))
                 else:
-                    logger.info("servo %s on %s: alarm cleared", servo_id, self.port)
+                    logger.info('servo %s on %s: alarm cleared', servo_id, self.port)
 
     # -- helpers --------------------------------------------------------------------
 
     def _port(self) -> serial.Serial:
         if self._serial is None:
-            raise BusError(f"servo bus {self.port!r} is not connected; call connect() first")
+            raise BusError(f'servo bus {self.port!r} is not connected; call connect() first')
         return self._serial
 
     def _port_error(self, exc: BaseException) -> BusError:
-        return BusError(f"servo port {self.port!r} failed: {exc} (adapter unplugged or port closed?)")
+        return BusError(f'servo port {self.port!r} failed: {exc} (adapter unplugged or port closed?)')
 
     def _id(self, motor: str) -> int:
         try:
             return self.motors[motor][0]
         except KeyError:
-            raise KeyError(f"unknown motor {motor!r}; known: {list(self.motors)}") from None
+            raise KeyError(f'unknown motor {motor!r}; known: {list(self.motors)}') from None
 
 
 def _no_reply_text(bad_checksums: int) -> str:
-    text = "no status packet before the timeout"
+    text = 'no status packet before the timeout'
     if bad_checksums:
-        text += f" ({bad_checksums} packet(s) with a bad checksum)"
+        text += f' ({bad_checksums} packet(s) with a bad checksum)'
     return text

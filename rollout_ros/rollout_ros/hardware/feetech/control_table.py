@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Control-table facts for the Feetech STS3215 (SO-100 / SO-101 arms).
 
 Shared by the driver (bus.py) and the emulator so both sides agree on every
@@ -12,57 +13,57 @@ import operator
 # velocities); None means unsigned.
 CONTROL_TABLE: dict[str, tuple[int, int, int | None]] = {
     # EEPROM
-    "Firmware_Major_Version": (0, 1, None),
-    "Firmware_Minor_Version": (1, 1, None),
-    "Model_Number": (3, 2, None),
-    "ID": (5, 1, None),
-    "Baud_Rate": (6, 1, None),
-    "Return_Delay_Time": (7, 1, None),
-    "Response_Status_Level": (8, 1, None),
-    "Min_Position_Limit": (9, 2, None),
-    "Max_Position_Limit": (11, 2, None),
-    "Max_Temperature_Limit": (13, 1, None),
-    "Max_Voltage_Limit": (14, 1, None),
-    "Min_Voltage_Limit": (15, 1, None),
-    "Max_Torque_Limit": (16, 2, None),
-    "Phase": (18, 1, None),
-    "Unloading_Condition": (19, 1, None),
-    "LED_Alarm_Condition": (20, 1, None),
-    "P_Coefficient": (21, 1, None),
-    "D_Coefficient": (22, 1, None),
-    "I_Coefficient": (23, 1, None),
-    "Minimum_Startup_Force": (24, 2, None),
-    "CW_Dead_Zone": (26, 1, None),
-    "CCW_Dead_Zone": (27, 1, None),
-    "Protection_Current": (28, 2, None),
-    "Angular_Resolution": (30, 1, None),
-    "Homing_Offset": (31, 2, 11),
-    "Operating_Mode": (33, 1, None),
-    "Protective_Torque": (34, 1, None),
-    "Protection_Time": (35, 1, None),
-    "Overload_Torque": (36, 1, None),
+    'Firmware_Major_Version': (0, 1, None),
+    'Firmware_Minor_Version': (1, 1, None),
+    'Model_Number': (3, 2, None),
+    'ID': (5, 1, None),
+    'Baud_Rate': (6, 1, None),
+    'Return_Delay_Time': (7, 1, None),
+    'Response_Status_Level': (8, 1, None),
+    'Min_Position_Limit': (9, 2, None),
+    'Max_Position_Limit': (11, 2, None),
+    'Max_Temperature_Limit': (13, 1, None),
+    'Max_Voltage_Limit': (14, 1, None),
+    'Min_Voltage_Limit': (15, 1, None),
+    'Max_Torque_Limit': (16, 2, None),
+    'Phase': (18, 1, None),
+    'Unloading_Condition': (19, 1, None),
+    'LED_Alarm_Condition': (20, 1, None),
+    'P_Coefficient': (21, 1, None),
+    'D_Coefficient': (22, 1, None),
+    'I_Coefficient': (23, 1, None),
+    'Minimum_Startup_Force': (24, 2, None),
+    'CW_Dead_Zone': (26, 1, None),
+    'CCW_Dead_Zone': (27, 1, None),
+    'Protection_Current': (28, 2, None),
+    'Angular_Resolution': (30, 1, None),
+    'Homing_Offset': (31, 2, 11),
+    'Operating_Mode': (33, 1, None),
+    'Protective_Torque': (34, 1, None),
+    'Protection_Time': (35, 1, None),
+    'Overload_Torque': (36, 1, None),
     # SRAM
-    "Torque_Enable": (40, 1, None),
-    "Acceleration": (41, 1, None),
-    "Goal_Position": (42, 2, 15),
-    "Goal_Time": (44, 2, None),
-    "Goal_Velocity": (46, 2, 15),
-    "Torque_Limit": (48, 2, None),
-    "Lock": (55, 1, None),
-    "Present_Position": (56, 2, 15),
-    "Present_Velocity": (58, 2, 15),
-    "Present_Load": (60, 2, 10),
-    "Present_Voltage": (62, 1, None),
-    "Present_Temperature": (63, 1, None),
-    "Status": (65, 1, None),
-    "Moving": (66, 1, None),
-    "Present_Current": (69, 2, None),
+    'Torque_Enable': (40, 1, None),
+    'Acceleration': (41, 1, None),
+    'Goal_Position': (42, 2, 15),
+    'Goal_Time': (44, 2, None),
+    'Goal_Velocity': (46, 2, 15),
+    'Torque_Limit': (48, 2, None),
+    'Lock': (55, 1, None),
+    'Present_Position': (56, 2, 15),
+    'Present_Velocity': (58, 2, 15),
+    'Present_Load': (60, 2, 10),
+    'Present_Voltage': (62, 1, None),
+    'Present_Temperature': (63, 1, None),
+    'Status': (65, 1, None),
+    'Moving': (66, 1, None),
+    'Present_Current': (69, 2, None),
     # Factory area
-    "Maximum_Acceleration": (85, 1, None),
+    'Maximum_Acceleration': (85, 1, None),
 }
 
 MODEL_NUMBER: dict[str, int] = {
-    "sts3215": 777,
+    'sts3215': 777,
 }
 
 # Encoder ticks per revolution.
@@ -80,7 +81,14 @@ STEP = 3
 
 # Baud_Rate register values.
 BAUD_RATE_VALUE: dict[int, int] = {
-    1_000_000: 0, 500_000: 1, 250_000: 2, 128_000: 3, 115_200: 4, 57_600: 5, 38_400: 6, 19_200: 7,
+    1_000_000: 0,
+    500_000: 1,
+    250_000: 2,
+    128_000: 3,
+    115_200: 4,
+    57_600: 5,
+    38_400: 6,
+    19_200: 7,
 }
 
 
@@ -88,7 +96,7 @@ def lookup(register: str) -> tuple[int, int, int | None]:
     try:
         return CONTROL_TABLE[register]
     except KeyError:
-        raise KeyError(f"unknown control-table register {register!r}; known: {sorted(CONTROL_TABLE)}") from None
+        raise KeyError(f'unknown control-table register {register!r}; known: {sorted(CONTROL_TABLE)}') from None
 
 
 def is_eeprom(addr: int) -> bool:
@@ -99,7 +107,7 @@ def encode_sign_magnitude(value: int, sign_bit: int) -> int:
     """Raw register content for `value`: magnitude below `sign_bit`, sign at it."""
     value = operator.index(value)  # numpy ints pass, floats must be rounded by the caller
     if abs(value) >= 1 << sign_bit:
-        raise ValueError(f"{value} does not fit in sign-magnitude with the sign at bit {sign_bit}")
+        raise ValueError(f'{value} does not fit in sign-magnitude with the sign at bit {sign_bit}')
     return (1 << sign_bit) | -value if value < 0 else value
 
 
@@ -115,7 +123,7 @@ def encode_value(register: str, value: int) -> int:
         return encode_sign_magnitude(value, sign_bit)
     value = operator.index(value)
     if not 0 <= value < (1 << (8 * size)):
-        raise ValueError(f"{value} does not fit in unsigned {size}-byte register {register}")
+        raise ValueError(f'{value} does not fit in unsigned {size}-byte register {register}')
     return value
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Feetech SCS/STS serial protocol codec (framing, checksum, parsing).
 
 Instruction packet: FF FF id length instruction params... checksum.
@@ -8,7 +9,7 @@ checksum = ~(id + length + instruction/error + params) & 0xFF.
 
 from dataclasses import dataclass
 
-HEADER = b"\xff\xff"
+HEADER = b'\xff\xff'
 BROADCAST_ID = 0xFE
 MAX_ID = 0xFD
 
@@ -27,8 +28,13 @@ ERR_ANGLE = 0x02
 ERR_OVERHEAT = 0x04
 ERR_OVERCURRENT = 0x08
 ERR_OVERLOAD = 0x20
-_ERROR_NAMES = {ERR_VOLTAGE: "input voltage", ERR_ANGLE: "angle sensor", ERR_OVERHEAT: "overheat",
-                ERR_OVERCURRENT: "overcurrent", ERR_OVERLOAD: "overload"}
+_ERROR_NAMES = {
+    ERR_VOLTAGE: 'input voltage',
+    ERR_ANGLE: 'angle sensor',
+    ERR_OVERHEAT: 'overheat',
+    ERR_OVERCURRENT: 'overcurrent',
+    ERR_OVERLOAD: 'overload',
+}
 _KNOWN_ERRORS = ERR_VOLTAGE | ERR_ANGLE | ERR_OVERHEAT | ERR_OVERCURRENT | ERR_OVERLOAD
 
 # id, length, code and checksum: the bytes after the header of an empty packet.
@@ -40,15 +46,15 @@ def checksum(body: bytes | bytearray | memoryview) -> int:
     return ~sum(body) & 0xFF
 
 
-def encode_packet(servo_id: int, code: int, params: bytes = b"") -> bytes:
+def encode_packet(servo_id: int, code: int, params: bytes = b'') -> bytes:
     """One packet; `code` is the instruction, or the error byte of a status."""
     if len(params) > 253:
-        raise ValueError(f"{len(params)} parameter bytes do not fit in one packet")
+        raise ValueError(f'{len(params)} parameter bytes do not fit in one packet')
     body = bytes([servo_id, len(params) + 2, code]) + bytes(params)
     return HEADER + body + bytes([checksum(body)])
 
 
-def encode_status(servo_id: int, error: int = 0, data: bytes = b"") -> bytes:
+def encode_status(servo_id: int, error: int = 0, data: bytes = b'') -> bytes:
     return encode_packet(servo_id, error, data)
 
 
@@ -56,8 +62,8 @@ def describe_error(error: int) -> str:
     names = [name for bit, name in _ERROR_NAMES.items() if error & bit]
     unknown = error & ~_KNOWN_ERRORS
     if unknown:
-        names.append(f"unknown bits 0x{unknown:02x}")
-    return ", ".join(names) or "no error"
+        names.append(f'unknown bits 0x{unknown:02x}')
+    return ', '.join(names) or 'no error'
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Operator input devices (terminal keyboard, foot pedal) read without X/Wayland
 hooks or the `evdev` package, so they work headless and over ssh.
 
@@ -18,7 +19,6 @@ log = logging.getLogger(__name__)
 
 
 class FdReader:
-
     read_size = 4096
 
     def __init__(self, on_gone: Callable[[str], None] | None = None, thread_name: str = 'input-reader'):

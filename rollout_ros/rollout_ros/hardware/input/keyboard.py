@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keys from a terminal: the one the process runs in, or any tty/pty path.
 
 No global X/Wayland hook: this works headless and over ssh, and only sees
@@ -28,22 +29,22 @@ from rollout_ros.hardware.input import FdReader
 CONTROLLING_TTY = '/dev/tty'
 ESC = '\x1b'
 
-_NAMED = {' ': 'space', '\t': 'tab', '\r': 'enter', '\n': 'enter', '\x7f': 'backspace',
-          '\x08': 'backspace'}
+_NAMED = {' ': 'space', '\t': 'tab', '\r': 'enter', '\n': 'enter', '\x7f': 'backspace', '\x08': 'backspace'}
 _SEQUENCE_FINAL = {'A': 'up', 'B': 'down', 'C': 'right', 'D': 'left', 'H': 'home', 'F': 'end'}
-_TILDE_NUMBER = {'1': 'home', '2': 'insert', '3': 'delete', '4': 'end', '5': 'page_up',
-                 '6': 'page_down'}
+_TILDE_NUMBER = {'1': 'home', '2': 'insert', '3': 'delete', '4': 'end', '5': 'page_up', '6': 'page_down'}
 _MAX_SEQUENCE = 16
 
-_FIX = ("run the node in the operator's terminal (ros2 run rollout_ros keyboard), or give "
-        'tty_path (e.g. the /dev/pts/N that `tty` prints in that terminal).')
+_FIX = (
+    "run the node in the operator's terminal (ros2 run rollout_ros keyboard), or give "
+    'tty_path (e.g. the /dev/pts/N that `tty` prints in that terminal).'
+)
 
 
 @dataclass(frozen=True)
 class Key:
-    name: str       # 'space', 'tab', 'enter', 'esc', 'up', ..., or the character itself
-    code: int       # character code; 0 for keys that arrive as escape sequences
-    stamp: float = 0.0   # time.time() when it was read
+    name: str  # 'space', 'tab', 'enter', 'esc', 'up', ..., or the character itself
+    code: int  # character code; 0 for keys that arrive as escape sequences
+    stamp: float = 0.0  # time.time() when it was read
 
 
 class KeyDecoder:
@@ -80,7 +81,7 @@ class KeyDecoder:
         crlf = ch == '\n' and self._after_cr
         self._after_cr = ch == '\r'
         if crlf:
-            return []   # some clients send CR LF for one Enter
+            return []  # some clients send CR LF for one Enter
         if ch in _NAMED:
             return [Key(_NAMED[ch], ord(ch))]
         if '\x01' <= ch <= '\x1a':
@@ -114,18 +115,23 @@ class KeyDecoder:
         if final == '~':
             name = _TILDE_NUMBER.get(seq[2:-1].split(';')[0])
         else:
-            name = _SEQUENCE_FINAL.get(final)   # modifiers (ESC [ 1 ; 5 A) are ignored
+            name = _SEQUENCE_FINAL.get(final)  # modifiers (ESC [ 1 ; 5 A) are ignored
         return [Key(name, 0)] if name else []
 
 
 class TerminalKeyReader(FdReader):
-
-    def __init__(self, tty_path: str = '', on_key: Callable[[Key], None] | None = None,
-                 on_gone: Callable[[str], None] | None = None, esc_timeout_s: float = 0.05):
+    def __init__(
+        self,
+        tty_path: str = '',
+        on_key: Callable[[Key], None] | None = None,
+        on_gone: Callable[[str], None] | None = None,
+        esc_timeout_s: float = 0.05,
+    ):
         super().__init__(on_gone, thread_name='keyboard-reader')
         if not 0.0 < esc_timeout_s <= 5.0:
-            raise ConfigError('esc_timeout_s', f'{esc_timeout_s} is out of range.',
-                              'use a few tens of milliseconds (0.05).')
+            raise ConfigError(
+                'esc_timeout_s', f'{esc_timeout_s} is out of range.', 'use a few tens of milliseconds (0.05).'
+            )
         self.path = tty_path or CONTROLLING_TTY
         self.on_key = on_key
         self.esc_timeout_s = float(esc_timeout_s)
@@ -141,7 +147,7 @@ class TerminalKeyReader(FdReader):
             saved = termios.tcgetattr(fd)
             mode = [*saved[:6], list(saved[6])]
             mode[3] &= ~(termios.ECHO | termios.ICANON)
-            mode[0] &= ~termios.ICRNL   # keep CR as CR: Enter and Ctrl-J stay apart
+            mode[0] &= ~termios.ICRNL  # keep CR as CR: Enter and Ctrl-J stay apart
             mode[6][termios.VMIN] = 1
             mode[6][termios.VTIME] = 0
             # TCSAFLUSH: keys typed before we were ready are stale, not commands.
@@ -173,13 +179,19 @@ class TerminalKeyReader(FdReader):
         except FileNotFoundError as e:
             raise ConfigError('tty_path', f'{self.path} does not exist.', _FIX) from e
         except PermissionError as e:
-            raise ConfigError('tty_path', f'no permission to read {self.path}.',
-                              'give a terminal owned by this user, or run as its owner.') from e
+            raise ConfigError(
+                'tty_path',
+                f'no permission to read {self.path}.',
+                'give a terminal owned by this user, or run as its owner.',
+            ) from e
         except OSError as e:
             if e.errno == errno.ENXIO and self.path == CONTROLLING_TTY:
-                raise ConfigError('tty_path', 'this process has no controlling terminal (started by '
-                                  'a launch file, a service or with its terminal detached).',
-                                  _FIX) from e
+                raise ConfigError(
+                    'tty_path',
+                    'this process has no controlling terminal (started by '
+                    'a launch file, a service or with its terminal detached).',
+                    _FIX,
+                ) from e
             raise ConfigError('tty_path', f'cannot open {self.path}: {e.strerror}.', _FIX) from e
         if not os.isatty(fd):
             os.close(fd)
@@ -193,7 +205,7 @@ class TerminalKeyReader(FdReader):
         try:
             termios.tcsetattr(self.fd, termios.TCSANOW, saved)
         except termios.error:
-            pass   # the terminal is already gone: there is no mode left to restore
+            pass  # the terminal is already gone: there is no mode left to restore
 
     def _poll_timeout_s(self) -> float:
         return self.esc_timeout_s if self._decoder.pending else super()._poll_timeout_s()

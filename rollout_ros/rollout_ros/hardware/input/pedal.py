@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Foot pedal, or any Linux evdev key device, read without the `evdev` package.
 
 The device file yields `struct input_event` records. Only EV_KEY records
@@ -35,7 +36,7 @@ from rollout_ros.hardware.input import FdReader
 INPUT_EVENT = struct.Struct('@llHHi')
 EV_SYN, EV_KEY = 0, 1
 SYN_DROPPED = 3
-KEY_MAX = 0x2ff
+KEY_MAX = 0x2FF
 
 # ioctl numbers of <linux/input.h>: _IOR('E', 0x01, int) and _IOW('E', 0x90, int).
 EVIOCGVERSION = 0x80044501
@@ -57,10 +58,10 @@ BY_ID_DIR = '/dev/input/by-id'
 
 @dataclass(frozen=True)
 class PedalEvent:
-    name: str | None   # configured name of the code; None for a code not in key_codes
-    code: int          # evdev key code
-    value: int         # 1 press, 0 release, 2 auto-repeat
-    stamp_ns: int      # the event's own timestamp [ns], exact (a float second loses the usec)
+    name: str | None  # configured name of the code; None for a code not in key_codes
+    code: int  # evdev key code
+    value: int  # 1 press, 0 release, 2 auto-repeat
+    stamp_ns: int  # the event's own timestamp [ns], exact (a float second loses the usec)
 
     @property
     def stamp(self) -> float:
@@ -69,16 +70,53 @@ class PedalEvent:
 
 def _evdev_key_names() -> dict[str, int]:
     """evdev's names of the keys a pedal or small keypad sends (Linux input-event-codes.h values)."""
-    names = {'KEY_ESC': 1, 'KEY_MINUS': 12, 'KEY_EQUAL': 13, 'KEY_BACKSPACE': 14, 'KEY_TAB': 15,
-             'KEY_LEFTBRACE': 26, 'KEY_RIGHTBRACE': 27, 'KEY_ENTER': 28, 'KEY_LEFTCTRL': 29,
-             'KEY_SEMICOLON': 39, 'KEY_APOSTROPHE': 40, 'KEY_GRAVE': 41, 'KEY_LEFTSHIFT': 42,
-             'KEY_BACKSLASH': 43, 'KEY_COMMA': 51, 'KEY_DOT': 52, 'KEY_SLASH': 53, 'KEY_RIGHTSHIFT': 54,
-             'KEY_LEFTALT': 56, 'KEY_SPACE': 57, 'KEY_CAPSLOCK': 58, 'KEY_F11': 87, 'KEY_F12': 88,
-             'KEY_RIGHTCTRL': 97, 'KEY_RIGHTALT': 100, 'KEY_HOME': 102, 'KEY_UP': 103, 'KEY_PAGEUP': 104,
-             'KEY_LEFT': 105, 'KEY_RIGHT': 106, 'KEY_END': 107, 'KEY_DOWN': 108, 'KEY_PAGEDOWN': 109,
-             'KEY_INSERT': 110, 'KEY_DELETE': 111, 'KEY_MUTE': 113, 'KEY_VOLUMEDOWN': 114,
-             'KEY_VOLUMEUP': 115, 'KEY_PAUSE': 119, 'KEY_NEXTSONG': 163, 'KEY_PLAYPAUSE': 164,
-             'KEY_PREVIOUSSONG': 165, 'BTN_LEFT': 0x110, 'BTN_RIGHT': 0x111, 'BTN_MIDDLE': 0x112}
+    names = {
+        'KEY_ESC': 1,
+        'KEY_MINUS': 12,
+        'KEY_EQUAL': 13,
+        'KEY_BACKSPACE': 14,
+        'KEY_TAB': 15,
+        'KEY_LEFTBRACE': 26,
+        'KEY_RIGHTBRACE': 27,
+        'KEY_ENTER': 28,
+        'KEY_LEFTCTRL': 29,
+        'KEY_SEMICOLON': 39,
+        'KEY_APOSTROPHE': 40,
+        'KEY_GRAVE': 41,
+        'KEY_LEFTSHIFT': 42,
+        'KEY_BACKSLASH': 43,
+        'KEY_COMMA': 51,
+        'KEY_DOT': 52,
+        'KEY_SLASH': 53,
+        'KEY_RIGHTSHIFT': 54,
+        'KEY_LEFTALT': 56,
+        'KEY_SPACE': 57,
+        'KEY_CAPSLOCK': 58,
+        'KEY_F11': 87,
+        'KEY_F12': 88,
+        'KEY_RIGHTCTRL': 97,
+        'KEY_RIGHTALT': 100,
+        'KEY_HOME': 102,
+        'KEY_UP': 103,
+        'KEY_PAGEUP': 104,
+        'KEY_LEFT': 105,
+        'KEY_RIGHT': 106,
+        'KEY_END': 107,
+        'KEY_DOWN': 108,
+        'KEY_PAGEDOWN': 109,
+        'KEY_INSERT': 110,
+        'KEY_DELETE': 111,
+        'KEY_MUTE': 113,
+        'KEY_VOLUMEDOWN': 114,
+        'KEY_VOLUMEUP': 115,
+        'KEY_PAUSE': 119,
+        'KEY_NEXTSONG': 163,
+        'KEY_PLAYPAUSE': 164,
+        'KEY_PREVIOUSSONG': 165,
+        'BTN_LEFT': 0x110,
+        'BTN_RIGHT': 0x111,
+        'BTN_MIDDLE': 0x112,
+    }
     # Keyboard rows are numbered left to right.
     for first, row in ((2, '1234567890'), (16, 'QWERTYUIOP'), (30, 'ASDFGHJKL'), (44, 'ZXCVBNM')):
         names.update({f'KEY_{k}': first + i for i, k in enumerate(row)})
@@ -93,8 +131,10 @@ EVDEV_NAMES = {code: name for name, code in EVDEV_KEYS.items()}
 
 def key_code(key, param: str = 'key_codes') -> int:
     """An evdev key given by name (KEY_A, as lerobot and evtest write it) or number (30, "30")."""
-    fix = ('name it as evdev does (KEY_A, KEY_B, KEY_SPACE, KEY_F1, BTN_0...) or give its number; '
-           '`evtest` shows both for the keys a pedal sends.')
+    fix = (
+        'name it as evdev does (KEY_A, KEY_B, KEY_SPACE, KEY_F1, BTN_0...) or give its number; '
+        '`evtest` shows both for the keys a pedal sends.'
+    )
     if isinstance(key, str) and key.strip().upper() in EVDEV_KEYS:
         return EVDEV_KEYS[key.strip().upper()]
     if isinstance(key, str) and key.strip().isdigit():
@@ -110,8 +150,7 @@ def parse_key_codes(text: str) -> dict[str, int]:
     """`key_codes` parameter: the keys to publish, by evdev name or number (a JSON list, or a comma-
     separated one), published under their evdev names; or a JSON object naming each one: published
     name -> key (name or number)."""
-    fix = ('give the keys as ["KEY_A", "KEY_B", 46] or KEY_A,KEY_B,46, or name them as '
-           '{"pause": "KEY_A", "push": 46}.')
+    fix = 'give the keys as ["KEY_A", "KEY_B", 46] or KEY_A,KEY_B,46, or name them as {"pause": "KEY_A", "push": 46}.'
     stripped = text.strip()
     if stripped[:1] in '[{':
         try:
@@ -144,21 +183,25 @@ def available_devices() -> str:
 
 
 class PedalReader(FdReader):
-
-    def __init__(self, device_path: str = DEFAULT_DEVICE_PATH, key_codes: dict[str, int] | None = None,
-                 on_event: Callable[[PedalEvent], None] | None = None,
-                 on_gone: Callable[[str], None] | None = None, grab: bool = True):
+    def __init__(
+        self,
+        device_path: str = DEFAULT_DEVICE_PATH,
+        key_codes: dict[str, int] | None = None,
+        on_event: Callable[[PedalEvent], None] | None = None,
+        on_gone: Callable[[str], None] | None = None,
+        grab: bool = True,
+    ):
         super().__init__(on_gone, thread_name='pedal-reader')
         self.device_path = device_path
         self.names = {code: name for name, code in (key_codes or DEFAULT_KEY_CODES).items()}
         self.on_event = on_event
         self.grab = grab
-        self.kind = ''           # 'evdev', 'fifo' or 'file'
-        self.device_name = ''    # what the kernel calls the device (evdev only)
+        self.kind = ''  # 'evdev', 'fifo' or 'file'
+        self.device_name = ''  # what the kernel calls the device (evdev only)
         self.grabbed = False
-        self.grab_note = ''      # why a requested grab did not happen
-        self.events = 0          # EV_KEY records read
-        self.overflows = 0       # SYN_DROPPED: the kernel's buffer overflowed, events were lost
+        self.grab_note = ''  # why a requested grab did not happen
+        self.events = 0  # EV_KEY records read
+        self.overflows = 0  # SYN_DROPPED: the kernel's buffer overflowed, events were lost
         self.last_event_mono: float | None = None
         self._buf = bytearray()
 
@@ -167,16 +210,22 @@ class PedalReader(FdReader):
             return
         path = self.device_path
         if not path:
-            raise ConfigError('device_path', 'is empty.', 'give the pedal\'s event device, e.g. '
-                              f'{DEFAULT_DEVICE_PATH}. {available_devices()}')
+            raise ConfigError(
+                'device_path',
+                'is empty.',
+                f"give the pedal's event device, e.g. {DEFAULT_DEVICE_PATH}. {available_devices()}",
+            )
         kind = self._kind(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except PermissionError as e:
             raise self._permission_error() from e
         except OSError as e:
-            raise ConfigError('device_path', f'cannot open {path}: {e.strerror}.',
-                              f'check the pedal is plugged in. {available_devices()}') from e
+            raise ConfigError(
+                'device_path',
+                f'cannot open {path}: {e.strerror}.',
+                f'check the pedal is plugged in. {available_devices()}',
+            ) from e
         try:
             if kind == 'evdev':
                 self.device_name = self._check_evdev(fd)
@@ -190,7 +239,7 @@ class PedalReader(FdReader):
     def close(self) -> None:
         self.stop()
         if self.fd is not None:
-            os.close(self.fd)   # also releases a grab
+            os.close(self.fd)  # also releases a grab
             self.fd = None
         self.grabbed = False
 
@@ -206,8 +255,11 @@ class PedalReader(FdReader):
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError as e:
-            raise ConfigError('device_path', f'{path} does not exist. {available_devices()}',
-                              'plug the pedal in and give its /dev/input/by-id/...-event-kbd path.') from e
+            raise ConfigError(
+                'device_path',
+                f'{path} does not exist. {available_devices()}',
+                'plug the pedal in and give its /dev/input/by-id/...-event-kbd path.',
+            ) from e
         except PermissionError as e:
             raise self._permission_error() from e
         if stat.S_ISCHR(mode):
@@ -216,25 +268,32 @@ class PedalReader(FdReader):
             return 'fifo'
         if stat.S_ISREG(mode):
             return 'file'
-        raise ConfigError('device_path', f'{path} is not an input device (not a character device).',
-                          f'give the pedal\'s ...-event-kbd entry. {available_devices()}')
+        raise ConfigError(
+            'device_path',
+            f'{path} is not an input device (not a character device).',
+            f"give the pedal's ...-event-kbd entry. {available_devices()}",
+        )
 
     def _permission_error(self) -> ConfigError:
         return ConfigError(
-            'device_path', f'no permission to read {self.device_path} (uid {os.geteuid()}).',
+            'device_path',
+            f'no permission to read {self.device_path} (uid {os.geteuid()}).',
             'add the user to the input group (sudo usermod -aG input $USER, then log in again), or '
             'add a udev rule such as SUBSYSTEM=="input", ATTRS{idVendor}=="<vendor id>", '
-            'MODE="0660", GROUP="input" in /etc/udev/rules.d/ and replug the pedal. '
-            + available_devices())
+            'MODE="0660", GROUP="input" in /etc/udev/rules.d/ and replug the pedal. ' + available_devices(),
+        )
 
     def _check_evdev(self, fd: int) -> str:
         try:
             fcntl.ioctl(fd, EVIOCGVERSION, bytearray(4))
         except OSError as e:
-            raise ConfigError('device_path', f'{self.device_path} is a character device but not an '
-                              'evdev input device (a serial port, or /dev/input/mouseN or jsN?).',
-                              'give the pedal\'s /dev/input/by-id/...-event-kbd entry (event, not mouse '
-                              f'or js). {available_devices()}') from e
+            raise ConfigError(
+                'device_path',
+                f'{self.device_path} is a character device but not an '
+                'evdev input device (a serial port, or /dev/input/mouseN or jsN?).',
+                "give the pedal's /dev/input/by-id/...-event-kbd entry (event, not mouse "
+                f'or js). {available_devices()}',
+            ) from e
         buf = bytearray(256)
         try:
             fcntl.ioctl(fd, _eviocgname(len(buf)), buf)
@@ -247,10 +306,12 @@ class PedalReader(FdReader):
             fcntl.ioctl(fd, EVIOCGRAB, 1)
         except OSError as e:
             if e.errno == errno.EBUSY:
-                raise ConfigError('device_path', f'another program has grabbed {self.device_path} '
-                                  'exclusively, so no pedal event would reach this node.',
-                                  'stop that program (another pedal node?), or unplug and replug '
-                                  'the pedal.') from e
+                raise ConfigError(
+                    'device_path',
+                    f'another program has grabbed {self.device_path} '
+                    'exclusively, so no pedal event would reach this node.',
+                    'stop that program (another pedal node?), or unplug and replug the pedal.',
+                ) from e
             # ENOTTY/EINVAL: a FIFO, a file or a driver without grab support.
             what = {'fifo': 'FIFO', 'file': 'regular file'}.get(kind, 'device')
             self.grab_note = f'grab unsupported on this {what} ({e.strerror})'
@@ -269,16 +330,15 @@ class PedalReader(FdReader):
                 continue
             self.events += 1
             self.last_event_mono = time.monotonic()
-            self._call(self.on_event, PedalEvent(self.names.get(code), code, value,
-                                                  sec * 1_000_000_000 + usec * 1000))
+            self._call(self.on_event, PedalEvent(self.names.get(code), code, value, sec * 1_000_000_000 + usec * 1000))
         del self._buf[:whole]
 
     def _end_of_stream(self) -> str | None:
         if self.kind == 'fifo':
-            return 'the FIFO\'s writer closed it'
+            return "the FIFO's writer closed it"
         if self.kind != 'file':
             return 'the device reported end of stream'
         if os.fstat(self.fd).st_nlink == 0:
             return 'the file was removed'
-        self._stop.wait(0.05)   # following the file: wait for more records
+        self._stop.wait(0.05)  # following the file: wait for more records
         return None
