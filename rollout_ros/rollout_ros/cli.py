@@ -501,8 +501,18 @@ def make_node(spec: NodeSpec, namespace: str = ''):
 def build_nodes(cfg: RolloutConfig):
     """The strategy and the nodes it manages, parameterised from one config."""
     run = describe(cfg, naming=CLI_NAMES)
-    managed = [make_node(spec, run.namespace) for spec in run.managed]
-    strategy = make_node(run.strategy, run.namespace)
+    made = []
+    try:
+        for spec in (*run.managed, run.strategy):
+            made.append(make_node(spec, run.namespace))
+    except BaseException:
+        # A node that cannot be made (a bad port, a wrong leader) must not
+        # leave the ones made before it in the graph: a later run in this
+        # process would see two servers of their services.
+        for node in made:
+            node.destroy_node()
+        raise
+    *managed, strategy = made
     strategy.local_nodes = {run.full_name(spec).strip('/'): node for spec, node in zip(run.managed, managed)}
     if cfg.policy_call == 'direct':
         strategy.local_policy = managed[0]

@@ -297,11 +297,19 @@ def test_bimanual_so_follower_drives_both_arms(ros, assets, tmp_path, rollout_co
 
 
 def test_bimanual_needs_both_ports(ros, emulator, rollout_config):
+    from rclpy.node import Node
+
     from rollout_ros.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match='right_arm_config.port'):
         run(rollout_config(robot_type='bi_so_follower', arm_ports={'left': emulator.port}))
     assert_robot_untouched(emulator)
+    # The nodes made before the refusal are gone: the next run is not served twice.
+    probe = Node('leak_probe')
+    try:
+        assert wait_for(lambda: 'policy' not in probe.get_node_names(), timeout=5.0), probe.get_node_names()
+    finally:
+        probe.destroy_node()
 
 
 def test_rtc_backend_in_process_never_starves(ros, assets, emulator, rollout_config):
