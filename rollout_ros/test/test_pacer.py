@@ -2,6 +2,8 @@
 """The pacer keeps an absolute schedule: lateness is measured, overruns are
 counted, and a stall does not shift later deadlines."""
 
+import time
+
 import pytest
 
 from rollout_ros.core.pacer import Pacer
@@ -131,3 +133,29 @@ def test_command_timing_sees_the_gap_the_robot_felt():
     # Without a period given, the median interval stands in for it.
     assert command_timing(times)['gaps'] == 1
     assert command_timing(times[:1])['commands'] == 1
+
+
+def test_starved_ticks_before_the_first_action_get_the_startup_grace():
+    """A policy that has not acted yet (first chunk, a remote policy still
+    discovering its cameras) gets startup_grace_s; once it has acted,
+    max_starved_ticks starved ticks in a row end the run."""
+    from rollout_ros.core.control_loop import ControlLoop
+
+    answers = [None] * 8 + [{'j.pos': 1.0}] + [None] * 10
+    loop = ControlLoop(
+        30.0, lambda: 0, lambda obs: answers.pop(0), lambda a: None, max_starved_ticks=3, startup_grace_s=60.0
+    )
+    for _ in range(8):
+        loop._tick()
+    assert not loop.starved_out and loop.starved_ticks == 8  # 8 > 3, but still within the grace
+    loop._tick()  # the first action
+    for _ in range(3):
+        loop._tick()
+    assert loop.starved_out and loop.starved_ticks == 11
+
+    never = ControlLoop(30.0, lambda: 0, lambda obs: None, lambda a: None, max_starved_ticks=3, startup_grace_s=0.05)
+    deadline = time.monotonic() + 5.0
+    while not never.starved_out and time.monotonic() < deadline:
+        never._tick()
+        time.sleep(0.01)
+    assert never.starved_out  # a start that never comes still ends the run

@@ -15,7 +15,8 @@ command went out), so datasets hold one row per policy step at fps.
 Liveness: with `max_starved_ticks` N, a streak of N starved policy ticks,
 or, once the policy has acted, a streak lasting `max_starved_s` (ticks that
 wait out a policy timeout are few but long), ends the run with `starved_out`
-set; the owner names the missing input and holds the arm.
+set; the owner names the missing input and holds the arm. Before the first
+action, `startup_grace_s` of starving takes the place of both.
 """
 
 import os
@@ -47,6 +48,7 @@ class ControlLoop:
         max_starved_ticks: int = 0,
         max_starved_s: float = 0.0,
         realtime_priority: int = 0,
+        startup_grace_s: float = 0.0,
     ):
         self.interpolator = ActionInterpolator(interpolation_multiplier)
         self.pacer = Pacer(fps * self.interpolator.multiplier)
@@ -61,6 +63,7 @@ class ControlLoop:
         self.starved_ticks = 0
         self.max_starved_ticks = max_starved_ticks
         self.max_starved_s = max_starved_s
+        self.startup_grace_s = startup_grace_s
         self.consecutive_starved = 0
         self._starved_since: float | None = None
         self._tick_start = 0.0
@@ -98,8 +101,13 @@ class ControlLoop:
         now = time.monotonic()
         if self._starved_since is None:
             # The streak began when this tick began, before it waited on inputs.
-            self._starved_since = self._tick_start
+            self._starved_since = self._tick_start or now
         self.consecutive_starved += 1
+        if self.last_action is None and self.startup_grace_s:
+            # Before the first action, a policy in another process may still be
+            # discovering its camera topics, or computing its first chunk:
+            # only a start that never comes ends the run.
+            return now - self._starved_since >= self.startup_grace_s
         if self.max_starved_ticks and self.consecutive_starved >= self.max_starved_ticks:
             return True
         return bool(

@@ -162,7 +162,8 @@ class BaseStrategyNode(ManagedNode):
         self.declare(
             'startup_timeout_s',
             10.0,
-            'How long to wait for the first joint state and frames after activation [s].',
+            'How long to wait for the first joint state and frames after activation, and for the '
+            "policy's first action once the loop runs (max_starved_ticks counts from then) [s].",
             min_value=0.1,
         )
         self.declare(
@@ -434,6 +435,7 @@ class BaseStrategyNode(ManagedNode):
             max_starved_ticks=self.param('max_starved_ticks'),
             max_starved_s=self._max_starved_s(),
             realtime_priority=self.param('loop_realtime_priority'),
+            startup_grace_s=self.param('startup_timeout_s'),
         )
         self.loop.record = self.on_policy_tick
         self._open_display()
